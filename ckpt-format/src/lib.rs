@@ -1,0 +1,168 @@
+//! `ckpt-format` — Linux process checkpoint images.
+//!
+//! This crate is the center of ckpt: the revision-independent image
+//! [model](model) (a stream of typed [`Event`]s), a decoder and an encoder for
+//! every supported [`Revision`] (`cr-v5`, `ckpt-v21`, `native-1`), readers for
+//! byte slices (zero-copy, for mmap'd files) and for any `io::Read` (pipes),
+//! validation, and conversion between revisions.
+//!
+//! Every decoder is an [`EventSource`], every encoder an [`EventSink`]; capture
+//! and restore backends in other crates implement the same two traits, so that
+//! converting is just [`pump`]ing one into the other.
+//!
+//! ```
+//! use ckpt_format::{build::ImageBuilder, open_slice, Event};
+//!
+//! // Make a small native-1 image in memory, then read it back.
+//! let bytes = ImageBuilder::example().to_native_bytes().unwrap();
+//! let mut src = open_slice(&bytes).unwrap();
+//! let mut tasks = 0;
+//! while let Some(ev) = src.next_event().unwrap() {
+//!     if let Event::Task(t) = ev {
+//!         tasks += 1;
+//!         assert_eq!(t.comm, b"example");
+//!     }
+//! }
+//! assert_eq!(tasks, 1);
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod build;
+pub mod crv5;
+pub mod detect;
+pub mod error;
+pub mod input;
+pub mod model;
+pub mod native;
+pub mod v21;
+
+pub use detect::{detect, Detected};
+pub use error::{Error, ErrorKind, Result};
+pub use model::*;
+
+use std::io::{Read, Write};
+
+/// Anything that produces the events of an image: a decoder, a live capture, ...
+pub trait EventSource {
+    /// The next event, or `None` after the last one. After an error has been
+    /// returned every later call returns `Ok(None)`: a source never loops on
+    /// bad input.
+    fn next_event(&mut self) -> Result<Option<Event<'_>>>;
+    /// Byte offset of the start of the record the last event came from, for
+    /// sources that read bytes (0 otherwise).
+    fn offset(&self) -> u64 {
+        0
+    }
+}
+
+/// Anything that consumes the events of an image: an encoder, a live restore, a summary ...
+pub trait EventSink {
+    /// Consume one event.
+    fn event(&mut self, ev: &Event<'_>) -> Result<()>;
+    /// Called once after the last event (the tail); flushes output.
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// One record as it lies in an image: the framing layer that `ckpt-inspect records` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    /// Byte offset of the record's first header byte.
+    pub offset: u64,
+    /// Type code as stored.
+    pub type_code: u32,
+    /// Name of the type in its revision (`"unknown"` when not defined).
+    pub name: &'static str,
+    /// Total bytes the record occupies in the file, header included, padding excluded.
+    pub len: u64,
+    /// Parent tag (0 when the revision or record has none).
+    pub parent: u32,
+    /// Object id the record defines or refers to, when it has one.
+    pub objref: Option<u32>,
+    /// The payload bytes (after the record header; raw blobs for era-A records).
+    pub payload: &'a [u8],
+}
+
+/// Source of framing-layer records.
+pub trait RecordSource {
+    /// The next record, or `None` at the end. Stops for good after an error.
+    fn next_record(&mut self) -> Result<Option<RawRecord<'_>>>;
+}
+
+/// Options shared by decoders.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    /// Check the checksums of page contents (record headers and metadata are
+    /// always checked in revisions that have checksums). Default true.
+    pub check_page_data: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            check_page_data: true,
+        }
+    }
+}
+
+/// Recognise the revision of `bytes` and return its event decoder (zero-copy).
+pub fn open_slice(bytes: &[u8]) -> Result<Box<dyn EventSource + '_>> {
+    open_slice_with(bytes, ReadOptions::default())
+}
+
+/// [`open_slice`] with options.
+pub fn open_slice_with(bytes: &[u8], opts: ReadOptions) -> Result<Box<dyn EventSource + '_>> {
+    match detect::detect(bytes)?.revision()? {
+        Revision::Native1 => Ok(Box::new(native::Decoder::new(
+            input::SliceInput::new(bytes),
+            opts,
+        ))),
+        Revision::CrV5 => crv5::open_slice(bytes, opts),
+        Revision::CkptV21 => v21::open_slice(bytes, opts),
+    }
+}
+
+/// Recognise the revision of a stream and return its event decoder.
+/// Reads no more than needed; memory stays bounded by the largest record.
+pub fn open_reader<'r, R: Read + 'r>(mut r: R) -> Result<Box<dyn EventSource + 'r>> {
+    open_reader_with(&mut r, ReadOptions::default()).map(|(rev, prefix)| -> Result<_> {
+        let inp = input::StreamInput::with_prefix(&prefix, r);
+        Ok(match rev {
+            Revision::Native1 => {
+                Box::new(native::Decoder::new(inp, ReadOptions::default())) as Box<dyn EventSource>
+            }
+            Revision::CrV5 => crv5::open_stream(inp, ReadOptions::default())?,
+            Revision::CkptV21 => v21::open_stream(inp, ReadOptions::default())?,
+        })
+    })?
+}
+
+/// Read the first bytes of `r` and recognise the revision; returns it with the bytes consumed.
+pub fn open_reader_with<R: Read>(r: &mut R, _opts: ReadOptions) -> Result<(Revision, Vec<u8>)> {
+    let mut prefix = Vec::with_capacity(detect::DETECT_LEN);
+    r.take(detect::DETECT_LEN as u64)
+        .read_to_end(&mut prefix)
+        .map_err(|e| Error::io(0, &e))?;
+    let rev = detect::detect(&prefix)?.revision()?;
+    Ok((rev, prefix))
+}
+
+/// An encoder of `rev` writing to `w`.
+pub fn encoder<'w, W: Write + 'w>(rev: Revision, w: W) -> Box<dyn EventSink + 'w> {
+    match rev {
+        Revision::Native1 => Box::new(native::Encoder::new(w)),
+        Revision::CrV5 => crv5::encoder(w),
+        Revision::CkptV21 => v21::encoder(w),
+    }
+}
+
+/// Drive every event of `src` into `sink`, then finish the sink. Returns the number of events.
+pub fn pump(src: &mut (impl EventSource + ?Sized), sink: &mut (impl EventSink + ?Sized)) -> Result<u64> {
+    let mut n = 0u64;
+    while let Some(ev) = src.next_event()? {
+        sink.event(&ev)?;
+        n += 1;
+    }
+    sink.finish()?;
+    Ok(n)
+}

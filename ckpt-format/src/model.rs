@@ -1,0 +1,847 @@
+//! The revision-independent image model: a stream of typed [`Event`]s.
+//!
+//! Every revision's decoder produces these events and every revision's encoder
+//! consumes them; live capture produces them and live restore consumes them.
+//! See `docs/MODEL.md` for the grammar the stream follows.
+//!
+//! ```text
+//! image := Header task* Error? Tail
+//! task  := Task Thread* [Mm vma*] [Fs] [SigActions] [Rlimits] (Pipe | File | Fd)*   Unknown may appear anywhere
+//! vma   := Vma (Pages | ZeroPages)* VmaEnd
+//! ```
+//!
+//! Shared objects ([`File`], [`Pipe`]) carry an object id (objref) and appear in
+//! full exactly once, before the first event that refers to them; later events
+//! refer to them by id only.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A format revision this crate can read and write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Revision {
+    /// Linux-CR RFC v5 (September 2008), era A `cr_hdr` framing.
+    CrV5,
+    /// Linux-CR v21 (2010), final upstream-style `ckpt_hdr` framing, x86-64.
+    CkptV21,
+    /// ckpt's own revision, specified in `docs/FORMAT.md`.
+    Native1,
+}
+
+impl Revision {
+    /// Every supported revision, oldest first.
+    pub const ALL: [Revision; 3] = [Revision::CrV5, Revision::CkptV21, Revision::Native1];
+
+    /// The stable short name used on the command line (`cr-v5`, `ckpt-v21`, `native-1`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Revision::CrV5 => "cr-v5",
+            Revision::CkptV21 => "ckpt-v21",
+            Revision::Native1 => "native-1",
+        }
+    }
+
+    /// Parse a short name as printed by [`Revision::name`].
+    pub fn from_name(s: &str) -> Option<Revision> {
+        Revision::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// CPU architecture of the checkpointed tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// x86-64 (`CKPT_ARCH_X86_64`).
+    X86_64,
+    /// i386 (`CKPT_ARCH_X86_32`).
+    X86_32,
+}
+
+impl Arch {
+    /// Short name (`x86_64`, `x86_32`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::X86_32 => "x86_32",
+        }
+    }
+    /// Size of a user-space pointer (and of a page address in legacy images), in bytes.
+    pub fn word_size(self) -> usize {
+        match self {
+            Arch::X86_64 => 8,
+            Arch::X86_32 => 4,
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A value in an [`Extras`] map.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Extra {
+    /// An integer field.
+    U64(u64),
+    /// A byte-string field.
+    Bytes(Vec<u8>),
+}
+
+/// Fields that a revision carries but the core model has no named place for
+/// (for example `f_version` of era-A files, or v21's `robust_futex_list`).
+///
+/// Keys are `revision-neutral snake_case` names documented in `docs/MODEL.md`.
+/// Native-1 stores extras verbatim, so they survive conversion through it; an
+/// encoder that cannot place an extra reports it as lost.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Extras(pub BTreeMap<String, Extra>);
+
+impl Extras {
+    /// An empty map.
+    pub fn new() -> Self {
+        Extras(BTreeMap::new())
+    }
+    /// Set an integer field.
+    pub fn set_u64(&mut self, key: &str, v: u64) {
+        self.0.insert(key.to_string(), Extra::U64(v));
+    }
+    /// Set a byte-string field.
+    pub fn set_bytes(&mut self, key: &str, v: &[u8]) {
+        self.0.insert(key.to_string(), Extra::Bytes(v.to_vec()));
+    }
+    /// An integer field, if present and an integer.
+    pub fn u64(&self, key: &str) -> Option<u64> {
+        match self.0.get(key) {
+            Some(Extra::U64(v)) => Some(*v),
+            _ => None,
+        }
+    }
+    /// A byte-string field, if present and bytes.
+    pub fn bytes(&self, key: &str) -> Option<&[u8]> {
+        match self.0.get(key) {
+            Some(Extra::Bytes(v)) => Some(v),
+            _ => None,
+        }
+    }
+    /// True when there are no extras.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The running kernel at capture time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    /// `LINUX_VERSION_CODE` major number.
+    pub major: u16,
+    /// `LINUX_VERSION_CODE` minor number.
+    pub minor: u16,
+    /// `LINUX_VERSION_CODE` patch level (saturated at 255 by old kernels).
+    pub patch: u16,
+    /// `uname -r` bytes, without trailing NULs.
+    pub release: Vec<u8>,
+    /// `uname -v` bytes, without trailing NULs.
+    pub version: Vec<u8>,
+    /// `uname -m` bytes, without trailing NULs.
+    pub machine: Vec<u8>,
+}
+
+/// The image header: what wrote the image, when, for which kernel and CPU.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Header {
+    /// Revision the image was decoded from (encoders write their own).
+    pub revision: Revision,
+    /// Architecture of the tasks.
+    pub arch: Arch,
+    /// Page size in bytes (4096 on x86).
+    pub page_size: u32,
+    /// Kernel identification.
+    pub kernel: Kernel,
+    /// Capture time, seconds since the Unix epoch.
+    pub time: u64,
+    /// Checkpoint flags (revision-specific meaning; `uflags` in v21, `flags` in v5).
+    pub flags: u64,
+    /// Name of the program that wrote the image (empty for kernel-written images).
+    pub tool: String,
+    /// Version of that program.
+    pub tool_version: String,
+    /// Revision-specific fields without a named place here.
+    pub extras: Extras,
+}
+
+/// One task (a process, or the thread-group leader of a multi-threaded process).
+///
+/// The events that follow a `Task`, up to the next `Task` or the end, belong to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Task {
+    /// Process id.
+    pub pid: i32,
+    /// Thread-group id.
+    pub tgid: i32,
+    /// Parent's pid (0 for the root of the image).
+    pub ppid: i32,
+    /// Process-group id.
+    pub pgid: i32,
+    /// Session id.
+    pub sid: i32,
+    /// `comm`, raw bytes up to 16 (`TASK_COMM_LEN`), trailing NULs removed.
+    pub comm: Vec<u8>,
+    /// Scheduler state (`task_struct.state`; 0 = runnable, 1 = interruptible ...).
+    pub state: u32,
+    /// Exit state (non-zero for zombies).
+    pub exit_state: u32,
+    /// Exit code.
+    pub exit_code: u32,
+    /// Signal sent to the parent on exit (usually SIGCHLD = 17).
+    pub exit_signal: u32,
+    /// Credentials summary.
+    pub creds: Creds,
+    /// Revision-specific fields without a named place here.
+    pub extras: Extras,
+}
+
+/// Credentials summary of a task.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Creds {
+    /// Real, effective, saved and filesystem user ids.
+    pub uid: [u32; 4],
+    /// Real, effective, saved and filesystem group ids.
+    pub gid: [u32; 4],
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// General-purpose registers, in the order of x86-64 `struct user_regs_struct`.
+///
+/// x86-32 images store the i386 registers zero-extended into the same fields
+/// (`rax` holds `eax` ...); `fs_base`/`gs_base` are then 0.
+#[allow(missing_docs)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Regs {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub orig_rax: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub eflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    pub ds: u64,
+    pub es: u64,
+    pub fs: u64,
+    pub gs: u64,
+}
+
+impl Regs {
+    /// Names of the 27 fields, in wire order.
+    pub const NAMES: [&'static str; 27] = [
+        "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx",
+        "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds",
+        "es", "fs", "gs",
+    ];
+
+    /// The fields as an array, in wire order.
+    pub fn to_array(&self) -> [u64; 27] {
+        [
+            self.r15,
+            self.r14,
+            self.r13,
+            self.r12,
+            self.rbp,
+            self.rbx,
+            self.r11,
+            self.r10,
+            self.r9,
+            self.r8,
+            self.rax,
+            self.rcx,
+            self.rdx,
+            self.rsi,
+            self.rdi,
+            self.orig_rax,
+            self.rip,
+            self.cs,
+            self.eflags,
+            self.rsp,
+            self.ss,
+            self.fs_base,
+            self.gs_base,
+            self.ds,
+            self.es,
+            self.fs,
+            self.gs,
+        ]
+    }
+
+    /// Build from an array in wire order.
+    pub fn from_array(a: [u64; 27]) -> Regs {
+        Regs {
+            r15: a[0],
+            r14: a[1],
+            r13: a[2],
+            r12: a[3],
+            rbp: a[4],
+            rbx: a[5],
+            r11: a[6],
+            r10: a[7],
+            r9: a[8],
+            r8: a[9],
+            rax: a[10],
+            rcx: a[11],
+            rdx: a[12],
+            rsi: a[13],
+            rdi: a[14],
+            orig_rax: a[15],
+            rip: a[16],
+            cs: a[17],
+            eflags: a[18],
+            rsp: a[19],
+            ss: a[20],
+            fs_base: a[21],
+            gs_base: a[22],
+            ds: a[23],
+            es: a[24],
+            fs: a[25],
+            gs: a[26],
+        }
+    }
+}
+
+/// Kind of the saved FPU state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FpuKind {
+    /// The `XSAVE` area as `PTRACE_GETREGSET NT_X86_XSTATE` returns it.
+    Xsave,
+    /// The 512-byte `FXSAVE` area.
+    Fxsave,
+    /// A kernel-internal layout copied verbatim by a legacy kernel (era A `thread_xstate`).
+    Legacy,
+}
+
+/// Saved FPU/vector state of a thread.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Fpu {
+    /// What `data` holds.
+    pub kind: FpuKind,
+    /// XCR0 / xfeatures mask the area was saved with (0 when unknown).
+    pub xfeatures: u64,
+    /// The raw area; its length is the area size.
+    pub data: Vec<u8>,
+}
+
+/// One thread of a task.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Thread {
+    /// Thread id.
+    pub tid: i32,
+    /// General-purpose registers.
+    pub regs: Regs,
+    /// FPU/vector state, when saved.
+    pub fpu: Option<Fpu>,
+    /// TLS descriptors, raw: on x86-64 an array of 16-byte `struct user_desc`
+    /// (little-endian, as `PTRACE_GET_THREAD_AREA` returns them); on x86-32 the
+    /// GDT TLS array, 8 bytes per descriptor.
+    pub tls: Vec<u8>,
+    /// Blocked signal mask (bit N-1 = signal N).
+    pub sigmask: u64,
+    /// Revision-specific fields without a named place here.
+    pub extras: Extras,
+}
+
+/// The address space of a task, apart from its VMAs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Mm {
+    /// Start of the text segment.
+    pub start_code: u64,
+    /// End of the text segment.
+    pub end_code: u64,
+    /// Start of the data segment.
+    pub start_data: u64,
+    /// End of the data segment.
+    pub end_data: u64,
+    /// Start of the heap.
+    pub start_brk: u64,
+    /// Current program break.
+    pub brk: u64,
+    /// Start (top) of the main stack.
+    pub start_stack: u64,
+    /// Start of the argument strings.
+    pub arg_start: u64,
+    /// End of the argument strings.
+    pub arg_end: u64,
+    /// Start of the environment strings.
+    pub env_start: u64,
+    /// End of the environment strings.
+    pub env_end: u64,
+    /// The auxiliary vector as (type, value) pairs flattened, including the final AT_NULL pair.
+    pub auxv: Vec<u64>,
+    /// Path of the executable, if known.
+    pub exe: Option<Vec<u8>>,
+    /// Execution domain (`personality(2)`).
+    pub personality: u32,
+    /// Revision-specific fields without a named place here.
+    pub extras: Extras,
+}
+
+/// What a VMA maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VmaKind {
+    /// Private anonymous memory.
+    Anon,
+    /// A file mapping.
+    File,
+    /// The main stack.
+    Stack,
+    /// The brk heap.
+    Heap,
+    /// The vDSO.
+    Vdso,
+    /// The vvar page(s) of the vDSO.
+    Vvar,
+    /// Shared anonymous memory.
+    SharedAnon,
+    /// Anything else (vsyscall ...).
+    Other,
+}
+
+impl VmaKind {
+    /// Stable lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            VmaKind::Anon => "anon",
+            VmaKind::File => "file",
+            VmaKind::Stack => "stack",
+            VmaKind::Heap => "heap",
+            VmaKind::Vdso => "vdso",
+            VmaKind::Vvar => "vvar",
+            VmaKind::SharedAnon => "shared-anon",
+            VmaKind::Other => "other",
+        }
+    }
+    /// Numeric code used by native-1 (see docs/FORMAT.md).
+    pub fn code(self) -> u32 {
+        match self {
+            VmaKind::Anon => 1,
+            VmaKind::File => 2,
+            VmaKind::Stack => 3,
+            VmaKind::Heap => 4,
+            VmaKind::Vdso => 5,
+            VmaKind::Vvar => 6,
+            VmaKind::SharedAnon => 7,
+            VmaKind::Other => 8,
+        }
+    }
+    /// Inverse of [`VmaKind::code`].
+    pub fn from_code(c: u32) -> Option<VmaKind> {
+        Some(match c {
+            1 => VmaKind::Anon,
+            2 => VmaKind::File,
+            3 => VmaKind::Stack,
+            4 => VmaKind::Heap,
+            5 => VmaKind::Vdso,
+            6 => VmaKind::Vvar,
+            7 => VmaKind::SharedAnon,
+            8 => VmaKind::Other,
+            _ => return None,
+        })
+    }
+}
+
+/// `PROT_READ`.
+pub const PROT_READ: u32 = 1;
+/// `PROT_WRITE`.
+pub const PROT_WRITE: u32 = 2;
+/// `PROT_EXEC`.
+pub const PROT_EXEC: u32 = 4;
+/// VMA flag: shared mapping (`VM_SHARED`, 0x8).
+pub const VM_SHARED: u64 = 0x8;
+
+/// One virtual memory area.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Vma {
+    /// First address (page aligned).
+    pub start: u64,
+    /// One past the last address (page aligned, > start).
+    pub end: u64,
+    /// `PROT_*` bits.
+    pub prot: u32,
+    /// Kernel `vm_flags` (VM_READ 0x1, VM_WRITE 0x2, VM_EXEC 0x4, VM_SHARED 0x8, VM_GROWSDOWN 0x100 ...).
+    pub flags: u64,
+    /// Offset into the backing file, in pages.
+    pub pgoff: u64,
+    /// What the VMA maps.
+    pub kind: VmaKind,
+    /// Path of the backing file, for file mappings.
+    pub file: Option<Vec<u8>>,
+    /// Revision-specific fields without a named place here.
+    pub extras: Extras,
+}
+
+/// A list of page addresses as it lies in the image: little-endian words of
+/// 4 or 8 bytes, borrowed when possible.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Addrs<'a> {
+    bytes: Cow<'a, [u8]>,
+    width: u8,
+}
+
+impl<'a> Addrs<'a> {
+    /// Borrow `bytes` as little-endian words of `width` (4 or 8) bytes.
+    /// Returns `None` if the width is not 4 or 8 or the length is not a multiple of it.
+    pub fn from_le_bytes(bytes: &'a [u8], width: u8) -> Option<Addrs<'a>> {
+        if (width != 4 && width != 8) || bytes.len() % width as usize != 0 {
+            return None;
+        }
+        Some(Addrs {
+            bytes: Cow::Borrowed(bytes),
+            width,
+        })
+    }
+    /// Owned list of 8-byte addresses.
+    pub fn from_u64s(v: &[u64]) -> Addrs<'static> {
+        let mut b = Vec::with_capacity(v.len() * 8);
+        for a in v {
+            b.extend_from_slice(&a.to_le_bytes());
+        }
+        Addrs {
+            bytes: Cow::Owned(b),
+            width: 8,
+        }
+    }
+    /// Number of addresses.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / self.width as usize
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+    /// Word width in bytes (4 or 8).
+    pub fn width(&self) -> u8 {
+        self.width
+    }
+    /// The raw little-endian bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    /// Address number `i`, if in range.
+    pub fn get(&self, i: usize) -> Option<u64> {
+        let w = self.width as usize;
+        let s = self.bytes.get(i.checked_mul(w)?..i.checked_mul(w)?.checked_add(w)?)?;
+        Some(if w == 8 {
+            u64::from_le_bytes(s.try_into().ok()?)
+        } else {
+            u32::from_le_bytes(s.try_into().ok()?) as u64
+        })
+    }
+    /// Iterate over the addresses.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.len()).map(move |i| self.get(i).unwrap_or(0))
+    }
+    /// Copy into an owned value.
+    pub fn into_owned(self) -> Addrs<'static> {
+        Addrs {
+            bytes: Cow::Owned(self.bytes.into_owned()),
+            width: self.width,
+        }
+    }
+}
+
+/// A chunk of captured pages: `addrs.len()` pages whose contents follow in
+/// `data`, `page_size` bytes each, in the same order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PageChunk<'a> {
+    /// Page addresses.
+    pub addrs: Addrs<'a>,
+    /// Page contents, borrowed from the mapped image or the reader's buffer.
+    pub data: Cow<'a, [u8]>,
+}
+
+impl PageChunk<'_> {
+    /// Contents of page `i` for the given page size.
+    pub fn page(&self, i: usize, page_size: usize) -> Option<&[u8]> {
+        let start = i.checked_mul(page_size)?;
+        self.data.get(start..start.checked_add(page_size)?)
+    }
+    /// Copy into an owned value.
+    pub fn into_owned(self) -> PageChunk<'static> {
+        PageChunk {
+            addrs: self.addrs.into_owned(),
+            data: Cow::Owned(self.data.into_owned()),
+        }
+    }
+}
+
+/// A run of `count` all-zero pages starting at `start`, recorded without contents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ZeroRun {
+    /// First page address.
+    pub start: u64,
+    /// Number of consecutive pages.
+    pub count: u64,
+}
+
+/// What an open file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// A regular file.
+    Regular,
+    /// A directory.
+    Directory,
+    /// One end of an anonymous pipe.
+    Pipe,
+    /// A named pipe.
+    Fifo,
+    /// A character device (/dev/null, a tty ...).
+    CharDevice,
+    /// A socket.
+    Socket,
+    /// Anything else (eventfd, epoll, a symlink in very old images ...).
+    Other,
+}
+
+impl FileKind {
+    /// Stable lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::Regular => "regular",
+            FileKind::Directory => "directory",
+            FileKind::Pipe => "pipe",
+            FileKind::Fifo => "fifo",
+            FileKind::CharDevice => "chardev",
+            FileKind::Socket => "socket",
+            FileKind::Other => "other",
+        }
+    }
+    /// Numeric code used by native-1.
+    pub fn code(self) -> u32 {
+        match self {
+            FileKind::Regular => 1,
+            FileKind::Directory => 2,
+            FileKind::Pipe => 3,
+            FileKind::Fifo => 4,
+            FileKind::CharDevice => 5,
+            FileKind::Socket => 6,
+            FileKind::Other => 7,
+        }
+    }
+    /// Inverse of [`FileKind::code`].
+    pub fn from_code(c: u32) -> Option<FileKind> {
+        Some(match c {
+            1 => FileKind::Regular,
+            2 => FileKind::Directory,
+            3 => FileKind::Pipe,
+            4 => FileKind::Fifo,
+            5 => FileKind::CharDevice,
+            6 => FileKind::Socket,
+            7 => FileKind::Other,
+            _ => return None,
+        })
+    }
+}
+
+/// An open file description: a shared object, defined once and referred to by id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct File {
+    /// Object id (objref), unique among the image's objects, > 0.
+    pub id: u32,
+    /// What it is.
+    pub kind: FileKind,
+    /// Path (empty for pipes and sockets).
+    pub path: Vec<u8>,
+    /// `open(2)` flags (`O_ACCMODE`, `O_APPEND`, `O_NONBLOCK` ...).
+    pub flags: u32,
+    /// `st_mode` of the file, or `f_mode` for legacy images.
+    pub mode: u32,
+    /// File position.
+    pub pos: u64,
+    /// For pipe and FIFO ends: id of the [`Pipe`] object.
+    pub pipe: Option<u32>,
+    /// Revision-specific fields without a named place here.
+    pub extras: Extras,
+}
+
+/// A pipe: a shared object both ends refer to, with the bytes buffered in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Pipe<'a> {
+    /// Object id (objref), unique among the image's objects, > 0.
+    pub id: u32,
+    /// Bytes buffered in the pipe at capture time, oldest first.
+    pub data: Cow<'a, [u8]>,
+}
+
+/// An entry of a task's fd table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fd {
+    /// Descriptor number.
+    pub fd: i32,
+    /// Close-on-exec flag.
+    pub cloexec: bool,
+    /// Id of the [`File`] it refers to.
+    pub file: u32,
+}
+
+/// Filesystem context of a task.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Fs {
+    /// Current directory.
+    pub cwd: Vec<u8>,
+    /// Root directory.
+    pub root: Vec<u8>,
+    /// File-mode creation mask.
+    pub umask: u32,
+}
+
+/// The disposition of one signal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SigAction {
+    /// Handler address, or 0 = SIG_DFL, 1 = SIG_IGN.
+    pub handler: u64,
+    /// `SA_*` flags.
+    pub flags: u64,
+    /// `sa_restorer`.
+    pub restorer: u64,
+    /// Signals blocked while the handler runs.
+    pub mask: u64,
+}
+
+/// A resource limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Rlimit {
+    /// Soft limit (`u64::MAX` = infinity).
+    pub cur: u64,
+    /// Hard limit (`u64::MAX` = infinity).
+    pub max: u64,
+}
+
+/// A record the decoder does not understand, kept so that it survives
+/// inspection and same-revision round trips.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Unknown<'a> {
+    /// Revision the record comes from.
+    pub revision: Revision,
+    /// Its type code.
+    pub type_code: u32,
+    /// Its parent tag (0 when the revision has none).
+    pub parent: u32,
+    /// Its payload (everything after the record header).
+    pub payload: Cow<'a, [u8]>,
+}
+
+/// One event of the model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Event<'a> {
+    /// Always first.
+    Header(Header),
+    /// Starts a task.
+    Task(Task),
+    /// A thread of the current task.
+    Thread(Thread),
+    /// The current task's address space.
+    Mm(Mm),
+    /// A VMA of the current task; its pages follow, then [`Event::VmaEnd`].
+    Vma(Vma),
+    /// Pages of the current VMA.
+    Pages(PageChunk<'a>),
+    /// All-zero pages of the current VMA.
+    ZeroPages(ZeroRun),
+    /// Ends the current VMA's pages.
+    VmaEnd,
+    /// cwd, root and umask of the current task.
+    Fs(Fs),
+    /// Signal dispositions of the current task, for signals 1..=N in order.
+    SigActions(Vec<SigAction>),
+    /// Resource limits of the current task, indexed by `RLIMIT_*`.
+    Rlimits(Vec<Rlimit>),
+    /// Defines a pipe object.
+    Pipe(Pipe<'a>),
+    /// Defines a file object.
+    File(File),
+    /// An fd of the current task.
+    Fd(Fd),
+    /// The writer reported an error; the image is incomplete.
+    Error(Vec<u8>),
+    /// A record this revision's decoder did not understand.
+    Unknown(Unknown<'a>),
+    /// Always last.
+    Tail,
+}
+
+impl Event<'_> {
+    /// Short name of the event kind (`header`, `task`, `pages` ...).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Event::Header(_) => "header",
+            Event::Task(_) => "task",
+            Event::Thread(_) => "thread",
+            Event::Mm(_) => "mm",
+            Event::Vma(_) => "vma",
+            Event::Pages(_) => "pages",
+            Event::ZeroPages(_) => "zero-pages",
+            Event::VmaEnd => "vma-end",
+            Event::Fs(_) => "fs",
+            Event::SigActions(_) => "sigactions",
+            Event::Rlimits(_) => "rlimits",
+            Event::Pipe(_) => "pipe",
+            Event::File(_) => "file",
+            Event::Fd(_) => "fd",
+            Event::Error(_) => "error",
+            Event::Unknown(_) => "unknown",
+            Event::Tail => "tail",
+        }
+    }
+
+    /// Copy every borrowed slice, detaching the event from its source.
+    pub fn into_owned(self) -> Event<'static> {
+        match self {
+            Event::Header(h) => Event::Header(h),
+            Event::Task(t) => Event::Task(t),
+            Event::Thread(t) => Event::Thread(t),
+            Event::Mm(m) => Event::Mm(m),
+            Event::Vma(v) => Event::Vma(v),
+            Event::Pages(p) => Event::Pages(p.into_owned()),
+            Event::ZeroPages(z) => Event::ZeroPages(z),
+            Event::VmaEnd => Event::VmaEnd,
+            Event::Fs(f) => Event::Fs(f),
+            Event::SigActions(s) => Event::SigActions(s),
+            Event::Rlimits(r) => Event::Rlimits(r),
+            Event::Pipe(p) => Event::Pipe(Pipe {
+                id: p.id,
+                data: Cow::Owned(p.data.into_owned()),
+            }),
+            Event::File(f) => Event::File(f),
+            Event::Fd(f) => Event::Fd(f),
+            Event::Error(e) => Event::Error(e),
+            Event::Unknown(u) => Event::Unknown(Unknown {
+                revision: u.revision,
+                type_code: u.type_code,
+                parent: u.parent,
+                payload: Cow::Owned(u.payload.into_owned()),
+            }),
+            Event::Tail => Event::Tail,
+        }
+    }
+}
