@@ -38,9 +38,10 @@ impl Detected {
     pub fn revision(self) -> Result<Revision> {
         match self {
             Detected::Supported(r) => Ok(r),
-            Detected::Unsupported(s) => {
-                Err(Error::new(0, ErrorKind::UnsupportedRevision { recognised: s }))
-            }
+            Detected::Unsupported(s) => Err(Error::new(
+                0,
+                ErrorKind::UnsupportedRevision { recognised: s },
+            )),
         }
     }
 }
@@ -71,14 +72,7 @@ fn hex(b: &[u8]) -> String {
 
 /// Recognise the revision of an image from its first bytes (up to [`DETECT_LEN`]).
 pub fn detect(b: &[u8]) -> Result<Detected> {
-    let unrecognised = || {
-        Error::new(
-            0,
-            ErrorKind::UnrecognisedFormat {
-                found: hex(b),
-            },
-        )
-    };
+    let unrecognised = || Error::new(0, ErrorKind::UnrecognisedFormat { found: hex(b) });
     if b.len() >= 8 && b[..8] == NATIVE_MAGIC {
         let rev = u32le(b, 8).ok_or_else(unrecognised)?;
         return Ok(match rev {

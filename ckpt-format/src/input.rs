@@ -58,6 +58,9 @@ impl<'a> SliceInput<'a> {
     }
     /// Like [`Input::read`] but returning a slice with the input's lifetime.
     pub fn read_borrowed(&mut self, n: u64) -> Result<&'a [u8]> {
+        if n > MAX_RECORD_LEN {
+            return Err(too_large(self.pos as u64, n));
+        }
         let avail = (self.data.len() - self.pos) as u64;
         if n > avail {
             return Err(Error::new(
@@ -82,7 +85,18 @@ impl Input for SliceInput<'_> {
         self.read_borrowed(n)
     }
     fn skip(&mut self, n: u64) -> Result<()> {
-        self.read_borrowed(n).map(|_| ())
+        let avail = (self.data.len() - self.pos) as u64;
+        if n > avail {
+            return Err(Error::new(
+                self.pos as u64,
+                ErrorKind::Truncated {
+                    needed: n,
+                    available: avail,
+                },
+            ));
+        }
+        self.pos += n as usize;
+        Ok(())
     }
     fn at_eof(&mut self) -> Result<bool> {
         Ok(self.pos >= self.data.len())

@@ -36,6 +36,7 @@ pub mod input;
 pub mod model;
 pub mod native;
 pub mod v21;
+pub mod validate;
 
 pub use detect::{detect, Detected};
 pub use error::{Error, ErrorKind, Result};
@@ -124,21 +125,27 @@ pub fn open_slice_with(bytes: &[u8], opts: ReadOptions) -> Result<Box<dyn EventS
 
 /// Recognise the revision of a stream and return its event decoder.
 /// Reads no more than needed; memory stays bounded by the largest record.
-pub fn open_reader<'r, R: Read + 'r>(mut r: R) -> Result<Box<dyn EventSource + 'r>> {
-    open_reader_with(&mut r, ReadOptions::default()).map(|(rev, prefix)| -> Result<_> {
-        let inp = input::StreamInput::with_prefix(&prefix, r);
-        Ok(match rev {
-            Revision::Native1 => {
-                Box::new(native::Decoder::new(inp, ReadOptions::default())) as Box<dyn EventSource>
-            }
-            Revision::CrV5 => crv5::open_stream(inp, ReadOptions::default())?,
-            Revision::CkptV21 => v21::open_stream(inp, ReadOptions::default())?,
-        })
-    })?
+pub fn open_reader<'r, R: Read + 'r>(r: R) -> Result<Box<dyn EventSource + 'r>> {
+    open_reader_with(r, ReadOptions::default())
 }
 
-/// Read the first bytes of `r` and recognise the revision; returns it with the bytes consumed.
-pub fn open_reader_with<R: Read>(r: &mut R, _opts: ReadOptions) -> Result<(Revision, Vec<u8>)> {
+/// [`open_reader`] with options.
+pub fn open_reader_with<'r, R: Read + 'r>(
+    mut r: R,
+    opts: ReadOptions,
+) -> Result<Box<dyn EventSource + 'r>> {
+    let (rev, prefix) = sniff(&mut r)?;
+    let inp = input::StreamInput::with_prefix(&prefix, r);
+    match rev {
+        Revision::Native1 => Ok(Box::new(native::Decoder::new(inp, opts))),
+        Revision::CrV5 => crv5::open_stream(inp, opts),
+        Revision::CkptV21 => v21::open_stream(inp, opts),
+    }
+}
+
+/// Read the first bytes of `r` (at most [`detect::DETECT_LEN`]) and recognise
+/// the revision; returns it with the bytes consumed, to be chained back in front.
+pub fn sniff<R: Read>(r: &mut R) -> Result<(Revision, Vec<u8>)> {
     let mut prefix = Vec::with_capacity(detect::DETECT_LEN);
     r.take(detect::DETECT_LEN as u64)
         .read_to_end(&mut prefix)
@@ -157,7 +164,10 @@ pub fn encoder<'w, W: Write + 'w>(rev: Revision, w: W) -> Box<dyn EventSink + 'w
 }
 
 /// Drive every event of `src` into `sink`, then finish the sink. Returns the number of events.
-pub fn pump(src: &mut (impl EventSource + ?Sized), sink: &mut (impl EventSink + ?Sized)) -> Result<u64> {
+pub fn pump(
+    src: &mut (impl EventSource + ?Sized),
+    sink: &mut (impl EventSink + ?Sized),
+) -> Result<u64> {
     let mut n = 0u64;
     while let Some(ev) = src.next_event()? {
         sink.event(&ev)?;

@@ -550,7 +550,9 @@ impl<'a> Addrs<'a> {
     /// Address number `i`, if in range.
     pub fn get(&self, i: usize) -> Option<u64> {
         let w = self.width as usize;
-        let s = self.bytes.get(i.checked_mul(w)?..i.checked_mul(w)?.checked_add(w)?)?;
+        let s = self
+            .bytes
+            .get(i.checked_mul(w)?..i.checked_mul(w)?.checked_add(w)?)?;
         Some(if w == 8 {
             u64::from_le_bytes(s.try_into().ok()?)
         } else {

@@ -1,0 +1,679 @@
+//! The native-1 decoder: frames → events, with every structural rule checked.
+
+use super::payload::{revision_from_code, Cur};
+use super::*;
+use crate::input::Input;
+use crate::model::*;
+use crate::validate::Checker;
+use crate::{EventSource, RawRecord, ReadOptions, RecordSource};
+use std::borrow::Cow;
+
+/// Most signals a SIGACTIONS record may describe.
+const MAX_SIGNALS: u32 = 128;
+/// Most rlimits a RLIMITS record may describe.
+const MAX_RLIMITS: u32 = 64;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Preamble,
+    Header,
+    Body,
+    AfterTail,
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct VmaCount {
+    pages: u64,
+    zeros: u64,
+}
+
+/// Decodes a native-1 image from any [`Input`] into [`Event`]s.
+///
+/// Checks every rule of docs/FORMAT.md as it goes (framing, alignment,
+/// checksums, parent tags, objrefs, VMA order, page placement, terminators,
+/// tail), and stops for good at the first violation.
+pub struct Decoder<I> {
+    input: I,
+    opts: ReadOptions,
+    phase: Phase,
+    checker: Checker,
+    records: u64,
+    stream_crc: crc32fast::Hasher,
+    task_pid: Option<i32>,
+    vma: Option<VmaCount>,
+    last_offset: u64,
+}
+
+impl<I: Input> Decoder<I> {
+    /// Decode from `input`, positioned at the preamble.
+    pub fn new(input: I, opts: ReadOptions) -> Self {
+        Decoder {
+            input,
+            opts,
+            phase: Phase::Preamble,
+            checker: Checker::new(),
+            records: 0,
+            stream_crc: crc32fast::Hasher::new(),
+            task_pid: None,
+            vma: None,
+            last_offset: 0,
+        }
+    }
+
+    /// The input, e.g. to measure its buffer.
+    pub fn input(&self) -> &I {
+        &self.input
+    }
+
+    fn step(&mut self, mut phase: Phase) -> Result<Option<Event<'_>>> {
+        match phase {
+            Phase::Done => return Ok(None),
+            Phase::AfterTail => {
+                let at = self.input.offset();
+                let extra = self.input.drain()?;
+                if extra > 0 {
+                    return Err(Error::new(at, ErrorKind::TrailingData { bytes: extra }));
+                }
+                return Ok(None);
+            }
+            Phase::Preamble => {
+                read_preamble(&mut self.input)?;
+                phase = Phase::Header;
+            }
+            _ => {}
+        }
+        let at = self.input.offset();
+        let Some((f, _padded)) = read_frame(&mut self.input)? else {
+            return Err(Error::new(
+                at,
+                ErrorKind::MissingTerminator {
+                    expected: if phase == Phase::Header {
+                        "a HEADER record"
+                    } else if self.vma.is_some() {
+                        "a VMA_END record, then the TAIL"
+                    } else {
+                        "a TAIL record"
+                    },
+                },
+            ));
+        };
+        self.last_offset = f.offset;
+        let ty = f.ty();
+        if !ty.is_known() {
+            return Err(f.err(ErrorKind::UnknownRecord { code: ty.0 }));
+        }
+        if phase == Phase::Header && ty != RecordType::HEADER {
+            return Err(f.err(ErrorKind::UnexpectedRecord {
+                found: ty.to_string(),
+                expected: "HEADER first".into(),
+            }));
+        }
+        // Parent tags and objref header fields.
+        let task_level = matches!(
+            ty,
+            RecordType::THREAD
+                | RecordType::FS
+                | RecordType::SIGACTIONS
+                | RecordType::RLIMITS
+                | RecordType::MM
+                | RecordType::VMA
+                | RecordType::PAGES
+                | RecordType::ZERO_PAGES
+                | RecordType::VMA_END
+                | RecordType::FD
+        );
+        let expected_parent = if task_level || ty == RecordType::FOREIGN {
+            self.task_pid.unwrap_or(0) as u32
+        } else {
+            0
+        };
+        if task_level && self.task_pid.is_none() {
+            return Err(f.err(ErrorKind::UnexpectedRecord {
+                found: ty.to_string(),
+                expected: "a TASK record before any task-level record".into(),
+            }));
+        }
+        let parent = f.header.parent.get();
+        if parent != expected_parent {
+            return Err(Error::new(
+                f.offset + 8,
+                ErrorKind::BadParent {
+                    found: parent,
+                    expected: expected_parent,
+                },
+            )
+            .in_record(ty.0, ty.name()));
+        }
+        let objref = f.header.objref.get();
+        let defines = matches!(ty, RecordType::FILE | RecordType::PIPE);
+        if defines == (objref == 0) {
+            return Err(Error::new(
+                f.offset + 12,
+                ErrorKind::BadValue {
+                    field: "objref",
+                    found: objref as u64,
+                    expected: if defines {
+                        "a non-zero object id".into()
+                    } else {
+                        "0 (this record defines no object)".into()
+                    },
+                },
+            )
+            .in_record(ty.0, ty.name()));
+        }
+        if ty == RecordType::PAGES && self.opts.check_page_data {
+            check_page_data(&f)?;
+        }
+        if ty != RecordType::TAIL {
+            self.records += 1;
+            self.stream_crc.update(f.header.as_bytes());
+        }
+        let page_size = self.checker.page_size();
+        let mut c = Cur::new(&f);
+        let ev = match ty {
+            RecordType::HEADER => {
+                let required = c.u64()?;
+                let _optional = c.u64()?;
+                if required & !KNOWN_FEATURES != 0 {
+                    return Err(f.err_at(
+                        0,
+                        ErrorKind::UnknownFeatures {
+                            found: required & !KNOWN_FEATURES,
+                            known: KNOWN_FEATURES,
+                        },
+                    ));
+                }
+                let arch = match c.u16()? {
+                    1 => Arch::X86_64,
+                    2 => Arch::X86_32,
+                    a => return Err(c.bad(16, "arch", a as u64, "1 (x86_64) or 2 (x86_32)")),
+                };
+                let major = c.u16()?;
+                let minor = c.u16()?;
+                let patch = c.u16()?;
+                let page_size = c.u32()?;
+                if !(512..=(1 << 21)).contains(&page_size) || !page_size.is_power_of_two() {
+                    return Err(c.bad(
+                        24,
+                        "page_size",
+                        page_size as u64,
+                        "a power of two from 512 to 2 MiB",
+                    ));
+                }
+                let rsv = c.u32()?;
+                if rsv != 0 {
+                    return Err(c.bad(28, "reserved", rsv as u64, "0"));
+                }
+                let time = c.u64()?;
+                let flags = c.u64()?;
+                let release = c.bstr()?.to_vec();
+                let version = c.bstr()?.to_vec();
+                let machine = c.bstr()?.to_vec();
+                let tool = String::from_utf8_lossy(c.bstr()?).into_owned();
+                let tool_version = String::from_utf8_lossy(c.bstr()?).into_owned();
+                let extras = c.extras()?;
+                Event::Header(Header {
+                    revision: Revision::Native1,
+                    arch,
+                    page_size,
+                    kernel: Kernel {
+                        major,
+                        minor,
+                        patch,
+                        release,
+                        version,
+                        machine,
+                    },
+                    time,
+                    flags,
+                    tool,
+                    tool_version,
+                    extras,
+                })
+            }
+            RecordType::TAIL => {
+                let records = c.u64()?;
+                let bytes = c.u64()?;
+                let crc = c.u32()?;
+                let rsv = c.u32()?;
+                c.end()?;
+                if records != self.records {
+                    return Err(c.bad(0, "record count", records, &self.records.to_string()));
+                }
+                if bytes != f.offset {
+                    return Err(c.bad(8, "byte count", bytes, &f.offset.to_string()));
+                }
+                let computed = self.stream_crc.clone().finalize();
+                if crc != computed {
+                    return Err(f.err_at(
+                        16,
+                        ErrorKind::BadChecksum {
+                            found: crc,
+                            expected: computed,
+                        },
+                    ));
+                }
+                if rsv != 0 {
+                    return Err(c.bad(20, "reserved", rsv as u64, "0"));
+                }
+                let off = f.offset;
+                self.checker
+                    .check(&Event::Tail, off)
+                    .map_err(|e| e.in_record(ty.0, ty.name()))?;
+                // Trailing bytes are reported by the next call.
+                self.phase = Phase::AfterTail;
+                return Ok(Some(Event::Tail));
+            }
+            RecordType::ERROR => Event::Error(c.rest().to_vec()),
+            RecordType::FOREIGN => {
+                let rev = c.u32()?;
+                let revision = revision_from_code(rev)
+                    .ok_or_else(|| c.bad(0, "revision", rev as u64, "1 (cr-v5) or 2 (ckpt-v21)"))?;
+                let type_code = c.u32()?;
+                let parent = c.u32()?;
+                let rsv = c.u32()?;
+                if rsv != 0 {
+                    return Err(c.bad(12, "reserved", rsv as u64, "0"));
+                }
+                Event::Unknown(Unknown {
+                    revision,
+                    type_code,
+                    parent,
+                    payload: Cow::Borrowed(c.rest()),
+                })
+            }
+            RecordType::TASK => {
+                let pid = c.i32()?;
+                let tgid = c.i32()?;
+                let ppid = c.i32()?;
+                let pgid = c.i32()?;
+                let sid = c.i32()?;
+                let state = c.u32()?;
+                let exit_state = c.u32()?;
+                let exit_code = c.u32()?;
+                let exit_signal = c.u32()?;
+                let rsv = c.u32()?;
+                if rsv != 0 {
+                    return Err(c.bad(36, "reserved", rsv as u64, "0"));
+                }
+                let mut uid = [0u32; 4];
+                let mut gid = [0u32; 4];
+                for u in &mut uid {
+                    *u = c.u32()?;
+                }
+                for g in &mut gid {
+                    *g = c.u32()?;
+                }
+                let comm = c.bstr()?.to_vec();
+                let ngat = c.pos;
+                let ngroups = c.u32()?;
+                if ngroups as usize > f.payload.len() / 4 {
+                    return Err(c.bad(
+                        ngat,
+                        "group count",
+                        ngroups as u64,
+                        "what the payload holds",
+                    ));
+                }
+                let mut groups = Vec::with_capacity(ngroups as usize);
+                for _ in 0..ngroups {
+                    groups.push(c.u32()?);
+                }
+                let extras = c.extras()?;
+                Event::Task(Task {
+                    pid,
+                    tgid,
+                    ppid,
+                    pgid,
+                    sid,
+                    comm,
+                    state,
+                    exit_state,
+                    exit_code,
+                    exit_signal,
+                    creds: Creds { uid, gid, groups },
+                    extras,
+                })
+            }
+            RecordType::THREAD => {
+                let tid = c.i32()?;
+                let rsv = c.u32()?;
+                if rsv != 0 {
+                    return Err(c.bad(4, "reserved", rsv as u64, "0"));
+                }
+                let sigmask = c.u64()?;
+                let mut a = [0u64; 27];
+                for r in &mut a {
+                    *r = c.u64()?;
+                }
+                let fat = c.pos;
+                let fk = c.u32()?;
+                let rsv = c.u32()?;
+                if rsv != 0 {
+                    return Err(c.bad(fat + 4, "reserved", rsv as u64, "0"));
+                }
+                let xfeatures = c.u64()?;
+                let data = c.bstr()?;
+                let kind = match fk {
+                    0 => None,
+                    1 => Some(FpuKind::Xsave),
+                    2 => Some(FpuKind::Fxsave),
+                    3 => Some(FpuKind::Legacy),
+                    k => return Err(c.bad(fat, "fpu kind", k as u64, "0 to 3")),
+                };
+                if kind.is_none() && (xfeatures != 0 || !data.is_empty()) {
+                    return Err(c.bad(fat, "fpu kind", 0, "non-zero when FPU data is present"));
+                }
+                let tls = c.bstr()?.to_vec();
+                let extras = c.extras()?;
+                Event::Thread(Thread {
+                    tid,
+                    regs: Regs::from_array(a),
+                    fpu: kind.map(|kind| Fpu {
+                        kind,
+                        xfeatures,
+                        data: data.to_vec(),
+                    }),
+                    tls,
+                    sigmask,
+                    extras,
+                })
+            }
+            RecordType::FS => {
+                let umask = c.u32()?;
+                let cwd = c.bstr()?.to_vec();
+                let root = c.bstr()?.to_vec();
+                Event::Fs(Fs { cwd, root, umask })
+            }
+            RecordType::SIGACTIONS => {
+                let n = c.u32()?;
+                if n > MAX_SIGNALS {
+                    return Err(c.bad(0, "signal count", n as u64, "at most 128"));
+                }
+                let _ = c.u32()?;
+                let mut v = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    v.push(SigAction {
+                        handler: c.u64()?,
+                        flags: c.u64()?,
+                        restorer: c.u64()?,
+                        mask: c.u64()?,
+                    });
+                }
+                Event::SigActions(v)
+            }
+            RecordType::RLIMITS => {
+                let n = c.u32()?;
+                if n > MAX_RLIMITS {
+                    return Err(c.bad(0, "rlimit count", n as u64, "at most 64"));
+                }
+                let _ = c.u32()?;
+                let mut v = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    v.push(Rlimit {
+                        cur: c.u64()?,
+                        max: c.u64()?,
+                    });
+                }
+                Event::Rlimits(v)
+            }
+            RecordType::MM => {
+                let mut a = [0u64; 11];
+                for x in &mut a {
+                    *x = c.u64()?;
+                }
+                let personality = c.u32()?;
+                let flags_at = c.pos;
+                let flags = c.u32()?;
+                if flags & !1 != 0 {
+                    return Err(c.bad(flags_at, "mm flags", flags as u64, "0 or 1 (has exe)"));
+                }
+                let exe = c.bstr()?;
+                if flags & 1 == 0 && !exe.is_empty() {
+                    return Err(c.bad(flags_at, "mm flags", 0, "1 when an exe path is present"));
+                }
+                let nat = c.pos;
+                let n = c.u32()?;
+                if n as usize > f.payload.len() / 8 {
+                    return Err(c.bad(nat, "auxv count", n as u64, "what the payload holds"));
+                }
+                let mut auxv = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    auxv.push(c.u64()?);
+                }
+                let extras = c.extras()?;
+                Event::Mm(Mm {
+                    start_code: a[0],
+                    end_code: a[1],
+                    start_data: a[2],
+                    end_data: a[3],
+                    start_brk: a[4],
+                    brk: a[5],
+                    start_stack: a[6],
+                    arg_start: a[7],
+                    arg_end: a[8],
+                    env_start: a[9],
+                    env_end: a[10],
+                    auxv,
+                    exe: (flags & 1 != 0).then(|| exe.to_vec()),
+                    personality,
+                    extras,
+                })
+            }
+            RecordType::VMA => {
+                let start = c.u64()?;
+                let end = c.u64()?;
+                let flags = c.u64()?;
+                let pgoff = c.u64()?;
+                let prot = c.u32()?;
+                let kat = c.pos;
+                let kc = c.u32()?;
+                let kind = VmaKind::from_code(kc)
+                    .ok_or_else(|| c.bad(kat, "vma kind", kc as u64, "1 to 8"))?;
+                let fat = c.pos;
+                let has_file = c.u32()?;
+                if has_file > 1 {
+                    return Err(c.bad(fat, "has_file", has_file as u64, "0 or 1"));
+                }
+                let _ = c.u32()?;
+                let file = c.bstr()?;
+                if has_file == 0 && !file.is_empty() {
+                    return Err(c.bad(fat, "has_file", 0, "1 when a path is present"));
+                }
+                let extras = c.extras()?;
+                self.vma = Some(VmaCount::default());
+                Event::Vma(Vma {
+                    start,
+                    end,
+                    prot,
+                    flags,
+                    pgoff,
+                    kind,
+                    file: (has_file == 1).then(|| file.to_vec()),
+                    extras,
+                })
+            }
+            RecordType::PAGES => {
+                let n = c.u32()?;
+                let _data_crc = c.u32()?;
+                if n == 0 || n > MAX_CHUNK_PAGES {
+                    return Err(c.bad(0, "page count", n as u64, "1 to 4096"));
+                }
+                let addrs = c.bytes(n as usize * 8)?;
+                let want = (n as u64)
+                    .checked_mul(page_size as u64)
+                    .ok_or_else(|| c.bad(0, "page count", n as u64, "fewer pages"))?;
+                let data = c.rest();
+                if data.len() as u64 != want {
+                    return Err(f.err(ErrorKind::BadLength {
+                        found: f.header.len.get() as u64,
+                        expected: format!(
+                            "{} for {n} pages of {page_size} bytes",
+                            HEADER_LEN as u64 + 8 + 8 * n as u64 + want
+                        ),
+                    }));
+                }
+                if let Some(v) = &mut self.vma {
+                    v.pages += n as u64;
+                }
+                Event::Pages(PageChunk {
+                    addrs: Addrs::from_le_bytes(addrs, 8).ok_or_else(|| {
+                        c.bad(8, "address list", addrs.len() as u64, "8-byte words")
+                    })?,
+                    data: Cow::Borrowed(data),
+                })
+            }
+            RecordType::ZERO_PAGES => {
+                let start = c.u64()?;
+                let count = c.u64()?;
+                c.end()?;
+                if let Some(v) = &mut self.vma {
+                    v.zeros = v.zeros.saturating_add(count);
+                }
+                Event::ZeroPages(ZeroRun { start, count })
+            }
+            RecordType::VMA_END => {
+                let pages = c.u64()?;
+                let zeros = c.u64()?;
+                c.end()?;
+                if let Some(v) = self.vma.take() {
+                    if v.pages != pages {
+                        return Err(c.bad(0, "pages stored", pages, &v.pages.to_string()));
+                    }
+                    if v.zeros != zeros {
+                        return Err(c.bad(8, "zero pages", zeros, &v.zeros.to_string()));
+                    }
+                }
+                Event::VmaEnd
+            }
+            RecordType::FILE => {
+                let kat = c.pos;
+                let kc = c.u32()?;
+                let kind = FileKind::from_code(kc)
+                    .ok_or_else(|| c.bad(kat, "file kind", kc as u64, "1 to 7"))?;
+                let flags = c.u32()?;
+                let mode = c.u32()?;
+                let pipe = c.u32()?;
+                let pos = c.u64()?;
+                let path = c.bstr()?.to_vec();
+                let extras = c.extras()?;
+                Event::File(File {
+                    id: objref,
+                    kind,
+                    path,
+                    flags,
+                    mode,
+                    pos,
+                    pipe: (pipe != 0).then_some(pipe),
+                    extras,
+                })
+            }
+            RecordType::PIPE => Event::Pipe(Pipe {
+                id: objref,
+                data: Cow::Borrowed(c.rest()),
+            }),
+            RecordType::FD => {
+                let fd = c.i32()?;
+                let fl_at = c.pos;
+                let fl = c.u32()?;
+                if fl & !1 != 0 {
+                    return Err(c.bad(fl_at, "fd flags", fl as u64, "0 or 1 (close-on-exec)"));
+                }
+                let file = c.u32()?;
+                let _ = c.u32()?;
+                Event::Fd(Fd {
+                    fd,
+                    cloexec: fl & 1 != 0,
+                    file,
+                })
+            }
+            _ => unreachable!("all known types handled"),
+        };
+        if !matches!(
+            ty,
+            RecordType::TAIL | RecordType::ERROR | RecordType::FOREIGN | RecordType::PIPE
+        ) {
+            c.end()?;
+        }
+        self.checker
+            .check(&ev, f.offset)
+            .map_err(|e| e.in_record(ty.0, ty.name()))?;
+        match &ev {
+            Event::Header(_) => phase = Phase::Body,
+            Event::Task(t) => self.task_pid = Some(t.pid),
+            _ => {}
+        }
+        self.phase = phase;
+        Ok(Some(ev))
+    }
+}
+
+impl<I: Input> EventSource for Decoder<I> {
+    fn next_event(&mut self) -> Result<Option<Event<'_>>> {
+        // Take the phase out: `step` puts it back only on success, so any
+        // error leaves the decoder fused (every later call returns `None`).
+        let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        self.step(phase)
+    }
+    fn offset(&self) -> u64 {
+        self.last_offset
+    }
+}
+
+/// The framing layer of a native-1 image: every record with its offset,
+/// type, length, parent tag and objref, checked by [`read_frame`].
+pub struct RecordReader<I> {
+    input: I,
+    started: bool,
+    done: bool,
+}
+
+impl<I: Input> RecordReader<I> {
+    /// Read records from `input`, positioned at the preamble.
+    pub fn new(input: I) -> Self {
+        RecordReader {
+            input,
+            started: false,
+            done: false,
+        }
+    }
+}
+
+impl<I: Input> RecordSource for RecordReader<I> {
+    fn next_record(&mut self) -> Result<Option<RawRecord<'_>>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.done = true;
+        if !self.started {
+            read_preamble(&mut self.input)?;
+            self.started = true;
+        }
+        let Some((f, _)) = read_frame(&mut self.input)? else {
+            return Ok(None);
+        };
+        let ty = f.ty();
+        let objref = match ty {
+            RecordType::FILE | RecordType::PIPE => Some(f.header.objref.get()),
+            RecordType::FD if f.payload.len() >= 12 => Some(u32::from_le_bytes([
+                f.payload[8],
+                f.payload[9],
+                f.payload[10],
+                f.payload[11],
+            ])),
+            _ => None,
+        };
+        let rec = RawRecord {
+            offset: f.offset,
+            type_code: ty.0,
+            name: ty.name(),
+            len: f.header.len.get() as u64,
+            parent: f.header.parent.get(),
+            objref,
+            payload: f.payload,
+        };
+        self.done = ty == RecordType::TAIL;
+        Ok(Some(rec))
+    }
+}
