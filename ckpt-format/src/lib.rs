@@ -154,6 +154,36 @@ pub fn sniff<R: Read>(r: &mut R) -> Result<(Revision, Vec<u8>)> {
     Ok((rev, prefix))
 }
 
+/// Recognise the revision of `bytes` and return its framing-layer record reader.
+pub fn open_records_slice(bytes: &[u8]) -> Result<Box<dyn RecordSource + '_>> {
+    match detect::detect(bytes)?.revision()? {
+        Revision::Native1 => Ok(Box::new(native::RecordReader::new(
+            input::SliceInput::new(bytes),
+        ))),
+        r => Err(Error::new(
+            0,
+            ErrorKind::UnsupportedRevision {
+                recognised: format!("{r} (record listing not wired yet)"),
+            },
+        )),
+    }
+}
+
+/// Recognise the revision of a stream and return its framing-layer record reader.
+pub fn open_records_reader<'r, R: Read + 'r>(mut r: R) -> Result<Box<dyn RecordSource + 'r>> {
+    let (rev, prefix) = sniff(&mut r)?;
+    let inp = input::StreamInput::with_prefix(&prefix, r);
+    match rev {
+        Revision::Native1 => Ok(Box::new(native::RecordReader::new(inp))),
+        r => Err(Error::new(
+            0,
+            ErrorKind::UnsupportedRevision {
+                recognised: format!("{r} (record listing not wired yet)"),
+            },
+        )),
+    }
+}
+
 /// An encoder of `rev` writing to `w`.
 pub fn encoder<'w, W: Write + 'w>(rev: Revision, w: W) -> Box<dyn EventSink + 'w> {
     match rev {
