@@ -1,0 +1,197 @@
+//! Freeze a whole process: every thread seized and stopped, released on drop.
+//!
+//! [`Frozen::freeze`] seizes each thread of `/proc/PID/task` (`PTRACE_SEIZE`, no
+//! options — in particular *not* `PTRACE_O_EXITKILL`, so that if the tracer dies the
+//! kernel detaches and the target simply continues), interrupts it and waits for its
+//! `PTRACE_EVENT_STOP`. It then re-reads `/proc/PID/task` and repeats until a scan finds
+//! no thread it does not already hold: a thread created by a not-yet-stopped thread
+//! while we were attaching is caught by the next scan, and a stopped thread cannot
+//! create more.
+//!
+//! A signal that arrives while we wait for the stop (a signal-delivery stop) is
+//! delivered to the thread (`PTRACE_CONT` with that signal) as it would have been
+//! without us; the interrupt stays pending and comes next. A thread that exits while we
+//! attach is dropped; the leader exiting is an error ("process gone").
+//!
+//! Dropping a [`Frozen`] without calling [`Frozen::release`] detaches every thread and
+//! lets it run, so that any error path leaves the target as it was.
+
+use crate::ptrace::{self, WaitStatus};
+use crate::{procfs, Result, SysError};
+use libc::pid_t;
+
+/// What to do with the threads when releasing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Detach; the process continues where it was (group-stopped processes stay stopped).
+    Run,
+    /// Queue `SIGSTOP` for the process, then detach: it ends up stopped (`kill -CONT` resumes it).
+    Stop,
+    /// `SIGKILL` the process, then detach.
+    Kill,
+}
+
+/// One stopped thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoppedThread {
+    /// Thread id.
+    pub tid: pid_t,
+    /// The signal of the stop: `SIGTRAP` for an interrupt stop, or the job-control stop
+    /// signal (`SIGSTOP` ...) if the thread was already group-stopped.
+    pub stop_sig: i32,
+}
+
+/// A process with every thread seized and stopped.
+#[derive(Debug)]
+pub struct Frozen {
+    pid: pid_t,
+    threads: Vec<StoppedThread>,
+    released: bool,
+}
+
+impl Frozen {
+    /// Seize and stop every thread of `pid` (see the module docs). On error every
+    /// thread already seized is detached again.
+    pub fn freeze(pid: pid_t) -> Result<Frozen> {
+        let mut f = Frozen {
+            pid,
+            threads: Vec::new(),
+            released: false,
+        };
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            if rounds > 1000 {
+                return Err(SysError::other(
+                    format!("freeze pid {pid}"),
+                    "thread list never became stable",
+                ));
+            }
+            let tids = procfs::list_tasks(pid)?;
+            let new: Vec<pid_t> = tids
+                .into_iter()
+                .filter(|t| !f.threads.iter().any(|s| s.tid == *t))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            let mut seized = Vec::new();
+            for tid in new {
+                match ptrace::seize(tid, 0) {
+                    Ok(()) => seized.push(tid),
+                    Err(e) if e.errno == libc::ESRCH && tid != pid => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            for &tid in &seized {
+                match ptrace::interrupt(tid) {
+                    Ok(()) => {}
+                    Err(e) if e.errno == libc::ESRCH && tid != pid => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            for tid in seized {
+                match wait_for_stop(tid)? {
+                    Some(sig) => f.threads.push(StoppedThread { tid, stop_sig: sig }),
+                    None if tid == pid => {
+                        return Err(SysError::errno(
+                            format!("freeze pid {pid}: the process exited"),
+                            libc::ESRCH,
+                        ))
+                    }
+                    None => {}
+                }
+            }
+        }
+        if f.threads.is_empty() {
+            return Err(SysError::errno(format!("freeze pid {pid}"), libc::ESRCH));
+        }
+        f.threads.sort_by_key(|t| (t.tid != pid, t.tid));
+        Ok(f)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> pid_t {
+        self.pid
+    }
+
+    /// Thread ids, the leader (tid == pid) first when it is alive, then ascending.
+    pub fn threads(&self) -> Vec<pid_t> {
+        self.threads.iter().map(|t| t.tid).collect()
+    }
+
+    /// Details of each stopped thread.
+    pub fn stopped(&self) -> &[StoppedThread] {
+        &self.threads
+    }
+
+    /// True if the process was already in a job-control stop when frozen.
+    pub fn was_group_stopped(&self) -> bool {
+        self.threads.iter().any(|t| t.stop_sig != libc::SIGTRAP)
+    }
+
+    /// Let every thread go as `how` says. Errors from threads that vanished are ignored;
+    /// the first other error is returned after every thread has been tried.
+    pub fn release(&mut self, how: Release) -> Result<()> {
+        if self.released {
+            return Ok(());
+        }
+        self.released = true;
+        let mut first_err = None;
+        match how {
+            Release::Run => {}
+            Release::Stop => {
+                if let Err(e) = ptrace::kill(self.pid, libc::SIGSTOP) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            Release::Kill => {
+                if let Err(e) = ptrace::kill(self.pid, libc::SIGKILL) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        for t in &self.threads {
+            match ptrace::detach(t.tid, 0) {
+                Ok(()) => {}
+                Err(e) if e.errno == libc::ESRCH => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = self.release(Release::Run);
+    }
+}
+
+/// Wait until `tid` reports its interrupt (or group) stop. Returns the stop signal, or
+/// `None` when the thread exited meanwhile.
+pub fn wait_for_stop(tid: pid_t) -> Result<Option<i32>> {
+    loop {
+        match ptrace::wait(tid) {
+            Ok(WaitStatus::Stopped { sig, event }) if event == ptrace::EVENT_STOP => {
+                return Ok(Some(sig))
+            }
+            Ok(WaitStatus::Stopped { sig, event: 0 }) => {
+                // A signal-delivery stop: deliver it as the kernel would have.
+                ptrace::cont(tid, sig)?;
+            }
+            Ok(WaitStatus::Stopped { .. }) => {
+                // Another ptrace event (we set no options, so unexpected); go on.
+                ptrace::cont(tid, 0)?;
+            }
+            Ok(WaitStatus::Exited(_)) | Ok(WaitStatus::Signaled(_)) => return Ok(None),
+            Err(e) if e.errno == libc::ECHILD || e.errno == libc::ESRCH => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `ckpt-sys` — the Linux x86-64 plumbing shared by `ckpt-capture` and `ckpt-restore`.
+//!
+//! Everything here talks to the kernel about *another* process, identified by pid/tid,
+//! that we trace with ptrace. It has no knowledge of the image format. The layers:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`ptrace`] | thin, safe wrappers over single ptrace requests: seize, interrupt, wait, GETREGS/SETREGS, `NT_X86_XSTATE` get/set, GET/SET_THREAD_AREA, PEEK/POKE, single-step, detach |
+//! | [`freeze`] | [`freeze::Frozen`]: a whole process with every thread seized and stopped (re-scanning `/proc/PID/task` until stable); releases every thread on drop |
+//! | [`inject`] | [`inject::Injector`]: run system calls *inside* a stopped thread (a `syscall` instruction found in the vDSO or written at RIP), restoring registers and text afterwards; scratch memory via injected `mmap` |
+//! | [`mem`] | `process_vm_readv`/`writev` in large batches, `/proc/PID/mem` fallback, page presence from the `PAGEMAP_SCAN` ioctl or `/proc/PID/pagemap` |
+//! | [`procfs`] | parsers for `/proc/PID/{stat,status,smaps,fdinfo/N,auxv,limits,task,task/*/children}` |
+//! | [`files`] | fd inspection: `stat` through `/proc/PID/fd/N`, `kcmp(KCMP_FILE)`, peeking a pipe's buffered bytes without consuming them (`tee(2)`) |
+//!
+//! All functions return [`Result`] with a [`SysError`] that names the operation, the
+//! pid/tid or path, and the errno, so a caller can both print it and classify it
+//! ([`SysError::errno`]).
+//!
+//! # A restore developer's tour
+//! ```no_run
+//! use ckpt_sys::{freeze::Frozen, inject::Injector, ptrace};
+//! # fn main() -> ckpt_sys::Result<()> {
+//! let pid = 1234;
+//! let mut frozen = Frozen::freeze(pid)?;            // every thread stopped
+//! let tid = frozen.threads()[0];
+//! let regs = ptrace::get_regs(tid)?;                // user_regs_struct
+//! let mut inj = Injector::new(tid)?;                // saves regs, finds a `syscall`
+//! let addr = inj.mmap_scratch(4096)?;               // RW anonymous page in the target
+//! ckpt_sys::mem::write_remote(pid, addr, b"hello")?;
+//! inj.syscall(libc::SYS_munmap, &[addr, 4096])?;
+//! inj.finish()?;                                    // registers (and text) restored
+//! ptrace::set_regs(tid, &regs)?;
+//! frozen.release(ckpt_sys::freeze::Release::Run)?;  // detach every thread
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod files;
+pub mod freeze;
+pub mod inject;
+pub mod mem;
+pub mod procfs;
+pub mod ptrace;
+
+use std::fmt;
+use std::io;
+
+/// Page size on x86-64.
+pub const PAGE_SIZE: usize = 4096;
+
+/// An error from a system facility: what we tried, on what, and the errno.
+#[derive(Debug)]
+pub struct SysError {
+    /// The operation and its target, e.g. `"PTRACE_SEIZE tid 1234"`.
+    pub what: String,
+    /// The errno (0 when the error is not an errno, e.g. a parse error).
+    pub errno: i32,
+    /// Extra detail (parse errors, unexpected states).
+    pub detail: String,
+}
+
+/// Result of every fallible call in this crate.
+pub type Result<T> = std::result::Result<T, SysError>;
+
+impl SysError {
+    /// An error from `errno` after operation `what`.
+    pub fn errno(what: impl Into<String>, errno: i32) -> SysError {
+        SysError {
+            what: what.into(),
+            errno,
+            detail: String::new(),
+        }
+    }
+    /// An error from the last OS error.
+    pub fn last(what: impl Into<String>) -> SysError {
+        SysError::errno(what, io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+    /// An error from an `io::Error`.
+    pub fn io(what: impl Into<String>, e: &io::Error) -> SysError {
+        SysError {
+            what: what.into(),
+            errno: e.raw_os_error().unwrap_or(0),
+            detail: if e.raw_os_error().is_some() {
+                String::new()
+            } else {
+                e.to_string()
+            },
+        }
+    }
+    /// A non-errno error (unexpected value, parse failure).
+    pub fn other(what: impl Into<String>, detail: impl Into<String>) -> SysError {
+        SysError {
+            what: what.into(),
+            errno: 0,
+            detail: detail.into(),
+        }
+    }
+    /// True when the target process or thread does not exist (any more): `ESRCH`, or `ENOENT` from /proc.
+    pub fn is_gone(&self) -> bool {
+        self.errno == libc::ESRCH || self.errno == libc::ENOENT
+    }
+    /// True for `EPERM`/`EACCES`.
+    pub fn is_permission(&self) -> bool {
+        self.errno == libc::EPERM || self.errno == libc::EACCES
+    }
+    /// True when the kernel lacks the facility (`ENOSYS`, `ENOTTY` from an ioctl, `EINVAL` on a request it does not know).
+    pub fn is_unsupported(&self) -> bool {
+        self.errno == libc::ENOSYS || self.errno == libc::ENOTTY || self.errno == libc::EOPNOTSUPP
+    }
+}
+
+impl fmt::Display for SysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.what)?;
+        if self.errno != 0 {
+            write!(f, ": {}", io::Error::from_raw_os_error(self.errno))?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SysError {}
+
+/// Read the last OS errno.
+pub(crate) fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
