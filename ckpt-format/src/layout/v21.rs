@@ -1,0 +1,497 @@
+//! `ckpt-v21` tables: Linux-CR v21 (2010, user-cr 82822cf), x86-64.
+//!
+//! Research: linux-cr-format.md §4.1 (framing), §4.2 (header), §4.4–4.6
+//! (files, memory, x86), §5.1–5.5 (codes and task records, v21 column).
+//! Offsets include the embedded 8-byte `struct ckpt_hdr` (`h.type`, `h.len`).
+
+use super::Ty::*;
+use super::{f, Framing, Struct, Table};
+
+/// `CHECKPOINT_VERSION` of v20..v23.
+pub const CHECKPOINT_VERSION: u16 = 6;
+/// `CKPT_ARCH_X86_32`.
+pub const ARCH_X86_32: u16 = 1;
+/// `CKPT_ARCH_X86_64`.
+pub const ARCH_X86_64: u16 = 2;
+/// Size of `struct ckpt_hdr`.
+pub const HDR_LEN: usize = 8;
+/// `CKPT_FILE_GENERIC`.
+pub const FILE_GENERIC: u32 = 1;
+/// `CKPT_FILE_PIPE`.
+pub const FILE_PIPE: u32 = 2;
+/// `CKPT_FILE_FIFO`.
+pub const FILE_FIFO: u32 = 3;
+/// `CKPT_VMA_VDSO`.
+pub const VMA_VDSO: u32 = 1;
+/// `CKPT_VMA_ANON`.
+pub const VMA_ANON: u32 = 2;
+/// `CKPT_VMA_FILE`.
+pub const VMA_FILE: u32 = 3;
+/// `CKPT_PGARR_BATCH` on x86-64: 16 * (PAGE_SIZE / sizeof(void *)) pages.
+pub const PGARR_BATCH: usize = 8192;
+/// Segment encoding `CKPT_X86_SEG_NULL`.
+pub const SEG_NULL: u16 = 0;
+/// `CKPT_X86_SEG_USER32_CS`.
+pub const SEG_USER32_CS: u16 = 1;
+/// `CKPT_X86_SEG_USER32_DS`.
+pub const SEG_USER32_DS: u16 = 2;
+/// `CKPT_X86_SEG_USER64_CS`.
+pub const SEG_USER64_CS: u16 = 3;
+/// `CKPT_X86_SEG_USER64_DS`.
+pub const SEG_USER64_DS: u16 = 4;
+/// `CKPT_X86_SEG_TLS` (| index).
+pub const SEG_TLS: u16 = 0x4000;
+/// `CKPT_X86_SEG_LDT` (| index).
+pub const SEG_LDT: u16 = 0x8000;
+
+/// The ckpt-v21 table.
+pub static TABLE: Table = Table {
+    revision: "ckpt-v21",
+    framing: Framing::CkptHdr,
+    types: &[
+        (1, "HEADER"),
+        (2, "HEADER_ARCH"),
+        (3, "CONTAINER"),
+        (4, "BUFFER"),
+        (5, "STRING"),
+        (6, "OBJREF"),
+        (7, "LSM_INFO"),
+        (8, "SECURITY"),
+        (101, "TREE"),
+        (102, "TASK"),
+        (103, "TASK_NS"),
+        (104, "TASK_OBJS"),
+        (105, "RESTART_BLOCK"),
+        (106, "THREAD"),
+        (107, "CPU"),
+        (108, "NS"),
+        (109, "UTS_NS"),
+        (110, "IPC_NS"),
+        (111, "MNT_NS"),
+        (112, "CAPABILITIES"),
+        (113, "USER_NS"),
+        (114, "CRED"),
+        (115, "USER"),
+        (116, "GROUPINFO"),
+        (117, "TASK_CREDS"),
+        (201, "CPU_FPU"),
+        (202, "MM_CONTEXT_LDT"),
+        (301, "FILE_TABLE"),
+        (302, "FILE_DESC"),
+        (303, "FILE_NAME"),
+        (304, "FILE"),
+        (305, "PIPE_BUF"),
+        (306, "TTY"),
+        (307, "TTY_LDISC"),
+        (308, "EPOLL_ITEMS"),
+        (401, "MM"),
+        (402, "VMA"),
+        (403, "PGARR"),
+        (404, "MM_CONTEXT"),
+        (451, "FS"),
+        (501, "IPC"),
+        (502, "IPC_SHM"),
+        (503, "IPC_MSG"),
+        (504, "IPC_MSG_MSG"),
+        (505, "IPC_SEM"),
+        (601, "SIGHAND"),
+        (602, "SIGNAL"),
+        (603, "SIGNAL_TASK"),
+        (604, "SIGPENDING"),
+        (701, "SOCKET"),
+        (702, "SOCKET_QUEUE"),
+        (703, "SOCKET_BUFFER"),
+        (704, "SOCKET_FRAG"),
+        (705, "SOCKET_UNIX"),
+        (706, "SOCKET_INET"),
+        (707, "NET_NS"),
+        (708, "NETDEV"),
+        (709, "NETDEV_ADDR"),
+        (9001, "TAIL"),
+        (9999, "ERROR"),
+    ],
+    objs: &[
+        (0, "IGNORE"),
+        (1, "INODE"),
+        (2, "FILE_TABLE"),
+        (3, "FILE"),
+        (4, "MM"),
+        (5, "FS"),
+        (6, "SIGHAND"),
+        (7, "SIGNAL"),
+        (8, "NS"),
+        (9, "UTS_NS"),
+        (10, "IPC_NS"),
+        (11, "MNT_NS"),
+        (12, "USER_NS"),
+        (13, "CRED"),
+        (14, "USER"),
+        (15, "GROUPINFO"),
+        (16, "SOCK"),
+        (17, "TTY"),
+        (18, "SECURITY_PTR"),
+        (19, "SECURITY"),
+        (20, "NET_NS"),
+        (21, "NETDEV"),
+    ],
+    structs: &[
+        Struct {
+            name: "HDR",
+            c_name: "ckpt_hdr",
+            size: 8,
+            fields: &[f("h.type", 0, 4, U32), f("h.len", 4, 4, U32)],
+            trailer: "len - 8 payload bytes (len includes the header)",
+        },
+        Struct {
+            name: "HEADER",
+            c_name: "ckpt_hdr_header",
+            size: 72,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("magic", 8, 8, U64),
+                f("arch_id", 16, 2, U16),
+                f("major", 18, 2, U16),
+                f("minor", 20, 2, U16),
+                f("patch", 22, 2, U16),
+                f("rev", 24, 2, U16),
+                f("_pad", 26, 6, Pad),
+                f("task_comm_len", 32, 2, U16),
+                f("at_vector_size", 34, 2, U16),
+                f("signal_nsig", 36, 2, U16),
+                f("uts_sysname_len", 38, 2, U16),
+                f("uts_nodename_len", 40, 2, U16),
+                f("uts_release_len", 42, 2, U16),
+                f("uts_version_len", 44, 2, U16),
+                f("uts_machine_len", 46, 2, U16),
+                f("uts_domainname_len", 48, 2, U16),
+                f("rlimit_nlimits", 50, 2, U16),
+                f("n_tty_buf_size", 52, 2, U16),
+                f("tty_termios_ncc", 54, 2, U16),
+                f("time", 56, 8, U64),
+                f("uflags", 64, 8, U64),
+            ],
+            trailer: "BUFFER(release) BUFFER(version) BUFFER(machine), then HEADER_ARCH",
+        },
+        Struct {
+            name: "HEADER_ARCH",
+            c_name: "ckpt_hdr_header_arch",
+            size: 16,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("has_fxsr", 8, 2, U16),
+                f("has_xsave", 10, 2, U16),
+                f("xstate_size", 12, 2, U16),
+                f("_pading", 14, 2, Pad),
+            ],
+            trailer: "",
+        },
+        Struct {
+            name: "OBJREF",
+            c_name: "ckpt_hdr_objref",
+            size: 16,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("objtype", 8, 4, U32),
+                f("objref", 12, 4, S32),
+            ],
+            trailer: "the object's own records",
+        },
+        Struct {
+            name: "TREE",
+            c_name: "ckpt_hdr_tree",
+            size: 16,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("nr_tasks", 8, 4, S32),
+                f("_pad", 12, 4, Pad),
+            ],
+            trailer: "BUFFER of nr_tasks x ckpt_pids",
+        },
+        Struct {
+            name: "PIDS",
+            c_name: "ckpt_pids",
+            size: 24,
+            fields: &[
+                f("vpid", 0, 4, S32),
+                f("vppid", 4, 4, S32),
+                f("vtgid", 8, 4, S32),
+                f("vpgid", 12, 4, S32),
+                f("vsid", 16, 4, S32),
+                f("depth", 20, 4, S32),
+            ],
+            trailer: "(array element inside the TREE BUFFER)",
+        },
+        Struct {
+            name: "TASK",
+            c_name: "ckpt_hdr_task",
+            size: 64,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("state", 8, 4, U32),
+                f("exit_state", 12, 4, U32),
+                f("exit_code", 16, 4, U32),
+                f("exit_signal", 20, 4, U32),
+                f("pdeath_signal", 24, 4, U32),
+                f("compat_robust_futex_head_len", 28, 4, U32),
+                f("compat_robust_futex_list", 32, 4, U32),
+                f("robust_futex_head_len", 36, 4, U32),
+                f("robust_futex_list", 40, 8, U64),
+                f("set_child_tid", 48, 8, U64),
+                f("clear_child_tid", 56, 8, U64),
+            ],
+            trailer: "STRING(comm)",
+        },
+        Struct {
+            name: "TASK_OBJS",
+            c_name: "ckpt_hdr_task_objs",
+            size: 32,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("files_objref", 8, 4, S32),
+                f("mm_objref", 12, 4, S32),
+                f("fs_objref", 16, 4, S32),
+                f("sighand_objref", 20, 4, S32),
+                f("signal_objref", 24, 4, S32),
+                f("_pad", 28, 4, Pad),
+            ],
+            trailer: "",
+        },
+        Struct {
+            name: "THREAD",
+            c_name: "ckpt_hdr_thread",
+            size: 16,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("thread_info_flags", 8, 4, U32),
+                f("gdt_entry_tls_entries", 12, 2, U16),
+                f("sizeof_tls_array", 14, 2, U16),
+            ],
+            trailer: "TLS array inline: sizeof_tls_array bytes (h.len = 16 + 24)",
+        },
+        Struct {
+            name: "CPU",
+            c_name: "ckpt_hdr_cpu",
+            size: 192,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("r15", 8, 8, U64),
+                f("r14", 16, 8, U64),
+                f("r13", 24, 8, U64),
+                f("r12", 32, 8, U64),
+                f("bp", 40, 8, U64),
+                f("bx", 48, 8, U64),
+                f("r11", 56, 8, U64),
+                f("r10", 64, 8, U64),
+                f("r9", 72, 8, U64),
+                f("r8", 80, 8, U64),
+                f("ax", 88, 8, U64),
+                f("cx", 96, 8, U64),
+                f("dx", 104, 8, U64),
+                f("si", 112, 8, U64),
+                f("di", 120, 8, U64),
+                f("orig_ax", 128, 8, U64),
+                f("ip", 136, 8, U64),
+                f("sp", 144, 8, U64),
+                f("flags", 152, 8, U64),
+                f("fs", 160, 8, U64),
+                f("gs", 168, 8, U64),
+                f("fsindex", 176, 2, U16),
+                f("gsindex", 178, 2, U16),
+                f("cs", 180, 2, U16),
+                f("ss", 182, 2, U16),
+                f("ds", 184, 2, U16),
+                f("es", 186, 2, U16),
+                f("used_math", 188, 4, U32),
+            ],
+            trailer: "CPU_FPU record (8 + xstate_size) when used_math",
+        },
+        Struct {
+            name: "FILE_TABLE",
+            c_name: "ckpt_hdr_file_table",
+            size: 16,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("fdt_nfds", 8, 4, S32),
+                f("_pad", 12, 4, Pad),
+            ],
+            trailer: "fdt_nfds x ([OBJREF FILE ...] FILE_DESC)",
+        },
+        Struct {
+            name: "FILE_DESC",
+            c_name: "ckpt_hdr_file_desc",
+            size: 24,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("fd_objref", 8, 4, S32),
+                f("fd_descriptor", 12, 4, S32),
+                f("fd_close_on_exec", 16, 4, U32),
+                f("_pad", 20, 4, Pad),
+            ],
+            trailer: "",
+        },
+        Struct {
+            name: "FILE",
+            c_name: "ckpt_hdr_file_generic",
+            size: 48,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("f_type", 8, 4, U32),
+                f("f_mode", 12, 4, U32),
+                f("f_flags", 16, 4, U32),
+                f("f_credref", 20, 4, S32),
+                f("f_pos", 24, 8, U64),
+                f("f_version", 32, 8, U64),
+                f("f_secref", 40, 4, S32),
+                f("_pad", 44, 4, Pad),
+            ],
+            trailer: "FILE_NAME record (generic files)",
+        },
+        Struct {
+            name: "FILE_PIPE",
+            c_name: "ckpt_hdr_file_pipe",
+            size: 56,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("f_type", 8, 4, U32),
+                f("f_mode", 12, 4, U32),
+                f("f_flags", 16, 4, U32),
+                f("f_credref", 20, 4, S32),
+                f("f_pos", 24, 8, U64),
+                f("f_version", 32, 8, U64),
+                f("f_secref", 40, 4, S32),
+                f("_pad", 44, 4, Pad),
+                f("pipe_objref", 48, 4, S32),
+                f("_pad2", 52, 4, Pad),
+            ],
+            trailer: "PIPE_BUF record on the first end seen of the pipe",
+        },
+        Struct {
+            name: "MM",
+            c_name: "ckpt_hdr_mm",
+            size: 120,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("map_count", 8, 4, U32),
+                f("exe_objref", 12, 4, S32),
+                f("def_flags", 16, 8, U64),
+                f("flags", 24, 8, U64),
+                f("start_code", 32, 8, U64),
+                f("end_code", 40, 8, U64),
+                f("start_data", 48, 8, U64),
+                f("end_data", 56, 8, U64),
+                f("start_brk", 64, 8, U64),
+                f("brk", 72, 8, U64),
+                f("start_stack", 80, 8, U64),
+                f("arg_start", 88, 8, U64),
+                f("arg_end", 96, 8, U64),
+                f("env_start", 104, 8, U64),
+                f("env_end", 112, 8, U64),
+            ],
+            trailer: "BUFFER(saved_auxv, at_vector_size x u64), map_count x VMA..., MM_CONTEXT",
+        },
+        Struct {
+            name: "VMA",
+            c_name: "ckpt_hdr_vma",
+            size: 72,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("vma_type", 8, 4, U32),
+                f("vma_objref", 12, 4, S32),
+                f("ino_objref", 16, 4, S32),
+                f("_padding", 20, 4, Pad),
+                f("ino_size", 24, 8, U64),
+                f("vm_start", 32, 8, U64),
+                f("vm_end", 40, 8, U64),
+                f("vm_page_prot", 48, 8, U64),
+                f("vm_flags", 56, 8, U64),
+                f("vm_pgoff", 64, 8, U64),
+            ],
+            trailer: "chunk* PGARR(0); chunk = PGARR(n) BUFFER(n x u64 vaddrs, n x 4096 pages)",
+        },
+        Struct {
+            name: "PGARR",
+            c_name: "ckpt_hdr_pgarr",
+            size: 16,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("nr_pages", 8, 8, U64),
+            ],
+            trailer: "BUFFER of nr_pages x (8 + 4096) bytes when nr_pages > 0",
+        },
+        Struct {
+            name: "MM_CONTEXT",
+            c_name: "ckpt_hdr_mm_context",
+            size: 24,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("vdso", 8, 8, U64),
+                f("ldt_entry_size", 16, 4, U32),
+                f("nldt", 20, 4, U32),
+            ],
+            trailer: "MM_CONTEXT_LDT record, 8 + nldt x ldt_entry_size",
+        },
+        Struct {
+            name: "TAIL",
+            c_name: "ckpt_hdr_tail",
+            size: 16,
+            fields: &[
+                f("h.type", 0, 4, U32),
+                f("h.len", 4, 4, U32),
+                f("magic", 8, 8, U64),
+            ],
+            trailer: "",
+        },
+    ],
+};
+
+/// Register names of the CPU record in wire order (u64 part), paired with
+/// the index in [`crate::model::Regs::to_array`]. `fs`/`gs` are the bases.
+pub const CPU_REGS: [(&str, usize); 21] = [
+    ("r15", 0),
+    ("r14", 1),
+    ("r13", 2),
+    ("r12", 3),
+    ("bp", 4),
+    ("bx", 5),
+    ("r11", 6),
+    ("r10", 7),
+    ("r9", 8),
+    ("r8", 9),
+    ("ax", 10),
+    ("cx", 11),
+    ("dx", 12),
+    ("si", 13),
+    ("di", 14),
+    ("orig_ax", 15),
+    ("ip", 16),
+    ("sp", 19),
+    ("flags", 18),
+    ("fs", 21),
+    ("gs", 22),
+];
+
+/// Symbolic segment fields of the CPU record, with the [`crate::model::Regs`] index.
+pub const CPU_SEGS: [(&str, usize); 6] = [
+    ("fsindex", 25),
+    ("gsindex", 26),
+    ("cs", 17),
+    ("ss", 20),
+    ("ds", 23),
+    ("es", 24),
+];
