@@ -187,8 +187,8 @@ impl Checker {
                         },
                     ));
                 }
-                for a in p.addrs.iter() {
-                    self.check_page(&mut vma, a, offset)?;
+                for (start, count) in p.addrs.runs() {
+                    self.check_run(&mut vma, start, count, offset)?;
                 }
                 self.vma = Some(vma);
             }
@@ -206,25 +206,7 @@ impl Checker {
                         },
                     ));
                 }
-                let ps = self.page_size as u64;
-                self.check_page(&mut vma, z.start, offset)?;
-                let last = z
-                    .count
-                    .checked_sub(1)
-                    .and_then(|c| c.checked_mul(ps))
-                    .and_then(|d| z.start.checked_add(d))
-                    .filter(|&l| l < vma.end)
-                    .ok_or_else(|| {
-                        Error::new(
-                            offset,
-                            ErrorKind::PageOutsideVma {
-                                addr: z.start,
-                                start: vma.start,
-                                end: vma.end,
-                            },
-                        )
-                    })?;
-                vma.next = last + ps;
+                self.check_run(&mut vma, z.start, z.count, offset)?;
                 self.vma = Some(vma);
             }
             Event::VmaEnd => {
@@ -298,31 +280,41 @@ impl Checker {
         Ok(())
     }
 
-    fn check_page(&self, vma: &mut OpenVma, addr: u64, offset: u64) -> Result<()> {
+    /// `count` pages from `start`: aligned, ascending, inside the VMA. O(1).
+    fn check_run(&self, vma: &mut OpenVma, start: u64, count: u64, offset: u64) -> Result<()> {
         let ps = self.page_size as u64;
-        if addr % ps != 0 {
-            return Err(Error::new(offset, ErrorKind::PageUnaligned { addr }));
+        if start % ps != 0 {
+            return Err(Error::new(offset, ErrorKind::PageUnaligned { addr: start }));
         }
-        if addr < vma.start || addr >= vma.end {
-            return Err(Error::new(
+        let outside = || {
+            Error::new(
                 offset,
                 ErrorKind::PageOutsideVma {
-                    addr,
+                    addr: start,
                     start: vma.start,
                     end: vma.end,
                 },
-            ));
+            )
+        };
+        if start < vma.start || start >= vma.end {
+            return Err(outside());
         }
-        if addr < vma.next {
+        if start < vma.next {
             return Err(Error::new(
                 offset,
                 ErrorKind::PageOrder {
-                    addr,
+                    addr: start,
                     prev: vma.next.saturating_sub(ps),
                 },
             ));
         }
-        vma.next = addr + ps;
+        let last = count
+            .checked_sub(1)
+            .and_then(|c| c.checked_mul(ps))
+            .and_then(|d| start.checked_add(d))
+            .filter(|&l| l < vma.end)
+            .ok_or_else(outside)?;
+        vma.next = last + ps;
         Ok(())
     }
 

@@ -333,7 +333,7 @@ fn error_page_data_checksum_only_when_asked() {
     b[last] ^= 0xff;
     let e = first_error(&b);
     assert!(matches!(e.kind, ErrorKind::BadChecksum { .. }), "{e}");
-    assert_eq!(e.offset, off as u64 + 24 + 4);
+    assert_eq!(e.offset, off as u64 + 24 + 8);
     // A walk that skips page contents does not see it.
     let mut d = Decoder::new(
         SliceInput::new(&b),
@@ -695,4 +695,65 @@ fn validate_counts_pages() {
     assert!(r.error.is_none());
     assert_eq!(r.pages, 5);
     assert_eq!(r.zero_pages, 2);
+}
+
+#[test]
+fn error_page_runs() {
+    let recs = records_of(&example());
+    let i = idx(&recs, RecordType::PAGES);
+    let cases: [(usize, u32, &str); 3] = [
+        (4, 0, "run count"),         // no runs
+        (4, 9, "run count"),         // more runs than pages
+        (16 + 8, 0, "address runs"), // a run of zero pages
+    ];
+    for (at, v, field) in cases {
+        let mut r = recs.clone();
+        r[i].payload[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        let e = first_error(&serialise(&r));
+        match &e.kind {
+            ErrorKind::BadValue { field: f, .. } => assert_eq!(*f, field, "{e}"),
+            ErrorKind::BadLength { .. } => assert_eq!(field, "run count", "{e}"),
+            _ => panic!("{e}"),
+        }
+        assert_eq!(e.record.clone().unwrap().name, "PAGES");
+    }
+}
+
+#[test]
+fn addresses_are_stored_as_runs_and_read_back_as_lists() {
+    let mut b = ImageBuilder::new(ImageBuilder::x86_64_header());
+    b.push(Event::Task(Task {
+        pid: 5,
+        ..Task::default()
+    }));
+    let pages: Vec<(u64, Vec<u8>)> = [0u64, 1, 2, 5, 6, 9]
+        .iter()
+        .map(|&i| (0x1000_0000 + i * 4096, vec![i as u8 + 1; 4096]))
+        .collect();
+    b.vma(
+        Vma {
+            start: 0x1000_0000,
+            end: 0x1001_0000,
+            prot: 3,
+            flags: 0x73,
+            pgoff: 0,
+            kind: VmaKind::Anon,
+            file: None,
+            extras: Extras::new(),
+        },
+        &pages,
+    );
+    b.tail();
+    let bytes = b.to_native_bytes().unwrap();
+    let recs = records_of(&bytes);
+    let p = &recs[idx(&recs, RecordType::PAGES)];
+    assert_eq!(u32::from_le_bytes(p.payload[0..4].try_into().unwrap()), 6);
+    assert_eq!(u32::from_le_bytes(p.payload[4..8].try_into().unwrap()), 3);
+    let (evs, err) = slice_events(&bytes);
+    assert_eq!(err, None);
+    let Event::Pages(got) = &evs[3] else { panic!() };
+    let want: Vec<u64> = pages.iter().map(|p| p.0).collect();
+    assert_eq!(got.addrs.iter().collect::<Vec<_>>(), want);
+    assert_eq!(got.addrs.get(3), Some(0x1000_5000));
+    assert_eq!(got.page(5, 4096).unwrap()[0], 10);
 }

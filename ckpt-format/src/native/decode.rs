@@ -162,9 +162,6 @@ impl<I: Input> Decoder<I> {
             )
             .in_record(ty.0, ty.name()));
         }
-        if ty == RecordType::PAGES && self.opts.check_page_data {
-            check_page_data(&f)?;
-        }
         if ty != RecordType::TAIL {
             self.records += 1;
             self.stream_crc.update(f.header.as_bytes());
@@ -496,31 +493,57 @@ impl<I: Input> Decoder<I> {
             }
             RecordType::PAGES => {
                 let n = c.u32()?;
-                let _data_crc = c.u32()?;
+                let runs = c.u32()?;
+                let data_crc = c.u32()?;
+                let rsv = c.u32()?;
                 if n == 0 || n > MAX_CHUNK_PAGES {
                     return Err(c.bad(0, "page count", n as u64, "1 to 4096"));
                 }
-                let addrs = c.bytes(n as usize * 8)?;
-                let want = (n as u64)
-                    .checked_mul(page_size as u64)
-                    .ok_or_else(|| c.bad(0, "page count", n as u64, "fewer pages"))?;
+                if runs == 0 || runs > n {
+                    return Err(c.bad(4, "run count", runs as u64, &format!("1 to {n}")));
+                }
+                if rsv != 0 {
+                    return Err(c.bad(12, "reserved", rsv as u64, "0"));
+                }
+                let rb = c.bytes(runs as usize * 16)?;
+                let addrs = Addrs::from_runs(rb, page_size)
+                    .filter(|a| a.len() == n as usize)
+                    .ok_or_else(|| {
+                        c.bad(
+                            16,
+                            "address runs",
+                            runs as u64,
+                            &format!("runs of at least one page, within the address space, adding up to {n} pages"),
+                        )
+                    })?;
+                let want = n as u64 * page_size as u64;
                 let data = c.rest();
                 if data.len() as u64 != want {
                     return Err(f.err(ErrorKind::BadLength {
                         found: f.header.len.get() as u64,
                         expected: format!(
-                            "{} for {n} pages of {page_size} bytes",
-                            HEADER_LEN as u64 + 8 + 8 * n as u64 + want
+                            "{} for {n} pages of {page_size} bytes in {runs} run(s)",
+                            HEADER_LEN as u64 + 16 + 16 * runs as u64 + want
                         ),
                     }));
+                }
+                if self.opts.check_page_data {
+                    let computed = crc32fast::hash(data);
+                    if computed != data_crc {
+                        return Err(f.err_at(
+                            8,
+                            ErrorKind::BadChecksum {
+                                found: data_crc,
+                                expected: computed,
+                            },
+                        ));
+                    }
                 }
                 if let Some(v) = &mut self.vma {
                     v.pages += n as u64;
                 }
                 Event::Pages(PageChunk {
-                    addrs: Addrs::from_le_bytes(addrs, 8).ok_or_else(|| {
-                        c.bad(8, "address list", addrs.len() as u64, "8-byte words")
-                    })?,
+                    addrs,
                     data: Cow::Borrowed(data),
                 })
             }

@@ -5,6 +5,7 @@ use super::*;
 use crate::model::*;
 use crate::validate::Checker;
 use crate::EventSink;
+use std::borrow::Cow;
 use std::io::{BufWriter, Write};
 use zerocopy::IntoBytes;
 
@@ -21,7 +22,6 @@ pub struct Encoder<W: Write> {
     vma_pages: u64,
     vma_zeros: u64,
     page_size: u32,
-    addr_buf: Vec<u8>,
     finished: bool,
 }
 
@@ -38,7 +38,6 @@ impl<W: Write> Encoder<W> {
             vma_pages: 0,
             vma_zeros: 0,
             page_size: 4096,
-            addr_buf: Vec::new(),
             finished: false,
         }
     }
@@ -125,29 +124,29 @@ impl<W: Write> Encoder<W> {
         while i < n {
             let k = (n - i).min(MAX_CHUNK_PAGES as usize);
             let data = &p.data[i * ps..(i + k) * ps];
-            self.addr_buf.clear();
-            if p.addrs.width() == 8 {
-                self.addr_buf
-                    .extend_from_slice(&p.addrs.as_bytes()[i * 8..(i + k) * 8]);
+            let runs = if i == 0 && k == n && p.addrs.is_runs() {
+                // Already runs of this image's page size (from a native-1 decoder).
+                Cow::Borrowed(p.addrs.as_bytes())
             } else {
-                for j in i..i + k {
-                    let a = p.addrs.get(j).unwrap_or(0);
-                    self.addr_buf.extend_from_slice(&a.to_le_bytes());
-                }
-            }
-            let mut head = [0u8; 8];
+                let part: Vec<u64> = p.addrs.iter().skip(i).take(k).collect();
+                Cow::Owned(
+                    Addrs::from_u64s(&part)
+                        .to_runs(self.page_size)
+                        .as_bytes()
+                        .to_vec(),
+                )
+            };
+            let mut head = [0u8; 16];
             head[..4].copy_from_slice(&(k as u32).to_le_bytes());
-            head[4..].copy_from_slice(&crc32fast::hash(data).to_le_bytes());
-            let addrs = std::mem::take(&mut self.addr_buf);
-            let r = self.record(
+            head[4..8].copy_from_slice(&((runs.len() / 16) as u32).to_le_bytes());
+            head[8..12].copy_from_slice(&crc32fast::hash(data).to_le_bytes());
+            self.record(
                 RecordType::PAGES,
                 self.task_pid,
                 0,
-                &[&head, &addrs, data],
+                &[&head, &runs, data],
                 2,
-            );
-            self.addr_buf = addrs;
-            r?;
+            )?;
             i += k;
         }
         self.vma_pages += n as u64;

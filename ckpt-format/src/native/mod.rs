@@ -173,9 +173,9 @@ pub fn pad8(n: u64) -> Option<u64> {
 
 /// How many payload bytes of a record of type `ty` the header CRC covers.
 fn checked_len(ty: RecordType, payload: &[u8]) -> usize {
-    if ty == RecordType::PAGES && payload.len() >= 8 {
-        let n = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]) as usize;
-        (8 + n.saturating_mul(8)).min(payload.len())
+    if ty == RecordType::PAGES && payload.len() >= 16 {
+        let n = u32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]) as usize;
+        (16 + n.saturating_mul(16)).min(payload.len())
     } else {
         payload.len()
     }
@@ -321,16 +321,16 @@ pub fn read_frame<'i, I: Input>(input: &'i mut I) -> Result<Option<(Frame<'i>, u
 /// Check the page-contents CRC of a PAGES frame.
 pub fn check_page_data(f: &Frame<'_>) -> Result<()> {
     let p = f.payload;
-    if p.len() < 8 {
+    if p.len() < 16 {
         return Ok(()); // length errors are reported by the decoder
     }
-    let n = u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize;
-    let stored = u32::from_le_bytes([p[4], p[5], p[6], p[7]]);
-    let start = (8 + n.saturating_mul(8)).min(p.len());
+    let runs = u32::from_le_bytes([p[4], p[5], p[6], p[7]]) as usize;
+    let stored = u32::from_le_bytes([p[8], p[9], p[10], p[11]]);
+    let start = (16 + runs.saturating_mul(16)).min(p.len());
     let computed = crc32fast::hash(&p[start..]);
     if computed != stored {
         return Err(f.err_at(
-            4,
+            8,
             ErrorKind::BadChecksum {
                 found: stored,
                 expected: computed,
