@@ -1,0 +1,60 @@
+//! Replays every input under fixtures/fuzz/ (crashes, hangs and interesting
+//! cases found by fuzzing): each `NAME.bin` must decode, from a slice and from
+//! a stream with short reads, to exactly the outcome in `NAME.expected`
+//! (`ok, N events` or the error message). Regenerate with `CKPT_BLESS=1`.
+
+use ckpt_format::*;
+use std::io::Read;
+use std::path::Path;
+
+struct Short<'a>(&'a [u8]);
+impl Read for Short<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = 3.min(out.len()).min(self.0.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+fn outcome(src: Result<Box<dyn EventSource + '_>>) -> String {
+    let mut src = match src {
+        Ok(s) => s,
+        Err(e) => return format!("error: {e}"),
+    };
+    let mut n = 0;
+    loop {
+        match src.next_event() {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => return format!("ok, {n} events"),
+            Err(e) => return format!("error after {n} events: {e}"),
+        }
+    }
+}
+
+#[test]
+fn fuzz_regressions_replay() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/fuzz");
+    let mut seen = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let data = std::fs::read(&p).unwrap();
+        let a = outcome(open_slice(&data));
+        let b = outcome(open_reader(Short(&data)));
+        assert_eq!(a, b, "{}: slice and stream differ", p.display());
+        let exp = p.with_extension("expected");
+        if std::env::var_os("CKPT_BLESS").is_some() {
+            std::fs::write(&exp, format!("{a}\n")).unwrap();
+        }
+        let want = std::fs::read_to_string(&exp)
+            .unwrap_or_else(|_| panic!("{} has no .expected (run with CKPT_BLESS=1)", p.display()));
+        assert_eq!(a, want.trim_end(), "{}", p.display());
+        seen += 1;
+    }
+    assert!(seen >= 1, "no regression inputs found in {}", dir.display());
+}

@@ -1,0 +1,225 @@
+//! Structure-aware: an arbitrary image description → builder → native-1
+//! writer → reader must give back exactly the events written, and writing
+//! them again must give identical bytes.
+#![no_main]
+use arbitrary::Arbitrary;
+use ckpt_format::build::ImageBuilder;
+use ckpt_format::*;
+use ckpt_fuzz::*;
+use libfuzzer_sys::fuzz_target;
+use std::borrow::Cow;
+
+#[global_allocator]
+static A: Counting = Counting;
+
+#[derive(Arbitrary, Debug)]
+struct Desc {
+    arch32: bool,
+    time: u64,
+    flags: u64,
+    release: Vec<u8>,
+    header_extra: Option<(String, u64)>,
+    tasks: Vec<TaskD>,
+    foreign: Option<(u32, u32, Vec<u8>)>,
+    error: Option<Vec<u8>>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct TaskD {
+    pid: u16,
+    comm: Vec<u8>,
+    state: u32,
+    threads: Vec<ThreadD>,
+    mm: Option<(u64, u64, Vec<u64>, Option<Vec<u8>>)>,
+    vmas: Vec<VmaD>,
+    pipe: Option<Vec<u8>>,
+    files: Vec<(u8, u64, Vec<u8>, bool)>,
+    sig: Option<Vec<(u64, u64)>>,
+    extra: Option<(String, Vec<u8>)>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct ThreadD {
+    rip: u64,
+    rsp: u64,
+    orig_rax: u64,
+    fpu: Option<Vec<u8>>,
+    tls: Vec<u8>,
+    sigmask: u64,
+}
+
+#[derive(Arbitrary, Debug)]
+struct VmaD {
+    gap: u8,
+    pages: Vec<u8>, // per page: 0 = not captured, 1 = zero page, else fill byte
+    prot: u8,
+    file: Option<Vec<u8>>,
+}
+
+fn build(d: &Desc) -> ImageBuilder {
+    let mut h = ImageBuilder::x86_64_header();
+    if d.arch32 {
+        h.arch = Arch::X86_32;
+    }
+    h.time = d.time;
+    h.flags = d.flags;
+    h.kernel.release = d.release.clone();
+    if let Some((k, v)) = &d.header_extra {
+        h.extras.set_u64(k, *v);
+    }
+    let mut b = ImageBuilder::new(h).chunk_pages(3);
+    let mut next_id = 1u32;
+    for (ti, t) in d.tasks.iter().take(3).enumerate() {
+        let pid = t.pid as i32 + 1 + ti as i32 * 70000;
+        let mut task = Task {
+            pid,
+            tgid: pid,
+            comm: t.comm.iter().copied().take(16).collect(),
+            state: t.state,
+            ..Task::default()
+        };
+        if let Some((k, v)) = &t.extra {
+            task.extras.set_bytes(k, v);
+        }
+        b.push(Event::Task(task));
+        for (i, th) in t.threads.iter().take(3).enumerate() {
+            b.push(Event::Thread(Thread {
+                tid: pid + i as i32,
+                regs: Regs {
+                    rip: th.rip,
+                    rsp: th.rsp,
+                    orig_rax: th.orig_rax,
+                    ..Regs::default()
+                },
+                fpu: th.fpu.as_ref().map(|f| Fpu {
+                    kind: FpuKind::Xsave,
+                    xfeatures: 7,
+                    data: f.clone(),
+                }),
+                tls: th.tls.clone(),
+                sigmask: th.sigmask,
+                extras: Extras::new(),
+            }));
+        }
+        if let Some((brk, stack, auxv, exe)) = &t.mm {
+            b.push(Event::Mm(Mm {
+                brk: *brk,
+                start_stack: *stack,
+                auxv: auxv.iter().copied().take(64).collect(),
+                exe: exe.clone(),
+                ..Mm::default()
+            }));
+        }
+        let mut at = 0x10_0000u64;
+        for v in t.vmas.iter().take(4) {
+            at += v.gap as u64 * 4096;
+            let n = v.pages.len().min(12) as u64;
+            let pages: Vec<(u64, Vec<u8>)> = v
+                .pages
+                .iter()
+                .take(12)
+                .enumerate()
+                .filter(|(_, &k)| k != 0)
+                .map(|(i, &k)| {
+                    let fill = if k == 1 { 0 } else { k };
+                    (at + i as u64 * 4096, vec![fill; 4096])
+                })
+                .collect();
+            b.vma(
+                Vma {
+                    start: at,
+                    end: at + (n + 1) * 4096,
+                    prot: (v.prot & 7) as u32,
+                    flags: 0x70,
+                    pgoff: 0,
+                    kind: if v.file.is_some() { VmaKind::File } else { VmaKind::Anon },
+                    file: v.file.clone(),
+                    extras: Extras::new(),
+                },
+                &pages,
+            );
+            at += (n + 1) * 4096;
+        }
+        if let Some(s) = &t.sig {
+            b.push(Event::SigActions(
+                s.iter()
+                    .take(64)
+                    .map(|&(h, f)| SigAction {
+                        handler: h,
+                        flags: f,
+                        restorer: 0,
+                        mask: 0,
+                    })
+                    .collect(),
+            ));
+        }
+        let pipe_id = t.pipe.as_ref().map(|data| {
+            let id = next_id;
+            next_id += 1;
+            b.push(Event::Pipe(Pipe {
+                id,
+                data: Cow::Owned(data.clone()),
+            }));
+            id
+        });
+        for (fd, (kind, pos, path, cloexec)) in t.files.iter().take(4).enumerate() {
+            let id = next_id;
+            next_id += 1;
+            let is_pipe = kind % 2 == 1 && pipe_id.is_some();
+            b.push(Event::File(File {
+                id,
+                kind: if is_pipe { FileKind::Pipe } else { FileKind::Regular },
+                path: path.clone(),
+                flags: 2,
+                mode: 0o100644,
+                pos: *pos,
+                pipe: if is_pipe { pipe_id } else { None },
+                extras: Extras::new(),
+            }));
+            b.push(Event::Fd(Fd {
+                fd: fd as i32,
+                cloexec: *cloexec,
+                file: id,
+            }));
+        }
+    }
+    if let Some((rev, code, payload)) = &d.foreign {
+        b.push(Event::Unknown(Unknown {
+            revision: if rev % 2 == 0 { Revision::CrV5 } else { Revision::CkptV21 },
+            type_code: *code,
+            parent: 0,
+            payload: Cow::Owned(payload.clone()),
+        }));
+    }
+    if let Some(e) = &d.error {
+        b.push(Event::Error(e.clone()));
+    }
+    b.tail();
+    b
+}
+
+fuzz_target!(|d: Desc| {
+    let b = build(&d);
+    let bytes = b.to_native_bytes().expect("a valid description encodes");
+    let mut src = open_slice(&bytes).expect("recognised");
+    let mut got = Vec::new();
+    while let Some(ev) = src.next_event().expect("decodes") {
+        got.push(ev.into_owned());
+    }
+    assert_eq!(got.len(), b.events.len());
+    for (g, w) in got.iter().zip(&b.events) {
+        match (g, w) {
+            (Event::Header(g), Event::Header(w)) => {
+                assert_eq!(g.kernel, w.kernel);
+                assert_eq!(g.extras, w.extras);
+            }
+            _ => assert_eq!(g, w),
+        }
+    }
+    let mut again = Vec::new();
+    let mut src = open_slice(&bytes).unwrap();
+    let mut enc = native::Encoder::new(&mut again);
+    pump(&mut *src, &mut enc).unwrap();
+    drop(enc);
+    assert_eq!(again, bytes);
+});
