@@ -53,6 +53,13 @@ impl Frozen {
     /// Seize and stop every thread of `pid` (see the module docs). On error every
     /// thread already seized is detached again.
     pub fn freeze(pid: pid_t) -> Result<Frozen> {
+        Frozen::freeze_with(pid, 0)
+    }
+
+    /// [`Frozen::freeze`] with `PTRACE_O_*` seize options, e.g.
+    /// [`ptrace::O_SUSPEND_SECCOMP`] (needs `CAP_SYS_ADMIN`) so that injected syscalls are
+    /// not filtered by the target's seccomp policy.
+    pub fn freeze_with(pid: pid_t, options: u64) -> Result<Frozen> {
         let mut f = Frozen {
             pid,
             threads: Vec::new(),
@@ -77,7 +84,7 @@ impl Frozen {
             }
             let mut seized = Vec::new();
             for tid in new {
-                match ptrace::seize(tid, 0) {
+                match ptrace::seize(tid, options) {
                     Ok(()) => seized.push(tid),
                     Err(e) if e.errno == libc::ESRCH && tid != pid => continue,
                     Err(e) => return Err(e),

@@ -20,6 +20,9 @@ use libc::{c_long, c_void, pid_t};
 pub const O_TRACECLONE: u64 = libc::PTRACE_O_TRACECLONE as u64;
 /// `PTRACE_O_TRACESYSGOOD`.
 pub const O_TRACESYSGOOD: u64 = libc::PTRACE_O_TRACESYSGOOD as u64;
+/// `PTRACE_O_SUSPEND_SECCOMP`: seccomp filters do not apply to the tracee while traced
+/// (requires `CAP_SYS_ADMIN`), so injected syscalls are never filtered.
+pub const O_SUSPEND_SECCOMP: u64 = 1 << 21;
 /// `PTRACE_EVENT_STOP`: the event of a stop caused by `PTRACE_INTERRUPT` or a group stop.
 pub const EVENT_STOP: i32 = 128;
 /// `NT_X86_XSTATE`, the regset of the full XSAVE area.

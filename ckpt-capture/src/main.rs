@@ -1,0 +1,118 @@
+//! `ckpt-capture [--tree] [--leave-running | --leave-stopped | --kill] [--allow-unsupported]
+//! [--json] [-o FILE | -o -] PID`
+//!
+//! Exit codes: 0 ok, 1 capture failed (target problem), 2 usage, 3 I/O or system error.
+
+use ckpt_capture::{
+    capture_to_path, capture_to_writer, ident_of_fd, ident_of_path, live::LiveCapture, Leave,
+    Options, Progress,
+};
+use clap::Parser;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Capture a running Linux x86-64 process (or process tree) into a native-1 image.
+#[derive(Parser, Debug)]
+#[command(name = "ckpt-capture", version)]
+struct Cli {
+    /// Capture PID and all its descendants.
+    #[arg(long)]
+    tree: bool,
+    /// Let the target continue after the capture (default).
+    #[arg(long, group = "leave")]
+    leave_running: bool,
+    /// Leave the target stopped (SIGSTOP) after the capture.
+    #[arg(long, group = "leave")]
+    leave_stopped: bool,
+    /// Kill the target after a successful capture.
+    #[arg(long, group = "leave")]
+    kill: bool,
+    /// Record sockets and anonymous inodes as unsupported files instead of failing.
+    #[arg(long)]
+    allow_unsupported: bool,
+    /// Print the statistics as one JSON line on stderr.
+    #[arg(long)]
+    json: bool,
+    /// Output file, or `-` for stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+    /// The process to capture.
+    pid: i32,
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl Progress for Bar {
+    fn add_total(&mut self, pages: u64) {
+        self.0.inc_length(pages);
+    }
+    fn advance(&mut self, pages: u64) {
+        self.0.inc(pages);
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let mut opts = Options::new(cli.pid);
+    opts.tree = cli.tree;
+    opts.allow_unsupported = cli.allow_unsupported;
+    opts.leave = if cli.leave_stopped {
+        Leave::Stopped
+    } else if cli.kill {
+        Leave::Killed
+    } else {
+        Leave::Running
+    };
+    let to_stdout = cli.output.as_os_str() == "-";
+    if to_stdout {
+        if std::io::stdout().is_terminal() {
+            eprintln!("ckpt-capture: refusing to write an image to a terminal; use -o FILE or redirect stdout");
+            std::process::exit(2);
+        }
+        opts.output.extend(ident_of_fd(1));
+    } else {
+        opts.output.extend(ident_of_path(&cli.output));
+    }
+    let mut bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} capturing [{bar:40}] {pos}/{len} pages {binary_bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(Bar(b))
+    } else {
+        None
+    };
+    let mut producer = LiveCapture::new(opts.clone());
+    let progress = bar.as_mut().map(|b| b as &mut dyn Progress);
+    let r = if to_stdout {
+        let out = std::io::stdout().lock();
+        capture_to_writer(&mut producer, out, progress)
+    } else {
+        capture_to_path(&mut producer, &opts, &cli.output, progress)
+    };
+    if let Some(b) = &bar {
+        b.0.finish_and_clear();
+    }
+    match r {
+        Ok(stats) => {
+            if cli.json {
+                eprintln!("{}", stats.to_json());
+            } else {
+                eprintln!("ckpt-capture: {stats}");
+            }
+        }
+        Err(e) => {
+            if cli.json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"error": e.msg, "exit_code": e.exit_code()})
+                );
+            }
+            eprintln!("ckpt-capture: capture of pid {} failed: {e}", cli.pid);
+            std::process::exit(e.exit_code());
+        }
+    }
+}
