@@ -163,6 +163,14 @@ fn freeze_all(root: i32, tree: bool) -> Result<Vec<Proc>, CaptureError> {
     let mut out: Vec<Proc> = Vec::new();
     let mut queue = std::collections::VecDeque::from([root]);
     while let Some(pid) = queue.pop_front() {
+        if pid as u32 == std::process::id() {
+            return Err(CaptureError::new(
+                ErrorKind::Target,
+                format!(
+                    "the process tree of {root} contains ckpt-capture itself (pid {pid}); run it from outside the tree"
+                ),
+            ));
+        }
         let stat = match procfs::stat(pid) {
             Ok(s) => s,
             Err(e) if e.is_gone() && pid != root => continue,

@@ -240,3 +240,16 @@ fn unsafe_free_kill(pid: i32, sig: i32) {
         .unwrap();
     assert!(st.success());
 }
+
+#[test]
+fn tree_containing_ckpt_capture_itself_is_refused() {
+    // sh -> ckpt-capture --tree $$ : the shell's tree contains the capturer.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{} --tree -o /dev/null $$; exit $?", bin()))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(e.contains("contains ckpt-capture itself"), "{e}");
+}

@@ -48,6 +48,7 @@ fn counter_loop_with_known_buffer() {
         hex(f[7]),
         f[9].parse::<u64>().unwrap(),
     );
+    let (none, shared, cow) = (hex(f[11]), hex(f[13]), hex(f[15]));
     let mut last: u64 = t.line().parse().unwrap();
     last = assert_counts_on(&mut t, last, 2);
 
@@ -133,6 +134,19 @@ fn counter_loop_with_known_buffer() {
     } else {
         assert!(z >= zlen / 4096);
     }
+    // A PROT_NONE page (process_vm_readv refuses it: read through /proc/PID/mem).
+    assert_eq!(mem_of(&evs, t.pid(), none, 4096), vec![0x5a; 4096]);
+    let vn = vmas.iter().find(|v| v.start == none).unwrap();
+    assert_eq!((vn.prot, vn.flags & 7), (0, 0));
+    // Shared anonymous memory is stored (it exists nowhere else).
+    assert_eq!(mem_of(&evs, t.pid(), shared, 4096), vec![0xa5; 4096]);
+    let vs = vmas.iter().find(|v| v.start == shared).unwrap();
+    assert_eq!((vs.kind, vs.flags & 8), (VmaKind::SharedAnon, 8));
+    // Private file mapping: only the written (COW) page, not the page only read.
+    let vc = vmas.iter().find(|v| v.start == cow).unwrap();
+    assert_eq!(vc.kind, VmaKind::File);
+    assert_eq!(pages_in[&cow], (1, 0));
+    assert_eq!(mem_of(&evs, t.pid(), cow + 4096, 4096), vec![b'C'; 4096]);
     let vdso = vmas.iter().find(|v| v.kind == VmaKind::Vdso).unwrap();
     assert_eq!(pages_in[&vdso.start].0, (vdso.end - vdso.start) / 4096);
     for v in vmas.iter().filter(|v| v.kind == VmaKind::Vvar) {
@@ -417,4 +431,64 @@ fn tree_of_three_sharing_a_pipe() {
     // The parent resumes its read(0) and still reads the pipe.
     t.send("go\n");
     assert_eq!(t.line(), "got from-grandchild");
+}
+
+#[test]
+fn threads_created_and_exiting_while_attaching() {
+    let mut t = Target::spawn("churn", &[]);
+    assert_eq!(t.line(), "ready");
+    for _ in 0..10 {
+        let (out, bytes) = capture_cli(t.pid(), &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let evs = decode(&bytes);
+        let n = evs.iter().filter(|e| matches!(e, Event::Thread(_))).count();
+        assert!((1..=5).contains(&n), "{n} threads");
+    }
+    let a: u64 = t.line().parse().unwrap();
+    let b: u64 = t.line().parse().unwrap();
+    assert_eq!(b, a + 1);
+}
+
+#[test]
+fn stopped_process_stays_stopped() {
+    let mut t = Target::spawn("counter", &[]);
+    t.line();
+    let pid = t.pid();
+    let kill = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
+    kill("-STOP");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (out, bytes) = capture_cli(pid, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let task = decode(&bytes)
+        .into_iter()
+        .find_map(|e| {
+            if let Event::Task(t) = e {
+                Some(t)
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(task.state, 4, "recorded as stopped");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(st.contains(") T "), "still stopped: {st}");
+    kill("-CONT");
+    let a: u64 = t.line().parse().unwrap();
+    let b: u64 = t.line().parse().unwrap();
+    assert_eq!(b, a + 1);
 }
