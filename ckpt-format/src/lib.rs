@@ -29,12 +29,15 @@
 #![deny(missing_docs)]
 
 pub mod build;
+pub mod convert;
 pub mod crv5;
 pub mod detect;
 pub mod error;
 pub mod input;
+pub mod layout;
 pub mod model;
 pub mod native;
+pub mod schema;
 pub mod v21;
 pub mod validate;
 

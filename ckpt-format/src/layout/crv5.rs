@@ -25,8 +25,8 @@ pub const FD_FILE: u16 = 1;
 pub const FD_DIR: u16 = 2;
 /// `CR_FD_LINK` (v6–v10).
 pub const FD_LINK: u16 = 3;
-/// `CR_PGARR_CHUNK` on i386: 4 * (PAGE_SIZE / sizeof(void *)) pages.
-pub const PGARR_CHUNK: usize = 4096;
+/// Pages per PGARR chunk the encoder writes (the kernel limit, `CR_PGARR_CHUNK`, is 4096 on i386).
+pub const PGARR_CHUNK: usize = 1024;
 
 /// The cr-v5 table.
 pub static TABLE: Table = Table {

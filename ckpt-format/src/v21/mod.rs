@@ -1,25 +1,1061 @@
-//! The `v21` revision (decoder and encoder). Not yet implemented: opening
-//! such an image returns an `UnsupportedRevision` error.
+//! The `ckpt-v21` revision: Linux-CR v21 (2010), fully framed `ckpt_hdr`, x86-64.
+//!
+//! ```text
+//! record := ckpt_hdr{u32 type; u32 len (header included)} payload[len - 8]
+//! image  := HEADER BUFFER(release) BUFFER(version) BUFFER(machine) HEADER_ARCH
+//!           other* TREE BUFFER(ckpt_pids[nr_tasks]) task* TAIL
+//! task   := TASK STRING(comm)                              (zombies stop here)
+//!           THREAD(+TLS) CPU [CPU_FPU]
+//!           [OBJREF FILE FILE_NAME] OBJREF(MM) MM BUFFER(auxv)
+//!              ( [OBJREF FILE FILE_NAME] VMA chunk* PGARR(0) )* MM_CONTEXT MM_CONTEXT_LDT
+//!           OBJREF(FILE_TABLE) FILE_TABLE ( [OBJREF FILE (FILE_NAME | PIPE_BUF)] FILE_DESC )*
+//!           TASK_OBJS
+//! chunk  := PGARR(n) BUFFER(n x u64 vaddrs, n x 4096 pages)
+//! ```
+//!
+//! ERROR records (+ STRING) may appear anywhere; records this codec does not
+//! model (CONTAINER, LSM, creds, signals, namespaces, ...) become
+//! [`Event::Unknown`] and are written back verbatim. Layouts and codes come
+//! from [`crate::layout::v21`]; [`Framer`] is the one framing function.
 
+use crate::convert::Plan;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{Input, SliceInput};
-use crate::{EventSink, EventSource, ReadOptions};
-use std::io::Write;
+use crate::layout::derive;
+use crate::layout::v21::{self as L, TABLE as T};
+use crate::model::*;
+use crate::{EventSink, EventSource, RawRecord, ReadOptions, RecordSource};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{BufWriter, Write};
 
-fn not_yet() -> Error {
-    Error::new(0, ErrorKind::UnsupportedRevision { recognised: "v21 (decoder not implemented yet)".into() })
+const PAGE: u64 = 4096;
+const HDR: u64 = L::HDR_LEN as u64;
+/// Pages per chunk the encoder writes (bounded below the kernel's batch so that
+/// stream readers stay small).
+const CHUNK_PAGES: usize = 1024;
+
+/// Kernel constants the v21 header records, with the values of an x86-64
+/// 2.6.33 kernel; the decoder keeps a constant in header extras (same key)
+/// only when it differs.
+pub const CONSTANTS: [(&str, u64); 12] = [
+    ("task_comm_len", 16),
+    ("at_vector_size", 44),
+    ("signal_nsig", 64),
+    ("uts_sysname_len", 65),
+    ("uts_nodename_len", 65),
+    ("uts_release_len", 65),
+    ("uts_version_len", 65),
+    ("uts_machine_len", 65),
+    ("uts_domainname_len", 65),
+    ("rlimit_nlimits", 16),
+    ("n_tty_buf_size", 4096),
+    ("tty_termios_ncc", 19),
+];
+
+fn code(name: &str) -> u32 {
+    T.code(name)
 }
 
-/// Decoder over a slice.
-pub fn open_slice(_b: &[u8], _o: ReadOptions) -> Result<Box<dyn EventSource + '_>> {
-    let _ = SliceInput::new(&[]).offset();
-    Err(not_yet())
+/// A record header as read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hdr {
+    /// Offset of the header.
+    pub offset: u64,
+    /// Type code.
+    pub code: u32,
+    /// Total length, header included.
+    pub len: u64,
 }
-/// Decoder over a stream.
-pub fn open_stream<'r, I: Input + 'r>(_i: I, _o: ReadOptions) -> Result<Box<dyn EventSource + 'r>> {
-    Err(not_yet())
+
+impl Hdr {
+    fn name(&self) -> &'static str {
+        T.name(self.code)
+    }
+    fn err(&self, kind: ErrorKind) -> Error {
+        Error::new(self.offset, kind).in_record(self.code, self.name())
+    }
 }
-/// Encoder.
-pub fn encoder<'w, W: Write + 'w>(_w: W) -> Box<dyn EventSink + 'w> {
-    unimplemented!("v21 encoder")
+
+/// The one framing function of ckpt-v21.
+pub struct Framer<I> {
+    inp: I,
+    peeked: Option<Hdr>,
+}
+
+impl<I: Input> Framer<I> {
+    /// Frame the records of `inp`.
+    pub fn new(inp: I) -> Self {
+        Framer { inp, peeked: None }
+    }
+    /// Offset of the next record.
+    pub fn offset(&self) -> u64 {
+        self.peeked.map_or(self.inp.offset(), |h| h.offset)
+    }
+    /// The next header, not consumed; `None` at end of input.
+    pub fn peek(&mut self) -> Result<Option<Hdr>> {
+        if let Some(h) = self.peeked {
+            return Ok(Some(h));
+        }
+        if self.inp.at_eof()? {
+            return Ok(None);
+        }
+        let offset = self.inp.offset();
+        let b = self.inp.read(HDR)?;
+        let h = Hdr {
+            offset,
+            code: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            len: u32::from_le_bytes([b[4], b[5], b[6], b[7]]) as u64,
+        };
+        if h.len < HDR {
+            return Err(h.err(ErrorKind::BadLength {
+                found: h.len,
+                expected: "at least 8 (ckpt_hdr included)".into(),
+            }));
+        }
+        self.peeked = Some(h);
+        Ok(Some(h))
+    }
+    /// Consume the next record: its header and payload (after the header).
+    pub fn take(&mut self) -> Result<(Hdr, &[u8])> {
+        let Some(h) = self.peek()? else {
+            return Err(Error::new(
+                self.inp.offset(),
+                ErrorKind::MissingTerminator {
+                    expected: "a TAIL record",
+                },
+            ));
+        };
+        self.peeked = None;
+        let p = self.inp.read(h.len - HDR).map_err(|e| {
+            Error {
+                offset: h.offset,
+                ..e
+            }
+            .in_record(h.code, h.name())
+        })?;
+        Ok((h, p))
+    }
+    /// The framing-layer record.
+    pub fn next_record(&mut self) -> Result<Option<RawRecord<'_>>> {
+        if self.peek()?.is_none() {
+            return Ok(None);
+        }
+        let (h, p) = self.take()?;
+        let objref = if h.code == code("OBJREF") {
+            p.get(4..8)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        } else {
+            None
+        };
+        Ok(Some(RawRecord {
+            offset: h.offset,
+            type_code: h.code,
+            name: h.name(),
+            len: h.len,
+            parent: 0,
+            objref,
+            payload: p,
+        }))
+    }
+}
+
+/// `RecordSource` over a v21 image.
+pub struct Records<I> {
+    fr: Framer<I>,
+    failed: bool,
+}
+
+impl<I: Input> Records<I> {
+    /// Records of `inp`.
+    pub fn new(inp: I) -> Self {
+        Records {
+            fr: Framer::new(inp),
+            failed: false,
+        }
+    }
+}
+
+impl<I: Input> RecordSource for Records<I> {
+    fn next_record(&mut self) -> Result<Option<RawRecord<'_>>> {
+        if self.failed {
+            return Ok(None);
+        }
+        self.failed = true;
+        let r = self.fr.next_record()?;
+        self.failed = false;
+        Ok(r)
+    }
+}
+
+/// A file object as defined in the image.
+#[derive(Clone, Debug)]
+struct FileObj {
+    file: File,
+    emitted: bool,
+}
+
+struct Inner<I> {
+    fr: Framer<I>,
+    /// Events of a record that produces several (File + Fd, Pipe + File ...).
+    queue: VecDeque<Event<'static>>,
+    /// Events read ahead by `prime`.
+    ahead: VecDeque<Event<'static>>,
+    primed: bool,
+    done: bool,
+    consts: HashMap<&'static str, u64>,
+    has_xsave: bool,
+    xstate_size: u64,
+    pids: Vec<[i32; 6]>,
+    task_idx: usize,
+    pid: i32,
+    mm: Mm,
+    vdso: u64,
+    mm_ref: i32,
+    table_ref: i32,
+    files: HashMap<i32, FileObj>,
+    pipes: HashSet<i32>,
+    last_offset: u64,
+}
+
+/// The ckpt-v21 decoder, generic over the input.
+pub struct Decoder<I> {
+    inner: Inner<I>,
+    failed: bool,
+}
+
+impl<I: Input> Decoder<I> {
+    /// Decode `inp`, which starts at the HEADER record.
+    pub fn new(inp: I, _opts: ReadOptions) -> Self {
+        Decoder {
+            inner: Inner {
+                fr: Framer::new(inp),
+                queue: VecDeque::new(),
+                ahead: VecDeque::new(),
+                primed: false,
+                done: false,
+                consts: HashMap::new(),
+                has_xsave: false,
+                xstate_size: 0,
+                pids: Vec::new(),
+                task_idx: 0,
+                pid: 0,
+                mm: Mm::default(),
+                vdso: 0,
+                mm_ref: 0,
+                table_ref: 0,
+                files: HashMap::new(),
+                pipes: HashSet::new(),
+                last_offset: 0,
+            },
+            failed: false,
+        }
+    }
+}
+
+impl<I: Input> EventSource for Decoder<I> {
+    fn next_event(&mut self) -> Result<Option<Event<'_>>> {
+        if self.failed {
+            return Ok(None);
+        }
+        self.failed = true;
+        if !self.inner.primed {
+            self.inner.prime()?;
+        }
+        if let Some(ev) = self.inner.ahead.pop_front() {
+            self.failed = false;
+            return Ok(Some(ev));
+        }
+        let ev = self.inner.step()?;
+        self.failed = false;
+        Ok(ev)
+    }
+    fn offset(&self) -> u64 {
+        self.inner.last_offset
+    }
+}
+
+/// Whole struct bytes (header + payload) of a fixed-size record.
+fn whole(h: &Hdr, p: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(p.len() + 8);
+    v.extend_from_slice(&h.code.to_le_bytes());
+    v.extend_from_slice(&(h.len as u32).to_le_bytes());
+    v.extend_from_slice(p);
+    v
+}
+
+fn unknown(h: &Hdr, p: &[u8]) -> Event<'static> {
+    Event::Unknown(Unknown {
+        revision: Revision::CkptV21,
+        type_code: h.code,
+        parent: 0,
+        payload: Cow::Owned(p.to_vec()),
+    })
+}
+
+/// File-object fields that have no named place in [`File`], kept when non-zero.
+const FILE_EXTRAS: [&str; 3] = ["f_version", "f_credref", "f_secref"];
+
+impl<I: Input> Inner<I> {
+    fn missing(&self, what: &'static str) -> Error {
+        Error::new(
+            self.fr.offset(),
+            ErrorKind::MissingTerminator { expected: what },
+        )
+    }
+
+    /// Read a record of type `name` with exact length `len` (None: any length).
+    fn expect(&mut self, name: &'static str, len: Option<u64>) -> Result<(Hdr, Vec<u8>)> {
+        let h = self
+            .fr
+            .peek()?
+            .ok_or_else(|| self.missing("a TAIL record"))?;
+        if h.code != code(name) {
+            return Err(h.err(ErrorKind::UnexpectedRecord {
+                found: format!("{} ({})", h.name(), h.code),
+                expected: format!("{name} ({})", code(name)),
+            }));
+        }
+        if let Some(l) = len {
+            if h.len != l {
+                return Err(h.err(ErrorKind::BadLength {
+                    found: h.len,
+                    expected: format!("{l}"),
+                }));
+            }
+        }
+        let (h, p) = self.fr.take()?;
+        Ok((h, whole(&h, p)))
+    }
+
+    fn expect_struct(&mut self, name: &'static str) -> Result<(Hdr, Vec<u8>)> {
+        self.expect(name, Some(T.st(name).size as u64))
+    }
+
+    fn konst(&self, n: &str) -> u64 {
+        self.consts.get(n).copied().unwrap_or(0)
+    }
+
+    /// Read ahead to the first thread, so that the header can say which FPU
+    /// facts are derivable (see docs/MODEL.md), then queue the events read.
+    fn prime(&mut self) -> Result<()> {
+        self.primed = true;
+        let mut first_fpu = None;
+        loop {
+            let ev = match self.step()? {
+                None => break,
+                Some(ev) => ev.into_owned(),
+            };
+            let stop = match &ev {
+                Event::Thread(t) => match &t.fpu {
+                    Some(f) => {
+                        first_fpu = Some((f.kind, f.data.len()));
+                        true
+                    }
+                    None => false,
+                },
+                Event::Tail | Event::Mm(_) | Event::Vma(_) => true,
+                _ => self.ahead.len() > 256,
+            };
+            self.ahead.push_back(ev);
+            if stop {
+                break;
+            }
+        }
+        let (dx, ds) = arch_defaults(first_fpu);
+        if let Some(Event::Header(h)) = self.ahead.front_mut() {
+            let has_xsave = self.has_xsave as u64;
+            if has_xsave != dx || self.xstate_size != ds {
+                h.extras.set_u64("has_xsave", has_xsave);
+                h.extras.set_u64("xstate_size", self.xstate_size);
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Option<Event<'_>>> {
+        if let Some(ev) = self.queue.pop_front() {
+            return Ok(Some(ev));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        self.last_offset = self.fr.offset();
+        let Some(h) = self.fr.peek()? else {
+            return Err(self.missing("a TAIL record"));
+        };
+        let name = h.name();
+        if h.offset == 0 && name != "HEADER" {
+            return Err(h.err(ErrorKind::UnexpectedRecord {
+                found: name.into(),
+                expected: "HEADER".into(),
+            }));
+        }
+        match name {
+            "HEADER" => self.header().map(Some),
+            "TAIL" => {
+                let (h, p) = self.expect_struct("TAIL")?;
+                let magic = T.st("TAIL").get(&p, "magic");
+                if magic != crate::detect::CHECKPOINT_MAGIC_TAIL {
+                    return Err(h.err(ErrorKind::BadMagic {
+                        found: magic,
+                        expected: crate::detect::CHECKPOINT_MAGIC_TAIL,
+                    }));
+                }
+                let off = self.fr.offset();
+                let extra = self.fr.inp.drain()?;
+                if extra > 0 {
+                    return Err(Error::new(off, ErrorKind::TrailingData { bytes: extra }));
+                }
+                self.done = true;
+                Ok(Some(Event::Tail))
+            }
+            "TREE" => {
+                let (h, p) = self.expect_struct("TREE")?;
+                let n = T.st("TREE").get_i(&p, "nr_tasks");
+                let esz = T.st("PIDS").size as u64;
+                let max = (crate::input::MAX_RECORD_LEN / esz) as i64;
+                if !(0..=max).contains(&n) {
+                    return Err(h.err(ErrorKind::BadValue {
+                        field: "nr_tasks",
+                        found: n as u64,
+                        expected: format!("0..={max}"),
+                    }));
+                }
+                let (bh, b) = self.expect("BUFFER", Some(HDR + n as u64 * esz))?;
+                let st = T.st("PIDS");
+                self.pids.clear();
+                for e in b[8..].chunks_exact(esz as usize) {
+                    let g = |f: &str| st.get_i(e, f) as i32;
+                    if g("depth") != 0 {
+                        return Err(bh.err(ErrorKind::BadValue {
+                            field: "depth",
+                            found: g("depth") as u64,
+                            expected: "0 (nested pid namespaces are not supported)".into(),
+                        }));
+                    }
+                    self.pids
+                        .push([g("vpid"), g("vppid"), g("vtgid"), g("vpgid"), g("vsid"), 0]);
+                }
+                self.step()
+            }
+            "TASK" => {
+                let (h, p) = self.expect_struct("TASK")?;
+                let Some(ids) = self.pids.get(self.task_idx).copied() else {
+                    return Err(h.err(ErrorKind::Invalid {
+                        found: format!("task number {}", self.task_idx + 1),
+                        expected: format!("at most {} tasks (TREE nr_tasks)", self.pids.len()),
+                    }));
+                };
+                self.task_idx += 1;
+                let comm_len = self.konst("task_comm_len");
+                let (_, comm) = self.expect("STRING", Some(HDR + comm_len))?;
+                let st = T.st("TASK");
+                let mut extras = Extras::new();
+                for n in [
+                    "pdeath_signal",
+                    "compat_robust_futex_head_len",
+                    "compat_robust_futex_list",
+                    "robust_futex_head_len",
+                    "robust_futex_list",
+                    "set_child_tid",
+                    "clear_child_tid",
+                ] {
+                    let v = st.get(&p, n);
+                    if v != 0 {
+                        extras.set_u64(n, v);
+                    }
+                }
+                self.pid = ids[0];
+                self.mm_ref = 0;
+                self.table_ref = 0;
+                Ok(Some(Event::Task(Task {
+                    pid: ids[0],
+                    ppid: ids[1],
+                    tgid: ids[2],
+                    pgid: ids[3],
+                    sid: ids[4],
+                    comm: derive::trim_nul(&comm[8..]).to_vec(),
+                    state: st.get(&p, "state") as u32,
+                    exit_state: st.get(&p, "exit_state") as u32,
+                    exit_code: st.get(&p, "exit_code") as u32,
+                    exit_signal: st.get(&p, "exit_signal") as u32,
+                    creds: Creds::default(),
+                    extras,
+                })))
+            }
+            "THREAD" => self.thread().map(Some),
+            "OBJREF" => self.objref(),
+            "VMA" => self.vma().map(Some),
+            "PGARR" => {
+                let (h, p) = self.expect_struct("PGARR")?;
+                let n = T.st("PGARR").get(&p, "nr_pages");
+                if n == 0 {
+                    return Ok(Some(Event::VmaEnd));
+                }
+                let len = n
+                    .checked_mul(8 + PAGE)
+                    .and_then(|l| l.checked_add(HDR))
+                    .filter(|&l| l <= u32::MAX as u64)
+                    .ok_or_else(|| {
+                        h.err(ErrorKind::TooLarge {
+                            found: n,
+                            limit: u32::MAX as u64 / (8 + PAGE),
+                        })
+                    })?;
+                let bh = self
+                    .fr
+                    .peek()?
+                    .ok_or_else(|| self.missing("the page BUFFER"))?;
+                if bh.code != code("BUFFER") || bh.len != len {
+                    return Err(bh.err(ErrorKind::BadLength {
+                        found: bh.len,
+                        expected: format!("a BUFFER of {len} bytes for {n} pages"),
+                    }));
+                }
+                let (_, b) = self.fr.take()?;
+                let (a, d) = b.split_at((n * 8) as usize);
+                let addrs = Addrs::from_le_bytes(a, 8)
+                    .ok_or_else(|| Error::invalid(bh.offset, "page addresses", "u64 words"))?;
+                Ok(Some(Event::Pages(PageChunk {
+                    addrs,
+                    data: Cow::Borrowed(d),
+                })))
+            }
+            "MM_CONTEXT" => {
+                let (h, p) = self.expect_struct("MM_CONTEXT")?;
+                let st = T.st("MM_CONTEXT");
+                let (lh, ldt) = self.expect("MM_CONTEXT_LDT", None)?;
+                let nldt = st.get(&p, "nldt");
+                let esz = st.get(&p, "ldt_entry_size");
+                if nldt.checked_mul(esz) != Some(lh.len - HDR) {
+                    return Err(lh.err(ErrorKind::BadLength {
+                        found: lh.len,
+                        expected: format!("8 + nldt {nldt} x ldt_entry_size {esz}"),
+                    }));
+                }
+                if nldt == 0 && esz == 8 && st.get(&p, "vdso") == self.vdso {
+                    return self.step();
+                }
+                self.queue.push_back(unknown(&lh, &ldt[8..]));
+                Ok(Some(unknown(&h, &p[8..])))
+            }
+            "FILE_DESC" => {
+                let (h, p) = self.expect_struct("FILE_DESC")?;
+                let st = T.st("FILE_DESC");
+                let r = st.get_i(&p, "fd_objref") as i32;
+                let cloexec = st.get(&p, "fd_close_on_exec");
+                if cloexec > 1 {
+                    return Err(h.err(ErrorKind::BadValue {
+                        field: "fd_close_on_exec",
+                        found: cloexec,
+                        expected: "0 or 1".into(),
+                    }));
+                }
+                let Some(obj) = self.files.get_mut(&r) else {
+                    return Err(h.err(ErrorKind::ObjrefUndefined { id: r as u32 }));
+                };
+                let fd = Event::Fd(Fd {
+                    fd: st.get_i(&p, "fd_descriptor") as i32,
+                    cloexec: cloexec == 1,
+                    file: r as u32,
+                });
+                if !obj.emitted {
+                    obj.emitted = true;
+                    let f = obj.file.clone();
+                    self.queue.push_back(fd);
+                    return Ok(Some(Event::File(f)));
+                }
+                Ok(Some(fd))
+            }
+            "TASK_OBJS" => {
+                let (h, p) = self.expect_struct("TASK_OBJS")?;
+                let st = T.st("TASK_OBJS");
+                let (fr, mr) = (
+                    st.get_i(&p, "files_objref") as i32,
+                    st.get_i(&p, "mm_objref") as i32,
+                );
+                if fr != self.table_ref || mr != self.mm_ref {
+                    return Err(h.err(ErrorKind::Invalid {
+                        found: format!("files_objref {fr}, mm_objref {mr}"),
+                        expected: format!(
+                            "the objects defined for this task ({}, {}); shared tables are not supported",
+                            self.table_ref, self.mm_ref
+                        ),
+                    }));
+                }
+                let others = ["fs_objref", "sighand_objref", "signal_objref"]
+                    .iter()
+                    .any(|n| st.get(&p, n) != 0);
+                if others {
+                    return Ok(Some(unknown(&h, &p[8..])));
+                }
+                self.step()
+            }
+            "ERROR" => {
+                let (h, _) = self.expect("ERROR", Some(HDR))?;
+                let sh = self
+                    .fr
+                    .peek()?
+                    .ok_or_else(|| self.missing("the error STRING"))?;
+                if sh.code != code("STRING") {
+                    return Err(h.err(ErrorKind::UnexpectedRecord {
+                        found: sh.name().into(),
+                        expected: "STRING after ERROR".into(),
+                    }));
+                }
+                let (_, s) = self.fr.take()?;
+                let mut m = s;
+                if let Some((0, rest)) = m.split_first() {
+                    m = rest;
+                }
+                if let Some((0, rest)) = m.split_last() {
+                    m = rest;
+                }
+                Ok(Some(Event::Error(m.to_vec())))
+            }
+            _ => {
+                let (h, p) = self.fr.take()?;
+                Ok(Some(Event::Unknown(Unknown {
+                    revision: Revision::CkptV21,
+                    type_code: h.code,
+                    parent: 0,
+                    payload: Cow::Borrowed(p),
+                })))
+            }
+        }
+    }
+
+    fn header(&mut self) -> Result<Event<'static>> {
+        let (h, p) = self.expect_struct("HEADER")?;
+        let st = T.st("HEADER");
+        let magic = st.get(&p, "magic");
+        if magic != crate::detect::CHECKPOINT_MAGIC_HEAD {
+            return Err(h.err(ErrorKind::BadMagic {
+                found: magic,
+                expected: crate::detect::CHECKPOINT_MAGIC_HEAD,
+            }));
+        }
+        let arch = st.get(&p, "arch_id");
+        if arch != L::ARCH_X86_64 as u64 {
+            return Err(h.err(ErrorKind::UnsupportedRevision {
+                recognised: format!(
+                    "ckpt-v21 with arch_id {arch} (this codec reads x86-64, arch_id 2)"
+                ),
+            }));
+        }
+        let mut extras = Extras::new();
+        for (n, d) in CONSTANTS {
+            let v = st.get(&p, n);
+            self.consts.insert(n, v);
+            if v != d {
+                extras.set_u64(n, v);
+            }
+        }
+        let rev = st.get(&p, "rev");
+        if rev != L::CHECKPOINT_VERSION as u64 {
+            extras.set_u64("checkpoint_version", rev);
+        }
+        let mut uts = Vec::new();
+        for n in ["uts_release_len", "uts_version_len", "uts_machine_len"] {
+            let (_, b) = self.expect("BUFFER", Some(HDR + self.konst(n)))?;
+            uts.push(derive::trim_nul(&b[8..]).to_vec());
+        }
+        let (_, a) = self.expect_struct("HEADER_ARCH")?;
+        let sa = T.st("HEADER_ARCH");
+        let has_fxsr = sa.get(&a, "has_fxsr");
+        if has_fxsr != 1 {
+            extras.set_u64("has_fxsr", has_fxsr);
+        }
+        self.has_xsave = sa.get(&a, "has_xsave") != 0;
+        if sa.get(&a, "has_xsave") > 1 {
+            extras.set_u64("has_xsave_raw", sa.get(&a, "has_xsave"));
+        }
+        self.xstate_size = sa.get(&a, "xstate_size");
+        let mut it = uts.into_iter();
+        let mut s = || it.next().unwrap_or_default();
+        Ok(Event::Header(Header {
+            revision: Revision::CkptV21,
+            arch: Arch::X86_64,
+            page_size: PAGE as u32,
+            kernel: Kernel {
+                major: st.get(&p, "major") as u16,
+                minor: st.get(&p, "minor") as u16,
+                patch: st.get(&p, "patch") as u16,
+                release: s(),
+                version: s(),
+                machine: s(),
+            },
+            time: st.get(&p, "time"),
+            flags: st.get(&p, "uflags"),
+            tool: String::new(),
+            tool_version: String::new(),
+            extras,
+        }))
+    }
+
+    fn thread(&mut self) -> Result<Event<'static>> {
+        let h = self.fr.peek()?.ok_or_else(|| self.missing("THREAD"))?;
+        let st = T.st("THREAD");
+        if h.len < st.size as u64 {
+            return Err(h.err(ErrorKind::BadLength {
+                found: h.len,
+                expected: format!("at least {}", st.size),
+            }));
+        }
+        let (h, p) = self.expect("THREAD", None)?;
+        let tls_len = st.get(&p, "sizeof_tls_array");
+        if h.len != st.size as u64 + tls_len || tls_len % 8 != 0 {
+            return Err(h.err(ErrorKind::BadLength {
+                found: h.len,
+                expected: format!("16 + sizeof_tls_array ({tls_len}, a multiple of 8)"),
+            }));
+        }
+        let mut extras = Extras::new();
+        let flags = st.get(&p, "thread_info_flags");
+        if flags != 0 {
+            extras.set_u64("thread_info_flags", flags);
+        }
+        let gdt = st.get(&p, "gdt_entry_tls_entries");
+        if gdt != tls_len / 8 {
+            extras.set_u64("gdt_entry_tls_entries", gdt);
+        }
+        let raw = &p[st.size..];
+        let tls = if raw.iter().all(|&b| b == 0) {
+            Vec::new()
+        } else {
+            let mut v = Vec::with_capacity(raw.len() * 2);
+            for (i, d) in raw.chunks_exact(8).enumerate() {
+                let d = u64::from_le_bytes(d.try_into().unwrap_or([0; 8]));
+                v.extend_from_slice(&derive::desc_to_user(d, i as u32));
+            }
+            v
+        };
+        let (_, c) = self.expect_struct("CPU")?;
+        let sc = T.st("CPU");
+        let mut regs = [0u64; 27];
+        for (n, i) in L::CPU_REGS {
+            regs[i] = sc.get(&c, n);
+        }
+        for (n, i) in L::CPU_SEGS {
+            let code = sc.get(&c, n) as u16;
+            match derive::seg_decode(code) {
+                Some(sel) => {
+                    regs[i] = sel;
+                    if derive::seg_encode(sel) != Some(code) {
+                        extras.set_u64(&format!("{n}_sym"), code as u64);
+                    }
+                }
+                None => extras.set_u64(&format!("{n}_sym"), code as u64),
+            }
+        }
+        let used_math = sc.get(&c, "used_math");
+        if used_math > 1 {
+            extras.set_u64("used_math", used_math);
+        }
+        let fpu = if used_math != 0 {
+            let (_, f) = self.expect("CPU_FPU", Some(HDR + self.xstate_size))?;
+            Some(Fpu {
+                kind: if self.has_xsave {
+                    FpuKind::Xsave
+                } else {
+                    FpuKind::Fxsave
+                },
+                xfeatures: 0,
+                data: f[8..].to_vec(),
+            })
+        } else {
+            None
+        };
+        Ok(Event::Thread(Thread {
+            tid: self.pid,
+            regs: Regs::from_array(regs),
+            fpu,
+            tls,
+            sigmask: 0,
+            extras,
+        }))
+    }
+
+    fn file_obj(&mut self, r: i32) -> Result<()> {
+        let h = self.fr.peek()?.ok_or_else(|| self.missing("FILE"))?;
+        if h.code != code("FILE") || h.len < 12 {
+            return Err(h.err(ErrorKind::UnexpectedRecord {
+                found: format!("{} of {} bytes", h.name(), h.len),
+                expected: "FILE after OBJREF(FILE)".into(),
+            }));
+        }
+        let (h, p) = self.expect("FILE", None)?;
+        let ftype = T.st("FILE").get(&p, "f_type") as u32;
+        let st = match ftype {
+            L::FILE_GENERIC => T.st("FILE"),
+            L::FILE_PIPE => T.st("FILE_PIPE"),
+            t => {
+                return Err(h.err(ErrorKind::BadValue {
+                    field: "f_type",
+                    found: t as u64,
+                    expected: "1 (generic) or 2 (pipe); other file types are not supported".into(),
+                }))
+            }
+        };
+        if h.len != st.size as u64 {
+            return Err(h.err(ErrorKind::BadLength {
+                found: h.len,
+                expected: format!("{} (sizeof {})", st.size, st.c_name),
+            }));
+        }
+        let mut extras = Extras::new();
+        for n in FILE_EXTRAS {
+            let v = st.get(&p, n);
+            if v != 0 {
+                extras.set_u64(n, v);
+            }
+        }
+        let mut file = File {
+            id: r as u32,
+            kind: FileKind::Regular,
+            path: Vec::new(),
+            flags: st.get(&p, "f_flags") as u32,
+            mode: st.get(&p, "f_mode") as u32,
+            pos: st.get(&p, "f_pos"),
+            pipe: None,
+            extras,
+        };
+        if ftype == L::FILE_GENERIC {
+            let (nh, n) = self.expect("FILE_NAME", None)?;
+            match n[8..].split_last() {
+                Some((0, path)) => file.path = path.to_vec(),
+                _ => {
+                    return Err(nh.err(ErrorKind::Invalid {
+                        found: "a file name without its NUL".into(),
+                        expected: "len = 8 + strlen + 1".into(),
+                    }))
+                }
+            }
+        } else {
+            let pr = st.get_i(&p, "pipe_objref") as i32;
+            file.kind = FileKind::Pipe;
+            file.pipe = Some(pr as u32);
+            if self.pipes.insert(pr) {
+                let data = match self.fr.peek()? {
+                    Some(b) if b.code == code("PIPE_BUF") => {
+                        let (_, d) = self.fr.take()?;
+                        d.to_vec()
+                    }
+                    _ => Vec::new(),
+                };
+                self.queue.push_back(Event::Pipe(Pipe {
+                    id: pr as u32,
+                    data: Cow::Owned(data),
+                }));
+            }
+        }
+        if self.files.contains_key(&r) {
+            return Err(h.err(ErrorKind::ObjrefRedefined {
+                id: r as u32,
+                first: 0,
+            }));
+        }
+        self.files.insert(
+            r,
+            FileObj {
+                file,
+                emitted: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn objref(&mut self) -> Result<Option<Event<'_>>> {
+        let (h, p) = self.expect_struct("OBJREF")?;
+        let st = T.st("OBJREF");
+        let ty = st.get(&p, "objtype") as u32;
+        let r = st.get_i(&p, "objref") as i32;
+        match T.obj_name(ty) {
+            "FILE" => {
+                self.file_obj(r)?;
+                // Inside a file table a file is an fd's file: emit it now.
+                if self.table_ref != 0 {
+                    if let Some(o) = self.files.get_mut(&r) {
+                        o.emitted = true;
+                        let f = o.file.clone();
+                        self.queue.push_back(Event::File(f));
+                    }
+                }
+                self.step()
+            }
+            "FILE_TABLE" => {
+                let (th, t) = self.expect_struct("FILE_TABLE")?;
+                let n = T.st("FILE_TABLE").get_i(&t, "fdt_nfds");
+                if n < 0 {
+                    return Err(th.err(ErrorKind::BadValue {
+                        field: "fdt_nfds",
+                        found: n as u64,
+                        expected: "non-negative".into(),
+                    }));
+                }
+                self.table_ref = r;
+                self.step()
+            }
+            "MM" => {
+                let (mh, m) = self.expect_struct("MM")?;
+                let st = T.st("MM");
+                let g = |n: &str| st.get(&m, n);
+                let words = self.konst("at_vector_size");
+                let (_, a) = self.expect("BUFFER", Some(HDR + words * 8))?;
+                let mut auxv: Vec<u64> = a[8..]
+                    .chunks_exact(8)
+                    .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+                    .collect();
+                if auxv.iter().all(|&w| w == 0) {
+                    auxv.clear();
+                } else if let Some(i) = (0..auxv.len()).step_by(2).find(|&i| auxv[i] == 0) {
+                    if auxv[i..].iter().all(|&w| w == 0) {
+                        auxv.truncate((i + 2).min(auxv.len()));
+                    }
+                }
+                let exe_ref = st.get_i(&m, "exe_objref") as i32;
+                let mut extras = Extras::new();
+                for n in ["def_flags", "flags"] {
+                    if g(n) != 0 {
+                        extras.set_u64(if n == "flags" { "mm_flags" } else { n }, g(n));
+                    }
+                }
+                let exe = if exe_ref == 0 {
+                    None
+                } else {
+                    let Some(o) = self.files.get(&exe_ref) else {
+                        return Err(mh.err(ErrorKind::ObjrefUndefined { id: exe_ref as u32 }));
+                    };
+                    put_file_extras(&mut extras, "exe_", &o.file);
+                    Some(o.file.path.clone())
+                };
+                self.mm_ref = r;
+                self.vdso = 0;
+                self.mm = Mm {
+                    start_code: g("start_code"),
+                    end_code: g("end_code"),
+                    start_data: g("start_data"),
+                    end_data: g("end_data"),
+                    start_brk: g("start_brk"),
+                    brk: g("brk"),
+                    start_stack: g("start_stack"),
+                    arg_start: g("arg_start"),
+                    arg_end: g("arg_end"),
+                    env_start: g("env_start"),
+                    env_end: g("env_end"),
+                    auxv,
+                    exe,
+                    personality: 0,
+                    extras,
+                };
+                Ok(Some(Event::Mm(self.mm.clone())))
+            }
+            _ => Ok(Some(unknown(&h, &p[8..]))),
+        }
+    }
+
+    fn vma(&mut self) -> Result<Event<'static>> {
+        let (h, p) = self.expect_struct("VMA")?;
+        let st = T.st("VMA");
+        let g = |n: &str| st.get(&p, n);
+        let (start, end, flags) = (g("vm_start"), g("vm_end"), g("vm_flags"));
+        let mut extras = Extras::new();
+        let (kind, file) = match g("vma_type") as u32 {
+            L::VMA_VDSO => {
+                self.vdso = start;
+                (VmaKind::Vdso, None)
+            }
+            L::VMA_ANON => (derive::anon_kind(start, end, &self.mm), None),
+            L::VMA_FILE => {
+                let r = st.get_i(&p, "vma_objref") as i32;
+                let Some(o) = self.files.get(&r) else {
+                    return Err(h.err(ErrorKind::ObjrefUndefined { id: r as u32 }));
+                };
+                put_file_extras(&mut extras, "", &o.file);
+                (VmaKind::File, Some(o.file.path.clone()))
+            }
+            t => {
+                return Err(h.err(ErrorKind::BadValue {
+                    field: "vma_type",
+                    found: t as u64,
+                    expected: "1 (vdso), 2 (anon) or 3 (file); shared memory is not supported"
+                        .into(),
+                }))
+            }
+        };
+        for n in ["ino_objref", "ino_size"] {
+            if g(n) != 0 {
+                extras.set_u64(n, g(n));
+            }
+        }
+        if g("vm_page_prot") != derive::default_page_prot(Arch::X86_64, flags) {
+            extras.set_u64("vm_page_prot", g("vm_page_prot"));
+        }
+        Ok(Event::Vma(Vma {
+            start,
+            end,
+            prot: derive::prot_of(flags),
+            flags,
+            pgoff: g("vm_pgoff"),
+            kind,
+            file,
+            extras,
+        }))
+    }
+}
+
+/// Non-default fields of a mapped file's object, as extras with `prefix`.
+fn put_file_extras(ex: &mut Extras, prefix: &str, f: &File) {
+    let defaults = [
+        ("f_mode", f.mode as u64, 1),
+        ("f_flags", f.flags as u64, 0),
+        ("f_pos", f.pos, 0),
+    ];
+    for (n, v, d) in defaults {
+        if v != d {
+            ex.set_u64(&format!("{prefix}{n}"), v);
+        }
+    }
+    for n in FILE_EXTRAS {
+        if let Some(v) = f.extras.u64(n) {
+            ex.set_u64(&format!("{prefix}{n}"), v);
+        }
+    }
+}
+
+/// HEADER_ARCH `has_xsave` and `xstate_size` derived from the first FPU area
+/// of the image (or 0 and 512 when no thread saved one).
+pub fn arch_defaults(first_fpu: Option<(FpuKind, usize)>) -> (u64, u64) {
+    match first_fpu {
+        Some((k, n)) => ((k == FpuKind::Xsave) as u64, n as u64),
+        None => (0, 512),
+    }
+}
+
+/// Decoder over a slice (zero-copy).
+pub fn open_slice(b: &[u8], o: ReadOptions) -> Result<Box<dyn EventSource + '_>> {
+    Ok(Box::new(Decoder::new(SliceInput::new(b), o)))
+}
+
+/// Decoder over any input (a stream).
+pub fn open_stream<'r, I: Input + 'r>(i: I, o: ReadOptions) -> Result<Box<dyn EventSource + 'r>> {
+    Ok(Box::new(Decoder::new(i, o)))
+}
+
+/// A plan-less, strict v21 encoder: buffers the events, then writes them
+/// (see [`crate::convert::Buffered`]).
+pub fn encoder<'w, W: Write + 'w>(w: W) -> Box<dyn EventSink + 'w> {
+    Box::new(crate::convert::Buffered::new(Revision::CkptV21, w))
+}
+
+mod encode;
+pub use encode::Encoder;
+
+#[allow(dead_code)]
+fn _unused(_: Plan, _: BufWriter<Vec<u8>>) {}
+
+/// Framing-layer records of a ckpt-v21 image in a slice (`ckpt-inspect records`).
+pub fn open_records(b: &[u8]) -> Box<dyn RecordSource + '_> {
+    Box::new(Records::new(SliceInput::new(b)))
 }

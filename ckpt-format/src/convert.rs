@@ -1,0 +1,520 @@
+//! Conversion between revisions, through the image model (docs/CONVERT.md).
+//!
+//! ```no_run
+//! use ckpt_format::convert::{convert_slice, ConvertOptions, TargetKernel};
+//! use ckpt_format::Revision;
+//!
+//! let image = std::fs::read("old.img").unwrap();
+//! let mut out = Vec::new();
+//! let opts = ConvertOptions {
+//!     to: Revision::CkptV21,
+//!     lossy: false,
+//!     target_kernel: TargetKernel::Running,
+//! };
+//! let report = convert_slice(&image, &mut out, &opts).unwrap();
+//! for item in &report.dropped {
+//!     eprintln!("dropped: {item}");
+//! }
+//! ```
+//!
+//! A legacy target (cr-v5, ckpt-v21) counts what follows before writing it
+//! (VMAs per mm, the task tree, the FPU size in the header), so conversion to
+//! it reads the input twice: the first pass plans and lists what the target
+//! cannot represent (refused unless `lossy`), the second writes. A slice is
+//! simply decoded twice; a stream is first copied to a temporary file. Memory
+//! stays bounded by the largest record either way.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::input::{Input, SliceInput, StreamInput};
+use crate::model::*;
+use crate::{crv5, v21, EventSink, EventSource, ReadOptions};
+use std::io::{self, Read, Seek, Write};
+
+/// What a legacy encoder must know before it writes the records that count
+/// or list what follows (cr-v5 `map_count`; v21 TREE, `map_count`, HEADER_ARCH).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Task identities, in the order of the Task events (extras cleared).
+    pub tasks: Vec<Task>,
+    /// Number of VMAs after each Mm event, in order.
+    pub map_counts: Vec<u32>,
+    /// Kind and size of the first FPU area of the image, if any.
+    pub first_fpu: Option<(FpuKind, usize)>,
+    /// Number of Fd events of each task, in order.
+    pub nfds: Vec<u32>,
+}
+
+impl Plan {
+    /// Account for one event.
+    pub fn observe(&mut self, ev: &Event<'_>) {
+        match ev {
+            Event::Task(t) => {
+                let mut t = t.clone();
+                t.extras = Extras::new();
+                self.tasks.push(t);
+                self.nfds.push(0);
+            }
+            Event::Fd(_) => {
+                if let Some(c) = self.nfds.last_mut() {
+                    *c = c.saturating_add(1);
+                }
+            }
+            Event::Mm(_) => self.map_counts.push(0),
+            Event::Vma(_) => {
+                if let Some(c) = self.map_counts.last_mut() {
+                    *c = c.saturating_add(1);
+                }
+            }
+            Event::Thread(t) if self.first_fpu.is_none() => {
+                if let Some(f) = &t.fpu {
+                    self.first_fpu = Some((f.kind, f.data.len()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A legacy encoder: an [`EventSink`] that also reports what it dropped.
+pub trait LegacySink: EventSink {
+    /// Items dropped or defaulted (lossy mode).
+    fn items(&self) -> &[String];
+    /// Lossless rewrites worth telling (zero runs written as pages ...).
+    fn notes(&self) -> &[String];
+}
+
+impl<W: Write> LegacySink for crv5::Encoder<W> {
+    fn items(&self) -> &[String] {
+        crv5::Encoder::items(self)
+    }
+    fn notes(&self) -> &[String] {
+        crv5::Encoder::notes(self)
+    }
+}
+
+impl<W: Write> LegacySink for v21::Encoder<W> {
+    fn items(&self) -> &[String] {
+        v21::Encoder::items(self)
+    }
+    fn notes(&self) -> &[String] {
+        v21::Encoder::notes(self)
+    }
+}
+
+/// The encoder of legacy revision `rev` with an optional plan (None = dry run).
+pub fn legacy_encoder<'w, W: Write + 'w>(
+    rev: Revision,
+    w: W,
+    plan: Option<Plan>,
+    lossy: bool,
+) -> Option<Box<dyn LegacySink + 'w>> {
+    match rev {
+        Revision::CrV5 => Some(Box::new(crv5::Encoder::new(w, plan, lossy))),
+        Revision::CkptV21 => Some(Box::new(v21::Encoder::new(w, plan, lossy))),
+        Revision::Native1 => None,
+    }
+}
+
+/// A strict legacy encoder without a plan: keeps every event (owned) until
+/// the tail, then plans, checks and writes. Memory grows with the image; use
+/// [`convert`] / [`convert_slice`] for bounded memory.
+pub struct Buffered<W: Write> {
+    rev: Revision,
+    w: Option<W>,
+    events: Vec<Event<'static>>,
+}
+
+impl<W: Write> Buffered<W> {
+    /// Buffer events for `rev`, to be written to `w` at `finish`.
+    pub fn new(rev: Revision, w: W) -> Self {
+        Buffered {
+            rev,
+            w: Some(w),
+            events: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write> EventSink for Buffered<W> {
+    fn event(&mut self, ev: &Event<'_>) -> Result<()> {
+        self.events.push(ev.clone().into_owned());
+        Ok(())
+    }
+    fn finish(&mut self) -> Result<()> {
+        let Some(w) = self.w.take() else {
+            return Ok(());
+        };
+        let mut plan = Plan::default();
+        let mut dry = legacy_encoder(self.rev, io::sink(), None, true)
+            .ok_or_else(|| Error::invalid(0, "native-1", "a legacy revision"))?;
+        for ev in &self.events {
+            plan.observe(ev);
+            dry.event(ev)?;
+        }
+        dry.finish()?;
+        if !dry.items().is_empty() {
+            return Err(Error::new(
+                0,
+                ErrorKind::Unrepresentable {
+                    items: dry.items().to_vec(),
+                },
+            ));
+        }
+        let mut enc = legacy_encoder(self.rev, w, Some(plan), false)
+            .ok_or_else(|| Error::invalid(0, "native-1", "a legacy revision"))?;
+        for ev in self.events.drain(..) {
+            enc.event(&ev)?;
+        }
+        enc.finish()
+    }
+}
+
+/// Which kernel the converted image is for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TargetKernel {
+    /// The running kernel: `/proc/sys/kernel/{osrelease,version}` and the
+    /// machine this program was built for (the kexec upgrade case). Default.
+    #[default]
+    Running,
+    /// Keep the source image's kernel fields unchanged.
+    Keep,
+    /// This release string (`uname -r`); version numbers are parsed from it,
+    /// the uts version and machine strings are kept from the source.
+    Release(String),
+    /// Exactly these fields.
+    Explicit(Kernel),
+}
+
+/// Options of [`convert`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvertOptions {
+    /// Target revision.
+    pub to: Revision,
+    /// Convert even when the target cannot represent everything; the report
+    /// lists every item dropped or defaulted. Default false: refuse.
+    pub lossy: bool,
+    /// Kernel to retarget the header to.
+    pub target_kernel: TargetKernel,
+}
+
+impl ConvertOptions {
+    /// Strict conversion to `to` for the running kernel.
+    pub fn new(to: Revision) -> Self {
+        ConvertOptions {
+            to,
+            lossy: false,
+            target_kernel: TargetKernel::Running,
+        }
+    }
+}
+
+/// What a conversion did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConvertReport {
+    /// Source revision.
+    pub from: Option<Revision>,
+    /// Target revision.
+    pub to: Option<Revision>,
+    /// Events converted.
+    pub events: u64,
+    /// Items dropped or defaulted because the target cannot represent them (lossy only).
+    pub dropped: Vec<String>,
+    /// Header fields rewritten for the target (kernel, writer identity).
+    pub retargeted: Vec<String>,
+    /// Lossless rewrites (zero runs written out as pages ...).
+    pub notes: Vec<String>,
+}
+
+/// Parse `major.minor.patch` from a release string (`6.1.0-13-amd64` → 6, 1, 0);
+/// the patch level saturates at 255 as in `LINUX_VERSION_CODE`.
+pub fn parse_release(r: &str) -> (u16, u16, u16) {
+    let mut nums = r
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let mut n = || nums.next().unwrap_or(0);
+    let (a, b, c) = (n(), n(), n());
+    (a.min(255) as u16, b.min(255) as u16, c.min(255) as u16)
+}
+
+/// The running kernel, read from `/proc/sys/kernel` (no unsafe `uname(2)`).
+pub fn running_kernel() -> Result<Kernel> {
+    let read = |p: &str| -> Result<Vec<u8>> {
+        let mut v = std::fs::read(p).map_err(|e| Error::io(0, &e))?;
+        while v.last() == Some(&b'\n') {
+            v.pop();
+        }
+        Ok(v)
+    };
+    let release = read("/proc/sys/kernel/osrelease")?;
+    let version = read("/proc/sys/kernel/version")?;
+    let (major, minor, patch) = parse_release(&String::from_utf8_lossy(&release));
+    Ok(Kernel {
+        major,
+        minor,
+        patch,
+        release,
+        version,
+        machine: std::env::consts::ARCH.as_bytes().to_vec(),
+    })
+}
+
+/// Rewrites the header for the target; everything else passes through.
+struct Retarget {
+    to: Revision,
+    kernel: Option<Kernel>,
+    release: Option<String>,
+    notes: Vec<String>,
+}
+
+impl Retarget {
+    fn new(opts: &ConvertOptions) -> Result<Self> {
+        let (kernel, release) = match &opts.target_kernel {
+            TargetKernel::Keep => (None, None),
+            TargetKernel::Running => (Some(running_kernel()?), None),
+            TargetKernel::Release(r) => (None, Some(r.clone())),
+            TargetKernel::Explicit(k) => (Some(k.clone()), None),
+        };
+        Ok(Retarget {
+            to: opts.to,
+            kernel,
+            release,
+            notes: Vec::new(),
+        })
+    }
+
+    fn header(&mut self, h: &Header) -> Header {
+        let mut h = h.clone();
+        let mut notes = Vec::new();
+        let mut k = h.kernel.clone();
+        if let Some(r) = &self.release {
+            let (a, b, c) = parse_release(r);
+            k = Kernel {
+                major: a,
+                minor: b,
+                patch: c,
+                release: r.as_bytes().to_vec(),
+                ..k
+            };
+        }
+        if let Some(nk) = &self.kernel {
+            k = nk.clone();
+        }
+        if k != h.kernel {
+            notes.push(format!(
+                "kernel {}.{}.{} `{}` -> {}.{}.{} `{}`",
+                h.kernel.major,
+                h.kernel.minor,
+                h.kernel.patch,
+                String::from_utf8_lossy(&h.kernel.release),
+                k.major,
+                k.minor,
+                k.patch,
+                String::from_utf8_lossy(&k.release)
+            ));
+            h.kernel = k;
+        }
+        if self.to != Revision::Native1 && (!h.tool.is_empty() || !h.tool_version.is_empty()) {
+            notes.push(format!(
+                "writer `{} {}` not recorded (legacy headers have no tool field)",
+                h.tool, h.tool_version
+            ));
+            h.tool.clear();
+            h.tool_version.clear();
+        }
+        // Format-version numbers belong to their own revision.
+        let foreign = match self.to {
+            Revision::CrV5 => Some("checkpoint_version"),
+            Revision::CkptV21 => Some("cr_version"),
+            Revision::Native1 => None,
+        };
+        if let Some(key) = foreign {
+            if let Some(v) = h.extras.0.remove(key) {
+                notes.push(format!("{key} {v:?} replaced by {}'s own", self.to));
+            }
+        }
+        h.revision = self.to;
+        self.notes.extend(notes);
+        h
+    }
+}
+
+/// Drive `src` into `sink`, retargeting the header. Returns the event count.
+fn drive(
+    src: &mut dyn EventSource,
+    sink: &mut dyn EventSink,
+    rt: &mut Retarget,
+    mut plan: Option<&mut Plan>,
+) -> Result<u64> {
+    let mut n = 0;
+    while let Some(ev) = src.next_event()? {
+        if let Event::Header(h) = &ev {
+            let h = Event::Header(rt.header(h));
+            if let Some(p) = plan.as_deref_mut() {
+                p.observe(&h);
+            }
+            sink.event(&h)?;
+        } else {
+            if let Some(p) = plan.as_deref_mut() {
+                p.observe(&ev);
+            }
+            sink.event(&ev)?;
+        }
+        n += 1;
+    }
+    sink.finish()?;
+    Ok(n)
+}
+
+fn decoder<'a, I: Input + 'a>(rev: Revision, inp: I) -> Result<Box<dyn EventSource + 'a>> {
+    let o = ReadOptions::default();
+    match rev {
+        Revision::Native1 => Ok(Box::new(crate::native::Decoder::new(inp, o))),
+        Revision::CrV5 => crv5::open_stream(inp, o),
+        Revision::CkptV21 => v21::open_stream(inp, o),
+    }
+}
+
+/// Convert with two passes over a re-openable input (`open` gives a fresh decoder).
+fn two_pass<'a>(
+    from: Revision,
+    mut open: impl FnMut() -> Result<Box<dyn EventSource + 'a>>,
+    out: impl Write,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport> {
+    let mut rt = Retarget::new(opts)?;
+    let mut plan = Plan::default();
+    let (items, _) = {
+        let mut dry = legacy_encoder(opts.to, io::sink(), None, true)
+            .ok_or_else(|| Error::invalid(0, "native-1", "a legacy target"))?;
+        let mut src = open()?;
+        drive(&mut *src, &mut *dry, &mut rt, Some(&mut plan))?;
+        (dry.items().to_vec(), dry.notes().to_vec())
+    };
+    if !items.is_empty() && !opts.lossy {
+        return Err(Error::new(0, ErrorKind::Unrepresentable { items }));
+    }
+    rt.notes.clear();
+    let mut enc = legacy_encoder(opts.to, out, Some(plan), opts.lossy)
+        .ok_or_else(|| Error::invalid(0, "native-1", "a legacy target"))?;
+    let mut src = open()?;
+    let events = drive(&mut *src, &mut *enc, &mut rt, None)?;
+    Ok(ConvertReport {
+        from: Some(from),
+        to: Some(opts.to),
+        events,
+        dropped: enc.items().to_vec(),
+        retargeted: std::mem::take(&mut rt.notes),
+        notes: enc.notes().to_vec(),
+    })
+}
+
+fn one_pass(
+    from: Revision,
+    src: &mut dyn EventSource,
+    out: impl Write,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport> {
+    let mut rt = Retarget::new(opts)?;
+    let mut enc = crate::native::Encoder::new(io::BufWriter::with_capacity(1 << 16, out));
+    let events = drive(src, &mut enc, &mut rt, None)?;
+    Ok(ConvertReport {
+        from: Some(from),
+        to: Some(opts.to),
+        events,
+        dropped: Vec::new(),
+        retargeted: rt.notes,
+        notes: Vec::new(),
+    })
+}
+
+/// Convert the image in `input` (an mmap'd file, a buffer) and write it to `out`.
+pub fn convert_slice(
+    input: &[u8],
+    out: impl Write,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport> {
+    let from = crate::detect::detect(input)?.revision()?;
+    if opts.to == Revision::Native1 {
+        let mut src = decoder(from, SliceInput::new(input))?;
+        return one_pass(from, &mut *src, out, opts);
+    }
+    two_pass(from, || decoder(from, SliceInput::new(input)), out, opts)
+}
+
+/// Convert the image read from `input` (a file or a pipe) and write it to `out`.
+/// For a legacy target the input is first copied to a temporary file, which
+/// is removed afterwards.
+pub fn convert(
+    mut input: impl Read,
+    out: impl Write,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport> {
+    let (from, prefix) = crate::sniff(&mut input)?;
+    if opts.to == Revision::Native1 {
+        let mut src = decoder(from, StreamInput::with_prefix(&prefix, input))?;
+        return one_pass(from, &mut *src, out, opts);
+    }
+    let spool = Spool::new()?;
+    {
+        let mut f = &spool.file;
+        f.write_all(&prefix).map_err(|e| Error::io(0, &e))?;
+        io::copy(&mut input, &mut f).map_err(|e| Error::io(0, &e))?;
+    }
+    let file = &spool.file;
+    two_pass(
+        from,
+        || {
+            let mut f = file;
+            f.rewind().map_err(|e| Error::io(0, &e))?;
+            decoder(
+                from,
+                StreamInput::new(io::BufReader::with_capacity(1 << 16, f)),
+            )
+        },
+        out,
+        opts,
+    )
+}
+
+/// A temporary file removed on drop.
+struct Spool {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Spool {
+    fn new() -> Result<Spool> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path =
+            std::env::temp_dir().join(format!("ckpt-convert-{}-{nanos}.spool", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(0, &e))?;
+        Ok(Spool { file, path })
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_numbers() {
+        assert_eq!(parse_release("6.1.0-13-amd64"), (6, 1, 0));
+        assert_eq!(parse_release("2.6.27-rc6"), (2, 6, 27));
+        assert_eq!(parse_release("4.19.300"), (4, 19, 255));
+        assert_eq!(parse_release("weird"), (0, 0, 0));
+    }
+}

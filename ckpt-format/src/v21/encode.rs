@@ -1,0 +1,936 @@
+//! The ckpt-v21 encoder.
+
+use super::{arch_defaults, code, CHUNK_PAGES, CONSTANTS, FILE_EXTRAS, HDR, PAGE};
+use crate::convert::Plan;
+use crate::crv5::{Out, ZEROS};
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::derive;
+use crate::layout::v21::{self as L, TABLE as T};
+use crate::model::*;
+use crate::EventSink;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+
+/// First objref of objects the encoder makes up (file table, mm, mapped
+/// files); model object ids are used as they are and stay below it.
+const INTERNAL_OBJREF: u32 = 1 << 30;
+
+/// The ckpt-v21 encoder (x86-64).
+///
+/// Needs a [`Plan`] (the task tree, VMA and fd counts, the first FPU area)
+/// before it writes; `None` is a dry run with placeholder counts.
+/// [`super::encoder`] (no plan) buffers the image and plans itself. Items the
+/// revision cannot hold are refused, or dropped/defaulted and listed when `lossy`.
+pub struct Encoder<W: Write> {
+    out: Out<W>,
+    plan: Option<Plan>,
+    lossy: bool,
+    items: Vec<String>,
+    notes: Vec<String>,
+    consts: HashMap<&'static str, u64>,
+    has_xsave: bool,
+    xstate_size: u64,
+    /// False in a dry run until the first FPU area shows what the plan would say.
+    arch_known: bool,
+    next_ref: u32,
+    tree_written: bool,
+    tasks: usize,
+    in_task: bool,
+    zombie: bool,
+    pid: i32,
+    comm: String,
+    thread_written: bool,
+    mm: Option<Mm>,
+    mm_open: bool,
+    mm_ref: u32,
+    mm_index: usize,
+    vmas: u32,
+    map_count: u32,
+    vdso: u64,
+    table_ref: u32,
+    pipes: HashMap<u32, Vec<u8>>,
+    pipes_written: HashSet<u32>,
+    task_objs: Option<Vec<u8>>,
+    zero_pages: u64,
+    finished: bool,
+}
+
+impl<W: Write> Encoder<W> {
+    /// An encoder writing to `w`.
+    pub fn new(w: W, plan: Option<Plan>, lossy: bool) -> Self {
+        Encoder {
+            out: Out::new(w),
+            plan,
+            lossy,
+            items: Vec::new(),
+            notes: Vec::new(),
+            consts: CONSTANTS.iter().copied().collect(),
+            has_xsave: false,
+            xstate_size: 512,
+            arch_known: true,
+            next_ref: INTERNAL_OBJREF,
+            tree_written: false,
+            tasks: 0,
+            in_task: false,
+            zombie: false,
+            pid: 0,
+            comm: String::new(),
+            thread_written: false,
+            mm: None,
+            mm_open: false,
+            mm_ref: 0,
+            mm_index: 0,
+            vmas: 0,
+            map_count: 0,
+            vdso: 0,
+            table_ref: 0,
+            pipes: HashMap::new(),
+            pipes_written: HashSet::new(),
+            task_objs: None,
+            zero_pages: 0,
+            finished: false,
+        }
+    }
+
+    /// Items dropped or defaulted so far.
+    pub fn items(&self) -> &[String] {
+        &self.items
+    }
+
+    /// Lossless rewrites worth telling.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Bytes written.
+    pub fn bytes_written(&self) -> u64 {
+        self.out.pos
+    }
+
+    fn item(&mut self, what: String) -> Result<()> {
+        let what = if self.in_task {
+            format!("task {} ({}): {what}", self.pid, self.comm)
+        } else {
+            what
+        };
+        if !self.lossy {
+            return Err(Error::new(
+                self.out.pos,
+                ErrorKind::Unrepresentable { items: vec![what] },
+            ));
+        }
+        self.items.push(what);
+        Ok(())
+    }
+
+    fn extras(&mut self, ctx: &str, ex: &Extras, placed: &[&str]) -> Result<()> {
+        for (k, v) in &ex.0 {
+            if !placed.contains(&k.as_str()) {
+                self.item(format!(
+                    "{ctx} extra `{k}` = {v:?} has no place in ckpt-v21"
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn internal(&mut self) -> u32 {
+        self.next_ref += 1;
+        self.next_ref
+    }
+
+    /// A bare record: header + payload.
+    fn raw(&mut self, code: u32, payload: &[u8]) -> Result<()> {
+        let len = HDR + payload.len() as u64;
+        if len > u32::MAX as u64 {
+            return Err(Error::new(
+                self.out.pos,
+                ErrorKind::TooLarge {
+                    found: len,
+                    limit: u32::MAX as u64,
+                },
+            ));
+        }
+        let mut h = [0u8; 8];
+        h[..4].copy_from_slice(&code.to_le_bytes());
+        h[4..].copy_from_slice(&(len as u32).to_le_bytes());
+        self.out.put(&h)?;
+        self.out.put(payload)
+    }
+
+    /// A struct record: `buf` holds the whole struct, header fields included.
+    fn rec(&mut self, name: &str, mut buf: Vec<u8>) -> Result<()> {
+        let st = T.st(name);
+        st.put(&mut buf, "h.type", code(name) as u64);
+        let len = buf.len() as u64;
+        st.put(&mut buf, "h.len", len);
+        self.out.put(&buf)
+    }
+
+    fn objref(&mut self, obj: &str, r: u32) -> Result<()> {
+        let st = T.st("OBJREF");
+        let mut b = st.zeroed();
+        st.put(&mut b, "objtype", T.obj_code(obj) as u64);
+        st.put(&mut b, "objref", r as u64);
+        self.rec("OBJREF", b)
+    }
+
+    fn header(&mut self, h: &Header) -> Result<()> {
+        if h.arch != Arch::X86_64 {
+            self.item(format!(
+                "header: arch {} (this ckpt-v21 codec is x86-64)",
+                h.arch
+            ))?;
+        }
+        if h.page_size != PAGE as u32 {
+            self.item(format!("header: page size {}", h.page_size))?;
+        }
+        if !h.tool.is_empty() || !h.tool_version.is_empty() {
+            self.item(format!("header: tool `{} {}`", h.tool, h.tool_version))?;
+        }
+        let mut placed: Vec<&str> = CONSTANTS.iter().map(|(n, _)| *n).collect();
+        placed.extend([
+            "checkpoint_version",
+            "has_fxsr",
+            "has_xsave",
+            "xstate_size",
+            "has_xsave_raw",
+        ]);
+        self.extras("header", &h.extras, &placed)?;
+        for (n, _) in CONSTANTS {
+            if let Some(v) = h.extras.u64(n) {
+                self.consts.insert(n, v);
+            }
+        }
+        let st = T.st("HEADER");
+        let mut b = st.zeroed();
+        st.put(&mut b, "magic", crate::detect::CHECKPOINT_MAGIC_HEAD);
+        st.put(&mut b, "arch_id", L::ARCH_X86_64 as u64);
+        st.put(&mut b, "major", h.kernel.major as u64);
+        st.put(&mut b, "minor", h.kernel.minor as u64);
+        st.put(&mut b, "patch", h.kernel.patch as u64);
+        let rev = h
+            .extras
+            .u64("checkpoint_version")
+            .unwrap_or(L::CHECKPOINT_VERSION as u64);
+        st.put(&mut b, "rev", rev);
+        for (n, _) in CONSTANTS {
+            st.put(&mut b, n, self.consts[n]);
+        }
+        st.put(&mut b, "time", h.time);
+        st.put(&mut b, "uflags", h.flags);
+        self.rec("HEADER", b)?;
+        for (n, v) in [
+            ("uts_release_len", &h.kernel.release),
+            ("uts_version_len", &h.kernel.version),
+            ("uts_machine_len", &h.kernel.machine),
+        ] {
+            let len = self.consts[n] as usize;
+            if v.len() > len {
+                self.item(format!(
+                    "header: uts string of {} bytes cut to {len}",
+                    v.len()
+                ))?;
+            }
+            let mut s = vec![0u8; len];
+            let k = v.len().min(len);
+            s[..k].copy_from_slice(&v[..k]);
+            self.raw(code("BUFFER"), &s)?;
+        }
+        let first = self.plan.as_ref().and_then(|p| p.first_fpu);
+        let (dx, ds) = arch_defaults(first);
+        let has_xsave = h
+            .extras
+            .u64("has_xsave_raw")
+            .or(h.extras.u64("has_xsave"))
+            .unwrap_or(dx);
+        self.has_xsave = has_xsave != 0;
+        self.xstate_size = h.extras.u64("xstate_size").unwrap_or(ds);
+        self.arch_known = self.plan.is_some() || h.extras.u64("xstate_size").is_some();
+        let st = T.st("HEADER_ARCH");
+        let mut a = st.zeroed();
+        st.put(&mut a, "has_fxsr", h.extras.u64("has_fxsr").unwrap_or(1));
+        st.put(&mut a, "has_xsave", has_xsave);
+        st.put(&mut a, "xstate_size", self.xstate_size);
+        self.rec("HEADER_ARCH", a)
+    }
+
+    fn tree(&mut self) -> Result<()> {
+        self.tree_written = true;
+        let tasks = self
+            .plan
+            .as_ref()
+            .map(|p| p.tasks.clone())
+            .unwrap_or_default();
+        let st = T.st("TREE");
+        let mut b = st.zeroed();
+        st.put(&mut b, "nr_tasks", tasks.len() as u64);
+        self.rec("TREE", b)?;
+        let e = T.st("PIDS");
+        let mut buf = Vec::with_capacity(tasks.len() * e.size);
+        for t in &tasks {
+            let mut x = e.zeroed();
+            for (n, v) in [
+                ("vpid", t.pid),
+                ("vppid", t.ppid),
+                ("vtgid", t.tgid),
+                ("vpgid", t.pgid),
+                ("vsid", t.sid),
+            ] {
+                e.put(&mut x, n, v as u32 as u64);
+            }
+            buf.extend_from_slice(&x);
+        }
+        self.raw(code("BUFFER"), &buf)
+    }
+
+    fn task(&mut self, t: &Task) -> Result<()> {
+        self.end_task()?;
+        if !self.tree_written {
+            self.tree()?;
+        }
+        if let Some(p) = &self.plan {
+            if p.tasks.get(self.tasks).map(|x| x.pid) != Some(t.pid) {
+                return Err(Error::invalid(
+                    self.out.pos,
+                    format!("task {} out of plan", t.pid),
+                    "the plan of this image",
+                ));
+            }
+        }
+        self.tasks += 1;
+        self.in_task = true;
+        self.pid = t.pid;
+        self.comm = String::from_utf8_lossy(&t.comm).into_owned();
+        self.zombie = t.exit_state != 0;
+        self.thread_written = false;
+        self.mm = None;
+        self.mm_ref = 0;
+        self.table_ref = 0;
+        self.task_objs = None;
+        if t.creds != Creds::default() {
+            self.item("credentials (no CRED records written)".into())?;
+        }
+        const TASK_EXTRAS: [&str; 7] = [
+            "pdeath_signal",
+            "compat_robust_futex_head_len",
+            "compat_robust_futex_list",
+            "robust_futex_head_len",
+            "robust_futex_list",
+            "set_child_tid",
+            "clear_child_tid",
+        ];
+        self.extras("task", &t.extras, &TASK_EXTRAS)?;
+        let st = T.st("TASK");
+        let mut b = st.zeroed();
+        st.put(&mut b, "state", t.state as u64);
+        st.put(&mut b, "exit_state", t.exit_state as u64);
+        st.put(&mut b, "exit_code", t.exit_code as u64);
+        st.put(&mut b, "exit_signal", t.exit_signal as u64);
+        for n in TASK_EXTRAS {
+            st.put(&mut b, n, t.extras.u64(n).unwrap_or(0));
+        }
+        self.rec("TASK", b)?;
+        let len = self.consts["task_comm_len"] as usize;
+        if t.comm.len() > len {
+            self.item(format!("comm of {} bytes cut to {len}", t.comm.len()))?;
+        }
+        let mut c = vec![0u8; len];
+        let k = t.comm.len().min(len);
+        c[..k].copy_from_slice(&t.comm[..k]);
+        self.raw(code("STRING"), &c)
+    }
+
+    fn thread(&mut self, t: &Thread) -> Result<()> {
+        if self.thread_written {
+            return self.item(format!(
+                "a second thread {} (one thread per task): dropped",
+                t.tid
+            ));
+        }
+        if self.mm.is_some() {
+            return self.item(format!("thread {} after the mm: dropped", t.tid));
+        }
+        self.thread_written = true;
+        let mut placed = vec!["thread_info_flags", "gdt_entry_tls_entries", "used_math"];
+        let syms: Vec<String> = L::CPU_SEGS
+            .iter()
+            .map(|(n, _)| format!("{n}_sym"))
+            .collect();
+        placed.extend(syms.iter().map(|s| s.as_str()));
+        self.extras("thread", &t.extras, &placed)?;
+        if t.tid != self.pid {
+            self.item(format!("thread id {} differs from the pid", t.tid))?;
+        }
+        if t.sigmask != 0 {
+            self.item(format!("blocked signal mask {:#x}", t.sigmask))?;
+        }
+        // TLS: three GDT descriptors, from 16-byte user_desc entries.
+        let mut tls = [0u8; 24];
+        if !t.tls.is_empty() {
+            if t.tls.len() != 48 {
+                self.item(format!(
+                    "TLS of {} bytes (expected 3 user_desc)",
+                    t.tls.len()
+                ))?;
+            } else {
+                for (i, u) in t.tls.chunks_exact(16).enumerate() {
+                    let u: [u8; 16] = u.try_into().unwrap_or([0; 16]);
+                    let d = derive::user_to_desc(&u);
+                    if derive::desc_to_user(d, i as u32) != u {
+                        self.item(format!("TLS entry {i} has no exact GDT descriptor form"))?;
+                    }
+                    tls[i * 8..i * 8 + 8].copy_from_slice(&d.to_le_bytes());
+                }
+            }
+        }
+        let st = T.st("THREAD");
+        let mut b = st.zeroed();
+        st.put(
+            &mut b,
+            "thread_info_flags",
+            t.extras.u64("thread_info_flags").unwrap_or(0),
+        );
+        st.put(
+            &mut b,
+            "gdt_entry_tls_entries",
+            t.extras.u64("gdt_entry_tls_entries").unwrap_or(3),
+        );
+        st.put(&mut b, "sizeof_tls_array", 24);
+        b.extend_from_slice(&tls);
+        self.rec("THREAD", b)?;
+
+        let sc = T.st("CPU");
+        let mut c = sc.zeroed();
+        let regs = t.regs.to_array();
+        for (n, i) in L::CPU_REGS {
+            sc.put(&mut c, n, regs[i]);
+        }
+        for (n, i) in L::CPU_SEGS {
+            let sym = t.extras.u64(&format!("{n}_sym")).map(|v| v as u16);
+            let code = match sym {
+                Some(s) if derive::seg_decode(s).unwrap_or(0) == regs[i] => s,
+                _ => match derive::seg_encode(regs[i]) {
+                    Some(s) => s,
+                    None => {
+                        self.item(format!("segment {n} = {:#x} has no v21 encoding", regs[i]))?;
+                        0
+                    }
+                },
+            };
+            sc.put(&mut c, n, code as u64);
+        }
+        let used_math = if t.fpu.is_some() {
+            t.extras.u64("used_math").unwrap_or(1)
+        } else {
+            0
+        };
+        sc.put(&mut c, "used_math", used_math);
+        self.rec("CPU", c)?;
+        if let (Some(f), false) = (&t.fpu, self.arch_known) {
+            self.arch_known = true;
+            self.has_xsave = f.kind == FpuKind::Xsave;
+            self.xstate_size = f.data.len() as u64;
+        }
+        if let Some(f) = &t.fpu {
+            let want = if self.has_xsave {
+                FpuKind::Xsave
+            } else {
+                FpuKind::Fxsave
+            };
+            if f.kind != want {
+                self.item(format!(
+                    "fpu area of kind {:?} (image holds {want:?})",
+                    f.kind
+                ))?;
+            }
+            if f.xfeatures != 0 {
+                self.item(format!("fpu xfeatures {:#x}", f.xfeatures))?;
+            }
+            let mut d = f.data.clone();
+            if d.len() as u64 != self.xstate_size {
+                self.item(format!(
+                    "fpu area of {} bytes (header xstate_size {})",
+                    d.len(),
+                    self.xstate_size
+                ))?;
+                d.resize(self.xstate_size as usize, 0);
+            }
+            self.raw(code("CPU_FPU"), &d)?;
+        }
+        Ok(())
+    }
+
+    /// OBJREF FILE FILE_NAME for a mapped file (exe or VMA); returns its objref.
+    fn mapped_file(&mut self, path: &[u8], ex: &Extras, prefix: &str) -> Result<u32> {
+        let r = self.internal();
+        self.objref("FILE", r)?;
+        let st = T.st("FILE");
+        let mut b = st.zeroed();
+        let g = |n: &str, d: u64| ex.u64(&format!("{prefix}{n}")).unwrap_or(d);
+        st.put(&mut b, "f_type", L::FILE_GENERIC as u64);
+        st.put(&mut b, "f_mode", g("f_mode", 1));
+        st.put(&mut b, "f_flags", g("f_flags", 0));
+        st.put(&mut b, "f_pos", g("f_pos", 0));
+        for n in FILE_EXTRAS {
+            st.put(&mut b, n, g(n, 0));
+        }
+        self.rec("FILE", b)?;
+        let mut p = path.to_vec();
+        p.push(0);
+        self.raw(code("FILE_NAME"), &p)?;
+        Ok(r)
+    }
+
+    fn mm(&mut self, m: &Mm) -> Result<()> {
+        if self.mm.is_some() {
+            return self.item("a second mm: dropped".into());
+        }
+        let mut placed = vec!["def_flags", "mm_flags"];
+        let exe_keys: Vec<String> = ["f_mode", "f_flags", "f_pos"]
+            .iter()
+            .chain(FILE_EXTRAS.iter())
+            .map(|n| format!("exe_{n}"))
+            .collect();
+        placed.extend(exe_keys.iter().map(|s| s.as_str()));
+        self.extras("mm", &m.extras, &placed)?;
+        if m.personality != 0 {
+            self.item(format!("mm: personality {:#x}", m.personality))?;
+        }
+        let exe = match &m.exe {
+            Some(p) => self.mapped_file(p, &m.extras, "exe_")?,
+            None => 0,
+        };
+        let count = match &self.plan {
+            Some(p) => *p.map_counts.get(self.mm_index).ok_or_else(|| {
+                Error::invalid(
+                    self.out.pos,
+                    "more mm events than planned",
+                    "the plan of this image",
+                )
+            })?,
+            None => 0,
+        };
+        self.mm_index += 1;
+        self.map_count = count;
+        self.vmas = 0;
+        self.vdso = 0;
+        self.mm_ref = self.internal();
+        self.objref("MM", self.mm_ref)?;
+        let st = T.st("MM");
+        let mut b = st.zeroed();
+        st.put(&mut b, "map_count", count as u64);
+        st.put(&mut b, "exe_objref", exe as u64);
+        st.put(&mut b, "def_flags", m.extras.u64("def_flags").unwrap_or(0));
+        st.put(&mut b, "flags", m.extras.u64("mm_flags").unwrap_or(0));
+        for (n, v) in [
+            ("start_code", m.start_code),
+            ("end_code", m.end_code),
+            ("start_data", m.start_data),
+            ("end_data", m.end_data),
+            ("start_brk", m.start_brk),
+            ("brk", m.brk),
+            ("start_stack", m.start_stack),
+            ("arg_start", m.arg_start),
+            ("arg_end", m.arg_end),
+            ("env_start", m.env_start),
+            ("env_end", m.env_end),
+        ] {
+            st.put(&mut b, n, v);
+        }
+        self.rec("MM", b)?;
+        let words = self.consts["at_vector_size"] as usize;
+        if m.auxv.len() > words {
+            self.item(format!(
+                "auxv of {} words (at_vector_size {words})",
+                m.auxv.len()
+            ))?;
+        }
+        let mut a = vec![0u8; words * 8];
+        for (i, w) in m.auxv.iter().take(words).enumerate() {
+            a[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        self.raw(code("BUFFER"), &a)?;
+        self.mm = Some(m.clone());
+        self.mm_open = true;
+        Ok(())
+    }
+
+    fn close_mm(&mut self, ctx: Option<&Unknown<'_>>) -> Result<()> {
+        if !self.mm_open {
+            return Ok(());
+        }
+        self.mm_open = false;
+        if self.plan.is_some() && self.vmas != self.map_count {
+            return Err(Error::invalid(
+                self.out.pos,
+                format!("{} VMAs", self.vmas),
+                format!("{} as planned", self.map_count),
+            ));
+        }
+        match ctx {
+            Some(u) => self.raw(u.type_code, &u.payload),
+            None => {
+                let st = T.st("MM_CONTEXT");
+                let mut b = st.zeroed();
+                st.put(&mut b, "vdso", self.vdso);
+                st.put(&mut b, "ldt_entry_size", 8);
+                self.rec("MM_CONTEXT", b)?;
+                self.raw(code("MM_CONTEXT_LDT"), &[])
+            }
+        }
+    }
+
+    fn vma(&mut self, v: &Vma) -> Result<()> {
+        let Some(mm) = self.mm.clone() else {
+            return Err(Error::invalid(
+                self.out.pos,
+                "a VMA before the mm",
+                "an Mm event first",
+            ));
+        };
+        self.vmas += 1;
+        let at = format!("VMA {:#x}-{:#x}", v.start, v.end);
+        let mut placed = vec![
+            "vm_page_prot",
+            "ino_objref",
+            "ino_size",
+            "f_mode",
+            "f_flags",
+            "f_pos",
+        ];
+        placed.extend(FILE_EXTRAS);
+        self.extras(&at, &v.extras, &placed)?;
+        if v.prot != derive::prot_of(v.flags) {
+            self.item(format!("{at}: prot {:#x} differs from vm_flags", v.prot))?;
+        }
+        let (ty, r) = match v.kind {
+            VmaKind::File => {
+                let path = v.file.clone().unwrap_or_default();
+                if v.file.is_none() {
+                    self.item(format!("{at}: file mapping without a path"))?;
+                }
+                (L::VMA_FILE, self.mapped_file(&path, &v.extras, "")?)
+            }
+            VmaKind::Vdso => {
+                self.vdso = v.start;
+                (L::VMA_VDSO, 0)
+            }
+            k @ (VmaKind::Anon | VmaKind::Heap | VmaKind::Stack) => {
+                if derive::anon_kind(v.start, v.end, &mm) != k {
+                    self.item(format!("{at}: kind {} (written as anonymous)", k.name()))?;
+                }
+                (L::VMA_ANON, 0)
+            }
+            k => {
+                self.item(format!("{at}: kind {} (written as anonymous)", k.name()))?;
+                (L::VMA_ANON, 0)
+            }
+        };
+        if v.file.is_some() && v.kind != VmaKind::File {
+            self.item(format!("{at}: file path of a non-file mapping"))?;
+        }
+        let st = T.st("VMA");
+        let mut b = st.zeroed();
+        st.put(&mut b, "vma_type", ty as u64);
+        st.put(&mut b, "vma_objref", r as u64);
+        st.put(
+            &mut b,
+            "ino_objref",
+            v.extras.u64("ino_objref").unwrap_or(0),
+        );
+        st.put(&mut b, "ino_size", v.extras.u64("ino_size").unwrap_or(0));
+        st.put(&mut b, "vm_start", v.start);
+        st.put(&mut b, "vm_end", v.end);
+        let prot = v
+            .extras
+            .u64("vm_page_prot")
+            .unwrap_or_else(|| derive::default_page_prot(Arch::X86_64, v.flags));
+        st.put(&mut b, "vm_page_prot", prot);
+        st.put(&mut b, "vm_flags", v.flags);
+        st.put(&mut b, "vm_pgoff", v.pgoff);
+        self.rec("VMA", b)
+    }
+
+    fn chunk(&mut self, addrs: &[u8], data: &[u8]) -> Result<()> {
+        let n = (addrs.len() / 8) as u64;
+        let st = T.st("PGARR");
+        let mut b = st.zeroed();
+        st.put(&mut b, "nr_pages", n);
+        self.rec("PGARR", b)?;
+        let len = HDR + addrs.len() as u64 + data.len() as u64;
+        let mut h = [0u8; 8];
+        h[..4].copy_from_slice(&code("BUFFER").to_le_bytes());
+        h[4..].copy_from_slice(&(len as u32).to_le_bytes());
+        self.out.put(&h)?;
+        self.out.put(addrs)?;
+        self.out.put(data)
+    }
+
+    fn pages(&mut self, c: &PageChunk<'_>) -> Result<()> {
+        let n = c.addrs.len();
+        if c.data.len() as u64 != n as u64 * PAGE {
+            return Err(Error::invalid(
+                self.out.pos,
+                format!("{} bytes of page data for {n} pages", c.data.len()),
+                "4096 bytes per page",
+            ));
+        }
+        let words = !c.addrs.is_runs() && c.addrs.width() == 8;
+        let mut it = c.addrs.iter();
+        let mut a = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let k = (n - start).min(CHUNK_PAGES);
+            let d = &c.data[start * PAGE as usize..(start + k) * PAGE as usize];
+            if words {
+                let a = &c.addrs.as_bytes()[start * 8..(start + k) * 8];
+                self.chunk(a, d)?;
+            } else {
+                a.clear();
+                for x in it.by_ref().take(k) {
+                    a.extend_from_slice(&x.to_le_bytes());
+                }
+                self.chunk(&a, d)?;
+            }
+            start += k;
+        }
+        Ok(())
+    }
+
+    fn zero_pages(&mut self, z: &ZeroRun) -> Result<()> {
+        let per = ZEROS.len() / PAGE as usize;
+        let mut left = z.count;
+        let mut addr = z.start;
+        self.zero_pages += z.count;
+        while left > 0 {
+            let k = left.min(per as u64) as usize;
+            let mut a = Vec::with_capacity(k * 8);
+            for i in 0..k as u64 {
+                a.extend_from_slice(&(addr + i * PAGE).to_le_bytes());
+            }
+            self.chunk(&a, &ZEROS[..k * PAGE as usize])?;
+            left -= k as u64;
+            addr += k as u64 * PAGE;
+        }
+        Ok(())
+    }
+
+    fn table(&mut self) -> Result<()> {
+        if self.table_ref != 0 {
+            return Ok(());
+        }
+        let n = match &self.plan {
+            Some(p) => p
+                .nfds
+                .get(self.tasks.saturating_sub(1))
+                .copied()
+                .unwrap_or(0),
+            None => 0,
+        };
+        self.table_ref = self.internal();
+        self.objref("FILE_TABLE", self.table_ref)?;
+        let st = T.st("FILE_TABLE");
+        let mut b = st.zeroed();
+        st.put(&mut b, "fdt_nfds", n as u64);
+        self.rec("FILE_TABLE", b)
+    }
+
+    fn file(&mut self, f: &File) -> Result<()> {
+        self.table()?;
+        if f.id >= INTERNAL_OBJREF {
+            self.item(format!(
+                "file id {} collides with the encoder's objrefs",
+                f.id
+            ))?;
+        }
+        self.extras(&format!("file {}", f.id), &f.extras, &FILE_EXTRAS)?;
+        self.objref("FILE", f.id)?;
+        let pipe = match (f.kind, f.pipe) {
+            (FileKind::Pipe, Some(p)) => Some(p),
+            (FileKind::Regular, None) => None,
+            (k, _) => {
+                self.item(format!(
+                    "file {}: kind {} (written as a generic file)",
+                    f.id,
+                    k.name()
+                ))?;
+                None
+            }
+        };
+        let st = if pipe.is_some() {
+            T.st("FILE_PIPE")
+        } else {
+            T.st("FILE")
+        };
+        let mut b = st.zeroed();
+        st.put(
+            &mut b,
+            "f_type",
+            if pipe.is_some() {
+                L::FILE_PIPE
+            } else {
+                L::FILE_GENERIC
+            } as u64,
+        );
+        st.put(&mut b, "f_mode", f.mode as u64);
+        st.put(&mut b, "f_flags", f.flags as u64);
+        st.put(&mut b, "f_pos", f.pos);
+        for n in FILE_EXTRAS {
+            st.put(&mut b, n, f.extras.u64(n).unwrap_or(0));
+        }
+        match pipe {
+            Some(p) => {
+                st.put(&mut b, "pipe_objref", p as u64);
+                self.rec("FILE", b)?;
+                if self.pipes_written.insert(p) {
+                    let data = self.pipes.remove(&p).unwrap_or_default();
+                    self.raw(code("PIPE_BUF"), &data)?;
+                }
+                Ok(())
+            }
+            None => {
+                self.rec("FILE", b)?;
+                let mut p = f.path.clone();
+                p.push(0);
+                self.raw(code("FILE_NAME"), &p)
+            }
+        }
+    }
+
+    fn end_task(&mut self) -> Result<()> {
+        if !self.in_task {
+            return Ok(());
+        }
+        self.close_mm(None)?;
+        if !self.zombie {
+            self.table()?;
+            let st = T.st("TASK_OBJS");
+            let mut b = match self.task_objs.take() {
+                Some(b) => b,
+                None => st.zeroed(),
+            };
+            b.resize(st.size, 0);
+            st.put(&mut b, "files_objref", self.table_ref as u64);
+            st.put(&mut b, "mm_objref", self.mm_ref as u64);
+            self.rec("TASK_OBJS", b)?;
+        }
+        let lost: Vec<u32> = self.pipes.keys().copied().collect();
+        for p in lost {
+            self.item(format!(
+                "pipe {p} referred to by no file: its data is dropped"
+            ))?;
+        }
+        self.pipes.clear();
+        self.in_task = false;
+        Ok(())
+    }
+}
+
+impl<W: Write> EventSink for Encoder<W> {
+    fn event(&mut self, ev: &Event<'_>) -> Result<()> {
+        if self.finished {
+            return Err(Error::invalid(
+                self.out.pos,
+                "an event after the tail",
+                "nothing",
+            ));
+        }
+        let mm_part = matches!(
+            ev,
+            Event::Vma(_) | Event::Pages(_) | Event::ZeroPages(_) | Event::VmaEnd
+        );
+        if self.mm_open && !mm_part {
+            if let Event::Unknown(u) = ev {
+                if u.revision == Revision::CkptV21 && u.type_code == code("MM_CONTEXT") {
+                    return self.close_mm(Some(u));
+                }
+            }
+            self.close_mm(None)?;
+        }
+        match ev {
+            Event::Header(h) => self.header(h),
+            Event::Task(t) => self.task(t),
+            Event::Thread(t) => self.thread(t),
+            Event::Mm(m) => self.mm(m),
+            Event::Vma(v) => self.vma(v),
+            Event::Pages(c) => self.pages(c),
+            Event::ZeroPages(z) => self.zero_pages(z),
+            Event::VmaEnd => {
+                let st = T.st("PGARR");
+                let b = st.zeroed();
+                self.rec("PGARR", b)
+            }
+            Event::Fs(_) => self.item("fs context (cwd, root, umask)".into()),
+            Event::SigActions(_) => self.item("signal dispositions".into()),
+            Event::Rlimits(_) => self.item("resource limits".into()),
+            Event::Pipe(p) => {
+                self.pipes.insert(p.id, p.data.to_vec());
+                Ok(())
+            }
+            Event::File(f) => self.file(f),
+            Event::Fd(fd) => {
+                self.table()?;
+                let st = T.st("FILE_DESC");
+                let mut b = st.zeroed();
+                st.put(&mut b, "fd_objref", fd.file as u64);
+                st.put(&mut b, "fd_descriptor", fd.fd as u32 as u64);
+                st.put(&mut b, "fd_close_on_exec", fd.cloexec as u64);
+                self.rec("FILE_DESC", b)
+            }
+            Event::Error(m) => {
+                self.raw(code("ERROR"), &[])?;
+                let mut s = Vec::with_capacity(m.len() + 2);
+                s.push(0);
+                s.extend_from_slice(m);
+                s.push(0);
+                self.raw(code("STRING"), &s)
+            }
+            Event::Unknown(u) => {
+                if u.revision != Revision::CkptV21 {
+                    return self.item(format!(
+                        "unknown {} record type {}",
+                        u.revision, u.type_code
+                    ));
+                }
+                if u.type_code == code("TASK_OBJS") && self.in_task {
+                    let mut b = vec![0u8; 8];
+                    b.extend_from_slice(&u.payload);
+                    self.task_objs = Some(b);
+                    return Ok(());
+                }
+                self.raw(u.type_code, &u.payload)
+            }
+            Event::Tail => {
+                self.end_task()?;
+                if !self.tree_written {
+                    self.tree()?;
+                }
+                if self.zero_pages > 0 {
+                    self.notes.push(format!(
+                        "{} all-zero pages written out as page contents (ckpt-v21 has no zero runs)",
+                        self.zero_pages
+                    ));
+                }
+                let st = T.st("TAIL");
+                let mut b = st.zeroed();
+                st.put(&mut b, "magic", crate::detect::CHECKPOINT_MAGIC_TAIL);
+                self.rec("TAIL", b)?;
+                self.finished = true;
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if !self.finished {
+            return Err(Error::new(
+                self.out.pos,
+                ErrorKind::MissingTerminator {
+                    expected: "a Tail event",
+                },
+            ));
+        }
+        self.out.flush()
+    }
+}
