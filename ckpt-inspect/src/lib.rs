@@ -1,0 +1,3 @@
+//! `ckpt-inspect` as a library: the pieces the binary's subcommands call.
+
+pub mod fsview;
