@@ -42,6 +42,9 @@ pub struct Plan {
     pub first_fpu: Option<(FpuKind, usize)>,
     /// Number of Fd events of each task, in order.
     pub nfds: Vec<u32>,
+    /// Object ids the model uses (files, pipes); an encoder numbering objects
+    /// of its own picks the lowest ids not in this set, as a kernel would.
+    pub ids: std::collections::BTreeSet<u32>,
 }
 
 impl Plan {
@@ -53,6 +56,15 @@ impl Plan {
                 t.extras = Extras::new();
                 self.tasks.push(t);
                 self.nfds.push(0);
+            }
+            Event::File(f) => {
+                self.ids.insert(f.id);
+                if let Some(p) = f.pipe {
+                    self.ids.insert(p);
+                }
+            }
+            Event::Pipe(p) => {
+                self.ids.insert(p.id);
             }
             Event::Fd(_) => {
                 if let Some(c) = self.nfds.last_mut() {

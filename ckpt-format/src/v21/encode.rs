@@ -11,10 +11,6 @@ use crate::EventSink;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
-/// First objref of objects the encoder makes up (file table, mm, mapped
-/// files); model object ids are used as they are and stay below it.
-const INTERNAL_OBJREF: u32 = 1 << 30;
-
 /// The ckpt-v21 encoder (x86-64).
 ///
 /// Needs a [`Plan`] (the task tree, VMA and fd counts, the first FPU area)
@@ -68,7 +64,7 @@ impl<W: Write> Encoder<W> {
             has_xsave: false,
             xstate_size: 512,
             arch_known: true,
-            next_ref: INTERNAL_OBJREF,
+            next_ref: 0,
             tree_written: false,
             tasks: 0,
             in_task: false,
@@ -134,9 +130,19 @@ impl<W: Write> Encoder<W> {
         Ok(())
     }
 
+    /// An objref for an object the model does not number (mm, file table,
+    /// mapped files): the lowest id the model does not use.
     fn internal(&mut self) -> u32 {
-        self.next_ref += 1;
-        self.next_ref
+        loop {
+            self.next_ref += 1;
+            let used = self
+                .plan
+                .as_ref()
+                .is_some_and(|p| p.ids.contains(&self.next_ref));
+            if !used {
+                return self.next_ref;
+            }
+        }
     }
 
     /// A bare record: header + payload.
@@ -738,11 +744,8 @@ impl<W: Write> Encoder<W> {
 
     fn file(&mut self, f: &File) -> Result<()> {
         self.table()?;
-        if f.id >= INTERNAL_OBJREF {
-            self.item(format!(
-                "file id {} collides with the encoder's objrefs",
-                f.id
-            ))?;
+        if f.id == 0 || f.id > i32::MAX as u32 {
+            self.item(format!("file id {} is not a positive s32 objref", f.id))?;
         }
         self.extras(&format!("file {}", f.id), &f.extras, &FILE_EXTRAS)?;
         self.objref("FILE", f.id)?;
