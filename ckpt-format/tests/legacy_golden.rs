@@ -603,7 +603,7 @@ fn v21_unknown_records_survive_a_round_trip() {
     b.splice(tree..tree, rec);
     let events = decode_slice(&b).unwrap();
     assert!(events.iter().any(
-        |e| matches!(e, Event::Unknown(u) if u.type_code == 3 && &u.payload[..] == [1, 2, 3, 4])
+        |e| matches!(e, Event::Unknown(u) if u.type_code == 3 && u.payload[..] == [1, 2, 3, 4])
     ));
     let mut out = Vec::new();
     let mut enc = encoder(Revision::CkptV21, &mut out);
