@@ -378,8 +378,11 @@ fn drive(
     Ok(n)
 }
 
-fn decoder<'a, I: Input + 'a>(rev: Revision, inp: I) -> Result<Box<dyn EventSource + 'a>> {
-    let o = ReadOptions::default();
+fn decoder<'a, I: Input + 'a>(
+    rev: Revision,
+    inp: I,
+    o: ReadOptions,
+) -> Result<Box<dyn EventSource + 'a>> {
     match rev {
         Revision::Native1 => Ok(Box::new(crate::native::Decoder::new(inp, o))),
         Revision::CrV5 => crv5::open_stream(inp, o),
@@ -390,7 +393,7 @@ fn decoder<'a, I: Input + 'a>(rev: Revision, inp: I) -> Result<Box<dyn EventSour
 /// Convert with two passes over a re-openable input (`open` gives a fresh decoder).
 fn two_pass<'a>(
     from: Revision,
-    mut open: impl FnMut() -> Result<Box<dyn EventSource + 'a>>,
+    mut open: impl FnMut(ReadOptions) -> Result<Box<dyn EventSource + 'a>>,
     out: impl Write,
     opts: &ConvertOptions,
 ) -> Result<ConvertReport> {
@@ -399,7 +402,10 @@ fn two_pass<'a>(
     let (items, _) = {
         let mut dry = legacy_encoder(opts.to, io::sink(), None, true)
             .ok_or_else(|| Error::invalid(0, "native-1", "a legacy target"))?;
-        let mut src = open()?;
+        // The planning pass skips page checksums; the writing pass checks them.
+        let mut src = open(ReadOptions {
+            check_page_data: false,
+        })?;
         drive(&mut *src, &mut *dry, &mut rt, Some(&mut plan))?;
         (dry.items().to_vec(), dry.notes().to_vec())
     };
@@ -409,7 +415,7 @@ fn two_pass<'a>(
     rt.notes.clear();
     let mut enc = legacy_encoder(opts.to, out, Some(plan), opts.lossy)
         .ok_or_else(|| Error::invalid(0, "native-1", "a legacy target"))?;
-    let mut src = open()?;
+    let mut src = open(ReadOptions::default())?;
     let events = drive(&mut *src, &mut *enc, &mut rt, None)?;
     Ok(ConvertReport {
         from: Some(from),
@@ -448,10 +454,15 @@ pub fn convert_slice(
 ) -> Result<ConvertReport> {
     let from = crate::detect::detect(input)?.revision()?;
     if opts.to == Revision::Native1 {
-        let mut src = decoder(from, SliceInput::new(input))?;
+        let mut src = decoder(from, SliceInput::new(input), ReadOptions::default())?;
         return one_pass(from, &mut *src, out, opts);
     }
-    two_pass(from, || decoder(from, SliceInput::new(input)), out, opts)
+    two_pass(
+        from,
+        |o| decoder(from, SliceInput::new(input), o),
+        out,
+        opts,
+    )
 }
 
 /// Convert the image read from `input` (a file or a pipe) and write it to `out`.
@@ -464,7 +475,8 @@ pub fn convert(
 ) -> Result<ConvertReport> {
     let (from, prefix) = crate::sniff(&mut input)?;
     if opts.to == Revision::Native1 {
-        let mut src = decoder(from, StreamInput::with_prefix(&prefix, input))?;
+        let src = StreamInput::with_prefix(&prefix, input);
+        let mut src = decoder(from, src, ReadOptions::default())?;
         return one_pass(from, &mut *src, out, opts);
     }
     let spool = Spool::new()?;
@@ -473,20 +485,45 @@ pub fn convert(
         f.write_all(&prefix).map_err(|e| Error::io(0, &e))?;
         io::copy(&mut input, &mut f).map_err(|e| Error::io(0, &e))?;
     }
-    let file = &spool.file;
-    two_pass(
-        from,
-        || {
-            let mut f = file;
-            f.rewind().map_err(|e| Error::io(0, &e))?;
-            decoder(
-                from,
-                StreamInput::new(io::BufReader::with_capacity(1 << 16, f)),
-            )
-        },
-        out,
-        opts,
-    )
+    convert_seekable(&spool.file, out, opts)
+}
+
+/// Convert from a seekable input (a file): like [`convert`], but a legacy
+/// target reads the input twice in place instead of spooling it.
+pub fn convert_seekable<R: Read + Seek>(
+    input: R,
+    out: impl Write,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport> {
+    let input = std::cell::RefCell::new(input);
+    let from = {
+        let mut r = input.borrow_mut();
+        r.rewind().map_err(|e| Error::io(0, &e))?;
+        crate::sniff(&mut *r)?.0
+    };
+    let open = |o: ReadOptions| -> Result<Box<dyn EventSource + '_>> {
+        input.borrow_mut().rewind().map_err(|e| Error::io(0, &e))?;
+        let rd = RefReader(&input);
+        decoder(
+            from,
+            StreamInput::new(io::BufReader::with_capacity(1 << 16, rd)),
+            o,
+        )
+    };
+    if opts.to == Revision::Native1 {
+        let mut src = open(ReadOptions::default())?;
+        return one_pass(from, &mut *src, out, opts);
+    }
+    two_pass(from, open, out, opts)
+}
+
+/// Reads through a shared `RefCell` so that each pass can rewind the input.
+struct RefReader<'a, R>(&'a std::cell::RefCell<R>);
+
+impl<R: Read> Read for RefReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
 }
 
 /// A temporary file removed on drop.

@@ -1,0 +1,236 @@
+//! Conversion benchmark: a native-1 image of N GiB of page data is converted
+//! to ckpt-v21 and back, file to file, through `convert::convert` (the stream
+//! path: bounded memory; a legacy target spools the input to a temporary file
+//! and reads it twice). Prints throughput (input bytes / wall time), peak RSS
+//! (VmHWM) and, as the baseline, a plain copy of the same file.
+//!
+//! `cargo run --release -p ckpt-format --example convert_bench -- [GiB...]`
+
+use ckpt_format::convert::{convert, convert_seekable, ConvertOptions, TargetKernel};
+use ckpt_format::*;
+use std::borrow::Cow;
+use std::io::{BufWriter, Write};
+use std::time::Instant;
+
+fn vm_hwm_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn reset_hwm() {
+    // Writing 5 to clear_refs resets the peak RSS counter (Linux >= 4.0).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn make_native(path: &std::path::Path, gib: u64) {
+    let pages = gib * (1 << 30) / 4096;
+    let f = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut enc = native::Encoder::new(f);
+    let header = Header {
+        revision: Revision::Native1,
+        arch: Arch::X86_64,
+        page_size: 4096,
+        kernel: Kernel {
+            major: 2,
+            minor: 6,
+            patch: 33,
+            release: b"2.6.33".to_vec(),
+            version: b"#1".to_vec(),
+            machine: b"x86_64".to_vec(),
+        },
+        time: 0,
+        flags: 0,
+        tool: String::new(),
+        tool_version: String::new(),
+        extras: Extras::new(),
+    };
+    let start = 0x7f00_0000_0000u64;
+    let evs = [
+        Event::Header(header),
+        Event::Task(Task {
+            pid: 1,
+            tgid: 1,
+            comm: b"bench".to_vec(),
+            ..Task::default()
+        }),
+        Event::Thread(Thread {
+            tid: 1,
+            ..Thread::default()
+        }),
+        Event::Mm(Mm::default()),
+        Event::Vma(Vma {
+            start,
+            end: start + pages * 4096,
+            prot: 3,
+            flags: 0x73,
+            pgoff: 0,
+            kind: VmaKind::Anon,
+            file: None,
+            extras: Extras::new(),
+        }),
+    ];
+    for e in &evs {
+        enc.event(e).unwrap();
+    }
+    let chunk = 256u64;
+    let data: Vec<u8> = (0..chunk * 4096).map(|i| (i % 251) as u8 | 1).collect();
+    let mut p = 0;
+    while p < pages {
+        let n = chunk.min(pages - p);
+        let addrs: Vec<u64> = (0..n).map(|i| start + (p + i) * 4096).collect();
+        enc.event(&Event::Pages(PageChunk {
+            addrs: Addrs::from_u64s(&addrs),
+            data: Cow::Borrowed(&data[..(n * 4096) as usize]),
+        }))
+        .unwrap();
+        p += n;
+    }
+    enc.event(&Event::VmaEnd).unwrap();
+    enc.event(&Event::Tail).unwrap();
+    enc.finish().unwrap();
+}
+
+fn run(label: &str, from: &std::path::Path, to: &std::path::Path, rev: Revision, seek: bool) {
+    let size = std::fs::metadata(from).unwrap().len();
+    reset_hwm();
+    let t = Instant::now();
+    let input = std::fs::File::open(from).unwrap();
+    let sink = to.as_os_str() == "/dev/null";
+    let out: Box<dyn Write> = if sink {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(to).unwrap(),
+        ))
+    };
+    let opts = ConvertOptions {
+        to: rev,
+        lossy: false,
+        target_kernel: TargetKernel::Keep,
+    };
+    if seek {
+        convert_seekable(input, out, &opts).unwrap();
+    } else {
+        convert(input, out, &opts).unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{label:<24} {:>6.2} GB/s  {:>7.2} s  peak RSS {:>6.1} MiB  ({} -> {} bytes)",
+        size as f64 / secs / 1e9,
+        secs,
+        vm_hwm_kib() as f64 / 1024.0,
+        size,
+        if sink {
+            0
+        } else {
+            std::fs::metadata(to).unwrap().len()
+        }
+    );
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::io::Read;
+    let (mut x, mut y) = (
+        std::fs::File::open(a).unwrap(),
+        std::fs::File::open(b).unwrap(),
+    );
+    let (mut bx, mut by) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = x.read(&mut bx).unwrap();
+        let mut m = 0;
+        while m < n {
+            let k = y.read(&mut by[m..n]).unwrap();
+            if k == 0 {
+                return false;
+            }
+            m += k;
+        }
+        if n == 0 {
+            return y.read(&mut by[..1]).unwrap() == 0;
+        }
+        if bx[..n] != by[..n] {
+            return false;
+        }
+    }
+}
+
+fn main() {
+    let sizes: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() { vec![1] } else { sizes };
+    let dir = std::env::temp_dir().join(format!("ckpt-convert-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for gib in sizes {
+        let native = dir.join("in.native");
+        let v21 = dir.join("out.v21");
+        let back = dir.join("back.native");
+        make_native(&native, gib);
+        println!("== {gib} GiB of pages");
+        reset_hwm();
+        let t = Instant::now();
+        std::io::copy(
+            &mut std::fs::File::open(&native).unwrap(),
+            &mut std::fs::File::create(dir.join("copy")).unwrap(),
+        )
+        .unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let size = std::fs::metadata(&native).unwrap().len();
+        println!(
+            "{:<24} {:>6.2} GB/s  {:>7.2} s  peak RSS {:>6.1} MiB",
+            "baseline: file copy",
+            size as f64 / secs / 1e9,
+            secs,
+            vm_hwm_kib() as f64 / 1024.0
+        );
+        let null = std::path::Path::new("/dev/null");
+        run(
+            "native-1 -> ckpt-v21 (sink)",
+            &native,
+            null,
+            Revision::CkptV21,
+            true,
+        );
+        run(
+            "native-1 -> ckpt-v21",
+            &native,
+            &v21,
+            Revision::CkptV21,
+            true,
+        );
+        run(
+            "  same, as a pipe (spool)",
+            &native,
+            &v21,
+            Revision::CkptV21,
+            false,
+        );
+        run(
+            "ckpt-v21 -> native-1 (sink)",
+            &v21,
+            null,
+            Revision::Native1,
+            true,
+        );
+        run(
+            "ckpt-v21 -> ckpt-v21 (sink)",
+            &v21,
+            null,
+            Revision::CkptV21,
+            true,
+        );
+        run("ckpt-v21 -> native-1", &v21, &back, Revision::Native1, true);
+        println!("round trip byte-identical: {}", same_file(&native, &back));
+        for f in ["in.native", "out.v21", "back.native", "copy"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+    }
+    let _ = std::fs::remove_dir(&dir);
+    std::io::stdout().flush().unwrap();
+}
