@@ -72,6 +72,7 @@ impl<I: Input> Records<I> {
     pub fn new(inp: I) -> Self {
         Records {
             fr: Framer::new(inp),
+
             failed: false,
         }
     }
@@ -310,6 +311,7 @@ enum State {
 /// The cr-v5 decoder, generic over the input (slice: zero-copy; stream: one buffer).
 pub struct Decoder<I> {
     inner: Inner<I>,
+    checker: crate::validate::Checker,
     failed: bool,
 }
 
@@ -329,6 +331,7 @@ impl<I: Input> Decoder<I> {
                 more_warnings: 0,
                 last_offset: 0,
             },
+            checker: crate::validate::Checker::new(),
             failed: false,
         }
     }
@@ -813,7 +816,12 @@ impl<I: Input> EventSource for Decoder<I> {
             return Ok(None);
         }
         self.failed = true;
+        let off = self.inner.rec.offset();
         let ev = self.inner.step()?;
+        match &ev {
+            Some(e) => self.checker.check(e, off)?,
+            None => self.checker.finish(off)?,
+        }
         self.failed = false;
         Ok(ev)
     }
@@ -895,6 +903,7 @@ pub struct Encoder<W: Write> {
     files: Vec<FileEv>,
     zero_pages: u64,
     finished: bool,
+    checker: crate::validate::Checker,
 }
 
 impl<W: Write> Encoder<W> {
@@ -921,6 +930,7 @@ impl<W: Write> Encoder<W> {
             files: Vec::new(),
             zero_pages: 0,
             finished: false,
+            checker: crate::validate::Checker::new(),
         }
     }
 
@@ -1493,6 +1503,7 @@ impl<W: Write> EventSink for Encoder<W> {
                 "nothing",
             ));
         }
+        self.checker.check(ev, self.out.pos)?;
         // Records of a skipped (second) task are dropped whole.
         if self.skipping && !matches!(ev, Event::Task(_) | Event::Tail) {
             return Ok(());

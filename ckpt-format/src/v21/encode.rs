@@ -49,6 +49,7 @@ pub struct Encoder<W: Write> {
     task_objs: Option<Vec<u8>>,
     zero_pages: u64,
     finished: bool,
+    checker: crate::validate::Checker,
 }
 
 impl<W: Write> Encoder<W> {
@@ -85,6 +86,7 @@ impl<W: Write> Encoder<W> {
             task_objs: None,
             zero_pages: 0,
             finished: false,
+            checker: crate::validate::Checker::new(),
         }
     }
 
@@ -839,6 +841,7 @@ impl<W: Write> EventSink for Encoder<W> {
                 "nothing",
             ));
         }
+        self.checker.check(ev, self.out.pos)?;
         let mm_part = matches!(
             ev,
             Event::Vma(_) | Event::Pages(_) | Event::ZeroPages(_) | Event::VmaEnd

@@ -171,6 +171,7 @@ impl<I: Input> Records<I> {
     pub fn new(inp: I) -> Self {
         Records {
             fr: Framer::new(inp),
+
             failed: false,
         }
     }
@@ -221,6 +222,7 @@ struct Inner<I> {
 /// The ckpt-v21 decoder, generic over the input.
 pub struct Decoder<I> {
     inner: Inner<I>,
+    checker: crate::validate::Checker,
     failed: bool,
 }
 
@@ -248,6 +250,7 @@ impl<I: Input> Decoder<I> {
                 pipes: HashSet::new(),
                 last_offset: 0,
             },
+            checker: crate::validate::Checker::new(),
             failed: false,
         }
     }
@@ -263,10 +266,16 @@ impl<I: Input> EventSource for Decoder<I> {
             self.inner.prime()?;
         }
         if let Some(ev) = self.inner.ahead.pop_front() {
+            self.checker.check(&ev, self.inner.last_offset)?;
             self.failed = false;
             return Ok(Some(ev));
         }
+        let off = self.inner.fr.offset();
         let ev = self.inner.step()?;
+        match &ev {
+            Some(e) => self.checker.check(e, off)?,
+            None => self.checker.finish(off)?,
+        }
         self.failed = false;
         Ok(ev)
     }
