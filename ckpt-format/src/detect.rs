@@ -9,13 +9,14 @@
 //!
 //! For the cr era the record after the 232-byte head tells v5–v8 (a TASK, 101)
 //! from v9–v13 (HEAD_ARCH, 2); for the ckpt era the header length (48, 56, 72)
-//! and `rev` field tell the generation.
+//! and `rev` field tell the generation; v21 and v23 (both rev 6) are told apart
+//! by the record that opens the task section (TREE in v21, PIDS in v23).
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Revision;
 
 /// How many leading bytes [`detect`] looks at, at most.
-pub const DETECT_LEN: usize = 240;
+pub const DETECT_LEN: usize = 1024;
 
 /// `CHECKPOINT_MAGIC_HEAD`, at offset 8 of every Linux-CR image.
 pub const CHECKPOINT_MAGIC_HEAD: u64 = 0x00fe_ed0c_c0a2_d200;
@@ -70,6 +71,22 @@ fn hex(b: &[u8]) -> String {
     s
 }
 
+/// v21 and v23 share the header (rev 6, 72 bytes). Walk the records after it
+/// (uts BUFFERs, HEADER_ARCH, CONTAINER, LSM ...) to the first task-section
+/// record: v21 has TREE (type 101, 16 bytes), v23 has PIDS (type 101, 24
+/// bytes). When the prefix ends first, the image is taken for v21.
+fn ckpt_v23(b: &[u8]) -> bool {
+    let mut at = 72usize;
+    while let (Some(ty), Some(len)) = (u32le(b, at), u32le(b, at + 4)) {
+        match ty {
+            2..=8 if len >= 8 => at = at.saturating_add(len as usize),
+            101 => return len == 24,
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Recognise the revision of an image from its first bytes (up to [`DETECT_LEN`]).
 pub fn detect(b: &[u8]) -> Result<Detected> {
     let unrecognised = || Error::new(0, ErrorKind::UnrecognisedFormat { found: hex(b) });
@@ -105,6 +122,9 @@ pub fn detect(b: &[u8]) -> Result<Detected> {
             u16le(b, 22).unwrap_or(0),
         );
         return Ok(match (len, rev) {
+            (72, 6) if ckpt_v23(b) => Detected::Unsupported(format!(
+                "Linux-CR ckpt-v23 (72-byte header, CHECKPOINT_VERSION 6, PIDS record), kernel {maj}.{min}.{pat}"
+            )),
             (72, 5..=6) => Detected::Supported(Revision::CkptV21),
             (72, r) => Detected::Unsupported(format!(
                 "Linux-CR ckpt era, 72-byte header, CHECKPOINT_VERSION {r}, kernel {maj}.{min}.{pat}"
@@ -121,4 +141,49 @@ pub fn detect(b: &[u8]) -> Result<Detected> {
         });
     }
     Err(unrecognised())
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use super::*;
+
+    fn ckpt_header(rev: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 72];
+        b[0] = 1;
+        b[4] = 72;
+        b[8..16].copy_from_slice(&CHECKPOINT_MAGIC_HEAD.to_le_bytes());
+        b[24..26].copy_from_slice(&rev.to_le_bytes());
+        for _ in 0..3 {
+            b.extend_from_slice(&[4, 0, 0, 0, 73, 0, 0, 0]);
+            b.extend_from_slice(&[0; 65]);
+        }
+        b.extend_from_slice(&[2, 0, 0, 0, 16, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0]);
+        b
+    }
+
+    #[test]
+    fn v21_and_v23_are_told_apart() {
+        let mut v21 = ckpt_header(6);
+        v21.extend_from_slice(&[101, 0, 0, 0, 16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            detect(&v21).unwrap(),
+            Detected::Supported(Revision::CkptV21)
+        );
+        let mut v23 = ckpt_header(6);
+        v23.extend_from_slice(&[101, 0, 0, 0, 24, 0, 0, 0]);
+        v23.extend_from_slice(&[0; 16]);
+        match detect(&v23).unwrap() {
+            Detected::Unsupported(s) => assert!(s.contains("v23"), "{s}"),
+            d => panic!("{d:?}"),
+        }
+        // A prefix cut before the task section is taken for v21.
+        assert_eq!(
+            detect(&v21[..100]).unwrap(),
+            Detected::Supported(Revision::CkptV21)
+        );
+        assert!(matches!(
+            detect(&ckpt_header(3)).unwrap(),
+            Detected::Unsupported(_)
+        ));
+    }
 }
