@@ -1,5 +1,329 @@
-//! `ckpt-inspect` — not implemented yet (see the open issue for it).
+//! `ckpt-inspect`: show, list, verify, convert, compare and search checkpoint images.
+//!
+//! A thin command line over the `ckpt_inspect` library; exit codes are in
+//! `--help` and docs/INSPECT.md.
+
+use ckpt_inspect::source::Image;
+use ckpt_inspect::{diff, mem, records, render, summary, verify, Failure};
+use clap::{Parser, Subcommand};
+use std::io::{self, Write};
+use std::path::Path;
+
+const EXIT_CODES: &str = "\
+Every IMAGE may be `-` for stdin; every command works on a pipe.
+
+Exit codes:
+  0  success (image valid, images equal, range captured, pattern found)
+  1  invalid image, failed verification, differences found, range not
+     captured, pattern not found, conversion refused
+  2  usage error (bad arguments, unknown pid)
+  3  I/O or system error";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ckpt-inspect",
+    version,
+    about = "Inspect Linux process checkpoint images (native-1, ckpt-v21, cr-v5)",
+    after_help = EXIT_CODES,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Image to show (same as `show IMAGE`).
+    image: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Header, task tree, threads, memory map, fds, shared objects and totals.
+    #[command(after_help = EXIT_CODES)]
+    Show {
+        /// Print JSON (docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+        /// The image (`-` for stdin).
+        image: String,
+    },
+    /// Every record: offset, type name and code, length, parent, objref.
+    #[command(after_help = EXIT_CODES)]
+    Records {
+        /// Print JSON (docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+        /// The image (`-` for stdin).
+        image: String,
+    },
+    /// Check every rule of the format and every checksum.
+    #[command(after_help = EXIT_CODES)]
+    Verify {
+        /// Print JSON (docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+        /// The image (`-` for stdin).
+        image: String,
+    },
+    /// Convert an image to another revision.
+    #[command(after_help = EXIT_CODES)]
+    Convert {
+        /// Target revision: native-1, ckpt-v21 or cr-v5.
+        #[arg(long = "to", value_parser = parse_rev)]
+        to: ckpt_format::Revision,
+        /// Convert even when the target cannot represent everything (lists what is dropped).
+        #[arg(long)]
+        lossy: bool,
+        /// Kernel release to retarget the header to; `keep` keeps the source's
+        /// kernel. Default: the running kernel.
+        #[arg(long, value_name = "RELEASE")]
+        target_kernel: Option<String>,
+        /// Input image (`-` for stdin).
+        input: String,
+        /// Output image (`-` for stdout); written to a temporary file next to it, then renamed.
+        output: String,
+    },
+    /// Record layouts of a revision (all revisions when --rev is not given).
+    Schema {
+        /// native-1, ckpt-v21 or cr-v5.
+        #[arg(long, value_parser = parse_rev)]
+        rev: Option<ckpt_format::Revision>,
+    },
+    /// Semantic differences: header, tasks, registers, VMAs, fds, page contents.
+    #[command(after_help = EXIT_CODES)]
+    Diff {
+        /// Print JSON (docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+        /// First image (A).
+        a: String,
+        /// Second image (B).
+        b: String,
+    },
+    /// Captured memory of a task: hexdump/raw bytes of a range, or pattern search.
+    #[command(after_help = EXIT_CODES)]
+    Mem {
+        /// The image (`-` for stdin).
+        image: String,
+        /// The task.
+        #[arg(long)]
+        pid: i32,
+        /// Start address (hex with 0x, or decimal).
+        #[arg(long, value_parser = parse_u64, required_unless_present = "search", conflicts_with = "search")]
+        addr: Option<u64>,
+        /// Bytes to show.
+        #[arg(long, value_parser = parse_u64, default_value = "256")]
+        len: u64,
+        /// Write the raw bytes instead of a hexdump (refused when part is not captured).
+        #[arg(long, conflicts_with = "json")]
+        raw: bool,
+        /// Every address where PATTERN occurs: text, or `hex:` followed by hex bytes.
+        #[arg(long, value_name = "PATTERN")]
+        search: Option<String>,
+        /// Most matches listed by --search.
+        #[arg(long, default_value = "10000")]
+        max: usize,
+        /// Print JSON (docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_rev(s: &str) -> Result<ckpt_format::Revision, String> {
+    ckpt_format::Revision::from_name(s)
+        .ok_or_else(|| format!("unknown revision {s:?}: expected native-1, ckpt-v21 or cr-v5"))
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16),
+        None => s.replace('_', "").parse(),
+    };
+    r.map_err(|e| format!("{s:?}: {e}"))
+}
+
 fn main() {
-    eprintln!("ckpt-inspect: not implemented yet");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let res = run(cli, &mut out);
+    let flushed = out.flush();
+    let code = match (res, flushed) {
+        (Ok(()), Ok(())) => 0,
+        (Ok(()), Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        (Ok(()), Err(e)) => {
+            eprintln!("ckpt-inspect: cannot write the output: {e}");
+            ckpt_inspect::EXIT_IO
+        }
+        (Err(f), _) => {
+            let code = f.exit_code();
+            if !matches!(&f, Failure::Io { err, .. } if err.kind() == io::ErrorKind::BrokenPipe) {
+                eprintln!("ckpt-inspect: {f}");
+            }
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
+    let cmd = match (cli.cmd, cli.image) {
+        (Some(c), _) => c,
+        (None, Some(image)) => Cmd::Show { json: false, image },
+        (None, None) => {
+            return Err(Failure::Usage(
+                "no image given; see `ckpt-inspect --help`".into(),
+            ))
+        }
+    };
+    match cmd {
+        Cmd::Show { json, image } => {
+            let mut img = Image::open(&image)?;
+            let (s, err) = summary::summarise(&mut img);
+            let text = if json {
+                render::show_json(&s, err.as_ref())
+            } else {
+                render::show_text(&s, err.as_ref())
+            };
+            out.write_all(text.as_bytes())?;
+            err.map_or(Ok(()), |e| Err(Failure::Image(e)))
+        }
+        Cmd::Records { json, image } => {
+            let mut img = Image::open(&image)?;
+            records::records(&mut img, json, out)
+        }
+        Cmd::Verify { json, image } => {
+            let mut img = Image::open(&image)?;
+            verify::run(&mut img, json, out)
+        }
+        Cmd::Convert {
+            to,
+            lossy,
+            target_kernel,
+            input,
+            output,
+        } => convert(to, lossy, target_kernel, &input, &output, out),
+        Cmd::Schema { rev } => {
+            let revs = match rev {
+                Some(r) => vec![r],
+                None => ckpt_format::Revision::ALL.to_vec(),
+            };
+            for (i, r) in revs.into_iter().enumerate() {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                out.write_all(ckpt_format::schema::schema(r).as_bytes())?;
+            }
+            Ok(())
+        }
+        Cmd::Diff { json, a, b } => {
+            let ia = Image::open(&a)?;
+            let ib = Image::open(&b)?;
+            diff::run(ia, ib, json, out)
+        }
+        Cmd::Mem {
+            image,
+            pid,
+            addr,
+            len,
+            raw,
+            search,
+            max,
+            json,
+        } => {
+            let mut img = Image::open(&image)?;
+            match (search, addr) {
+                (Some(p), _) => mem::run_search(&mut img, pid, &p, max, json, out),
+                (None, Some(a)) => mem::run_range(&mut img, pid, a, len, raw, json, out),
+                (None, None) => Err(Failure::Usage("give --addr or --search".into())),
+            }
+        }
+    }
+}
+
+fn convert(
+    to: ckpt_format::Revision,
+    lossy: bool,
+    target_kernel: Option<String>,
+    input: &str,
+    output: &str,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    use ckpt_format::convert::{ConvertOptions, TargetKernel};
+    let opts = ConvertOptions {
+        to,
+        lossy,
+        target_kernel: match target_kernel.as_deref() {
+            None => TargetKernel::Running,
+            Some("keep") => TargetKernel::Keep,
+            Some(r) => TargetKernel::Release(r.to_string()),
+        },
+    };
+    let img = Image::open(input)?;
+    let total = img.slice().map_or(0, |s| s.len() as u64);
+    let pb = ckpt_inspect::progress::Progress::bytes("convert", total);
+    let write = |w: &mut dyn Write| -> Result<ckpt_format::convert::ConvertReport, Failure> {
+        let w = ProgressWriter { w, pb: &pb, n: 0 };
+        let rep = match img {
+            Image::Mapped(ref m) => ckpt_format::convert::convert_slice(m, w, &opts)?,
+            Image::Bytes(ref b) => ckpt_format::convert::convert_slice(b, w, &opts)?,
+            Image::Stream(r) => ckpt_format::convert::convert(r, w, &opts)?,
+        };
+        Ok(rep)
+    };
+    let rep = if output == "-" {
+        let rep = write(out)?;
+        out.flush()?;
+        rep
+    } else {
+        let dest = Path::new(output);
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".ckpt-convert-")
+            .tempfile_in(dir)
+            .map_err(|e| Failure::io(format!("cannot create a file in {}", dir.display()), e))?;
+        let rep = {
+            let mut bw = io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+            let rep = write(&mut bw)?;
+            bw.flush()
+                .map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
+            rep
+        };
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
+        tmp.persist(dest)
+            .map_err(|e| Failure::io(format!("cannot rename into {output}"), e.error))?;
+        rep
+    };
+    pb.finish();
+    for d in &rep.dropped {
+        eprintln!("dropped: {d}");
+    }
+    for r in &rep.retargeted {
+        eprintln!("retargeted: {r}");
+    }
+    for n in &rep.notes {
+        eprintln!("note: {n}");
+    }
+    Ok(())
+}
+
+struct ProgressWriter<'a> {
+    w: &'a mut dyn Write,
+    pb: &'a ckpt_inspect::progress::Progress,
+    n: u64,
+}
+
+impl Write for ProgressWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let k = self.w.write(buf)?;
+        self.n += k as u64;
+        self.pb.set(self.n);
+        Ok(k)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
 }

@@ -1,0 +1,201 @@
+//! Opening an image: a regular file is memory-mapped (zero-copy decoding),
+//! anything else (`-` for stdin, a pipe, a character device) is read as a
+//! stream with bounded memory. Both give the same events, so every command
+//! prints the same output for both.
+
+use crate::Failure;
+use ckpt_format::input::StreamInput;
+use ckpt_format::{
+    crv5, detect, native, open_reader_with, open_slice_with, sniff, v21, EventSource, ReadOptions,
+    RecordSource, Revision,
+};
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, Read};
+use std::rc::Rc;
+
+/// An opened image.
+pub enum Image {
+    /// A memory-mapped regular file.
+    Mapped(memmap2::Mmap),
+    /// Bytes already in memory (tests, empty files).
+    Bytes(Vec<u8>),
+    /// A stream (stdin, a pipe ...), read once.
+    Stream(Box<dyn Read>),
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Image::Mapped(m) => write!(f, "Image::Mapped({} bytes)", m.len()),
+            Image::Bytes(b) => write!(f, "Image::Bytes({} bytes)", b.len()),
+            Image::Stream(_) => f.write_str("Image::Stream"),
+        }
+    }
+}
+
+/// Map `file` if it is a non-empty regular file; `None` otherwise.
+fn map_file(file: &File) -> io::Result<Option<memmap2::Mmap>> {
+    let md = file.metadata()?;
+    if !md.is_file() || md.len() == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the map is read-only and private to this process. If another
+    // process truncates the file while we read it, accesses past the new end
+    // raise SIGBUS; that is the documented limit of reading images by mmap
+    // (as for every mmap-based tool) and cannot corrupt memory.
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    Ok(Some(map))
+}
+
+fn stream(r: impl Read + 'static) -> Image {
+    Image::Stream(Box::new(io::BufReader::with_capacity(1 << 16, r)))
+}
+
+impl Image {
+    /// Open `path`; `-` is stdin. Regular files (also stdin redirected from
+    /// one) are mapped, everything else is streamed.
+    pub fn open(path: &str) -> Result<Image, Failure> {
+        if path == "-" {
+            use std::os::fd::AsFd;
+            if let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() {
+                let f = File::from(fd);
+                match f.metadata() {
+                    Ok(md) if md.is_file() && md.len() == 0 => return Ok(Image::Bytes(Vec::new())),
+                    Ok(md) if md.is_file() => {
+                        if let Ok(Some(m)) = map_file(&f) {
+                            return Ok(Image::Mapped(m));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(stream(io::stdin()));
+        }
+        let f = File::open(path).map_err(|e| Failure::io(format!("cannot open {path}"), e))?;
+        let md = f
+            .metadata()
+            .map_err(|e| Failure::io(format!("cannot stat {path}"), e))?;
+        if md.is_file() && md.len() == 0 {
+            return Ok(Image::Bytes(Vec::new()));
+        }
+        match map_file(&f) {
+            Ok(Some(m)) => Ok(Image::Mapped(m)),
+            Ok(None) => Ok(stream(f)),
+            Err(e) => Err(Failure::io(format!("cannot map {path}"), e)),
+        }
+    }
+
+    /// The image bytes when they are all addressable (mapped or in memory).
+    pub fn slice(&self) -> Option<&[u8]> {
+        match self {
+            Image::Mapped(m) => Some(m),
+            Image::Bytes(b) => Some(b),
+            Image::Stream(_) => None,
+        }
+    }
+
+    /// Turn a stream into addressable bytes by spooling it to an unlinked
+    /// temporary file and mapping that (for `diff`, which needs random access).
+    pub fn into_addressable(self) -> Result<Image, Failure> {
+        match self {
+            Image::Stream(mut r) => {
+                let mut f = tempfile::tempfile()
+                    .map_err(|e| Failure::io("cannot create a temporary file".into(), e))?;
+                io::copy(&mut r, &mut f)
+                    .map_err(|e| Failure::io("cannot spool the input".into(), e))?;
+                match map_file(&f) {
+                    Ok(Some(m)) => Ok(Image::Mapped(m)),
+                    Ok(None) => Ok(Image::Bytes(Vec::new())),
+                    Err(e) => Err(Failure::io("cannot map the spooled input".into(), e)),
+                }
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// An event decoder over the image. The returned counter holds the bytes
+    /// consumed so far (for a slice: its length).
+    pub fn events(
+        &mut self,
+        opts: ReadOptions,
+    ) -> Result<(Box<dyn EventSource + '_>, ByteCount), ckpt_format::Error> {
+        match self {
+            Image::Mapped(m) => {
+                let n = ByteCount::fixed(m.len() as u64);
+                Ok((open_slice_with(m, opts)?, n))
+            }
+            Image::Bytes(b) => {
+                let n = ByteCount::fixed(b.len() as u64);
+                Ok((open_slice_with(b, opts)?, n))
+            }
+            Image::Stream(r) => {
+                let n = ByteCount::default();
+                let cr = CountingReader {
+                    inner: r,
+                    count: n.clone(),
+                };
+                Ok((open_reader_with(cr, opts)?, n))
+            }
+        }
+    }
+
+    /// A framing-layer record reader over the image, for every revision.
+    pub fn records(&mut self) -> Result<Box<dyn RecordSource + '_>, ckpt_format::Error> {
+        match self {
+            Image::Mapped(m) => records_slice(m),
+            Image::Bytes(b) => records_slice(b),
+            Image::Stream(r) => records_reader(r),
+        }
+    }
+}
+
+/// Framing-layer records of an image in memory, any revision.
+pub fn records_slice(b: &[u8]) -> Result<Box<dyn RecordSource + '_>, ckpt_format::Error> {
+    Ok(match detect(b)?.revision()? {
+        Revision::Native1 => ckpt_format::open_records_slice(b)?,
+        Revision::CrV5 => crv5::open_records(b),
+        Revision::CkptV21 => v21::open_records(b),
+    })
+}
+
+/// Framing-layer records of a stream, any revision (memory bounded by the largest record).
+pub fn records_reader<'r, R: Read + 'r>(
+    mut r: R,
+) -> Result<Box<dyn RecordSource + 'r>, ckpt_format::Error> {
+    let (rev, prefix) = sniff(&mut r)?;
+    let inp = StreamInput::with_prefix(&prefix, r);
+    Ok(match rev {
+        Revision::Native1 => Box::new(native::RecordReader::new(inp)),
+        Revision::CrV5 => Box::new(crv5::Records::new(inp)),
+        Revision::CkptV21 => Box::new(v21::Records::new(inp)),
+    })
+}
+
+/// Bytes consumed from an image so far.
+#[derive(Clone, Debug, Default)]
+pub struct ByteCount(Rc<Cell<u64>>);
+
+impl ByteCount {
+    fn fixed(n: u64) -> ByteCount {
+        ByteCount(Rc::new(Cell::new(n)))
+    }
+    /// The count.
+    pub fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: ByteCount,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let c = &self.count.0;
+        c.set(c.get().saturating_add(n as u64));
+        Ok(n)
+    }
+}

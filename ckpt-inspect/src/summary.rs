@@ -1,0 +1,482 @@
+//! The summary of an image that `show` prints and `diff` compares: built by
+//! [`Summariser`], an event consumer that never looks at page contents.
+//!
+//! The structs here are the report of `show --json` (docs/JSON.md); they are
+//! ckpt-inspect's own, not the wire structs, so the JSON stays stable when
+//! the format crate changes.
+
+use crate::fmt;
+use crate::source::Image;
+use ckpt_format::{Event, FileKind, ReadOptions, Regs};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use std::collections::HashMap;
+
+/// Everything `show` reports.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Revision name (`native-1`, `ckpt-v21`, `cr-v5`).
+    pub revision: String,
+    /// Architecture (`x86_64`, `x86_32`).
+    pub arch: String,
+    /// Page size in bytes.
+    pub page_size: u32,
+    /// Kernel of the checkpointed system.
+    pub kernel: KernelInfo,
+    /// Capture time, seconds since the epoch.
+    pub time: u64,
+    /// The same as `YYYY-MM-DD HH:MM:SS UTC`.
+    pub time_utc: String,
+    /// Checkpoint flags.
+    pub flags: u64,
+    /// Writer program and version (empty for kernel-written images).
+    pub tool: String,
+    /// Writer version.
+    pub tool_version: String,
+    /// Tasks in image order.
+    pub tasks: Vec<TaskSummary>,
+    /// Shared objects (files, pipes) in definition order, with who refers to them.
+    pub objects: Vec<ObjectSummary>,
+    /// Messages of ERROR records: the writer failed and the image is incomplete.
+    pub writer_errors: Vec<String>,
+    /// Records the decoder did not understand (kept as unknown events).
+    pub unknown_records: u64,
+    /// Totals.
+    pub totals: Totals,
+}
+
+/// Kernel identification.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// `uname -r`.
+    pub release: String,
+    /// `uname -v`.
+    pub version: String,
+    /// `uname -m`.
+    pub machine: String,
+    /// `major.minor.patch` from `LINUX_VERSION_CODE`.
+    pub code: String,
+}
+
+/// Counts over the whole image.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    /// Records that produced events (in native-1: every record).
+    pub records: u64,
+    /// Pages stored with contents.
+    pub pages: u64,
+    /// Pages elided as all-zero runs.
+    pub zero_pages: u64,
+    /// Size of the image in bytes.
+    pub bytes: u64,
+}
+
+/// One task.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct TaskSummary {
+    /// Process id.
+    pub pid: i32,
+    /// Thread-group id.
+    pub tgid: i32,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Process group.
+    pub pgid: i32,
+    /// Session.
+    pub sid: i32,
+    /// `comm`.
+    pub comm: String,
+    /// Scheduler state.
+    pub state: u32,
+    /// Exit state (non-zero for zombies).
+    pub exit_state: u32,
+    /// Real, effective, saved, fs uid.
+    pub uid: [u32; 4],
+    /// Real, effective, saved, fs gid.
+    pub gid: [u32; 4],
+    /// Threads.
+    pub threads: Vec<ThreadSummary>,
+    /// Address-space summary, when the task has an mm.
+    pub mm: Option<MmSummary>,
+    /// VMAs in address order.
+    pub vmas: Vec<VmaSummary>,
+    /// The fd table.
+    pub fds: Vec<FdSummary>,
+    /// Current directory.
+    pub cwd: Option<String>,
+    /// Root directory.
+    pub root: Option<String>,
+    /// umask.
+    pub umask: Option<u32>,
+    /// Signals with a handler other than SIG_DFL (1-based numbers).
+    pub handled_signals: Vec<u32>,
+}
+
+/// One thread.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ThreadSummary {
+    /// Thread id.
+    pub tid: i32,
+    /// Registers (every general-purpose register, `rip` and `rsp` included).
+    pub regs: RegsReport,
+    /// Blocked signals.
+    pub sigmask: u64,
+    /// FPU state kind and size (`xsave 832 B`), if saved.
+    pub fpu: Option<String>,
+}
+
+/// Registers, serialised as an object in `user_regs_struct` order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegsReport(pub Regs);
+
+impl Serialize for RegsReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = self.0.to_array();
+        let mut m = s.serialize_map(Some(a.len()))?;
+        for (k, v) in Regs::NAMES.iter().zip(a) {
+            m.serialize_entry(k, &v)?;
+        }
+        m.end()
+    }
+}
+
+/// The mm of a task.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct MmSummary {
+    /// Executable path.
+    pub exe: Option<String>,
+    /// Text segment.
+    pub code: [u64; 2],
+    /// Data segment.
+    pub data: [u64; 2],
+    /// Heap start and current break.
+    pub brk: [u64; 2],
+    /// Top of the main stack.
+    pub start_stack: u64,
+    /// Argument strings.
+    pub args: [u64; 2],
+    /// Environment strings.
+    pub env: [u64; 2],
+    /// Auxiliary vector entries (pairs, AT_NULL included).
+    pub auxv_entries: usize,
+    /// personality(2).
+    pub personality: u32,
+}
+
+/// One VMA.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct VmaSummary {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// Protection as `rwx`.
+    pub prot: String,
+    /// Kernel vm_flags.
+    pub flags: u64,
+    /// Offset into the file, in pages.
+    pub pgoff: u64,
+    /// Kind (`anon`, `file`, `heap`, `stack`, `vdso` ...).
+    pub kind: String,
+    /// Backing file.
+    pub file: Option<String>,
+    /// Pages stored with contents.
+    pub pages: u64,
+    /// All-zero pages recorded without contents.
+    pub zero_pages: u64,
+}
+
+/// One fd.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct FdSummary {
+    /// Descriptor number.
+    pub fd: i32,
+    /// Object id of the open file.
+    pub file: u32,
+    /// File kind (`regular`, `pipe`, `socket` ...).
+    pub kind: String,
+    /// Path (empty for pipes and sockets).
+    pub path: String,
+    /// For pipe ends: the pipe object id.
+    pub pipe: Option<u32>,
+    /// open(2) flags.
+    pub flags: u32,
+    /// File position.
+    pub pos: u64,
+    /// Close-on-exec.
+    pub cloexec: bool,
+}
+
+/// A reference to a shared object from a task's fd (or from a pipe end).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Referrer {
+    /// The task.
+    pub pid: i32,
+    /// The fd.
+    pub fd: i32,
+    /// For pipes: the file object (pipe end) in between.
+    pub via_file: Option<u32>,
+}
+
+/// A shared object.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ObjectSummary {
+    /// Object id (objref).
+    pub id: u32,
+    /// `file` or `pipe`.
+    pub object: String,
+    /// For files: the kind.
+    pub kind: Option<String>,
+    /// For files: the path.
+    pub path: Option<String>,
+    /// For pipe ends: the pipe.
+    pub pipe: Option<u32>,
+    /// For pipes: bytes buffered.
+    pub buffered: Option<u64>,
+    /// Every fd referring to it (for a pipe: through either end).
+    pub referred_by: Vec<Referrer>,
+}
+
+#[derive(Clone, Debug)]
+struct FileInfo {
+    kind: FileKind,
+    path: String,
+    flags: u32,
+    pos: u64,
+    pipe: Option<u32>,
+}
+
+/// Builds a [`Summary`] from events. Feed every event with [`Summariser::event`],
+/// then the source's offset with [`Summariser::record_offset`].
+#[derive(Debug, Default)]
+pub struct Summariser {
+    s: Summary,
+    files: HashMap<u32, FileInfo>,
+    obj_index: HashMap<u32, usize>,
+    last_offset: Option<u64>,
+    in_vma: bool,
+}
+
+impl Summariser {
+    /// An empty summariser.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Note the offset of the record the last event came from (records are
+    /// counted by distinct offsets: a record may produce several events).
+    pub fn record_offset(&mut self, offset: u64) {
+        if self.last_offset != Some(offset) {
+            self.s.totals.records += 1;
+            self.last_offset = Some(offset);
+        }
+    }
+
+    /// Account for one event.
+    pub fn event(&mut self, ev: &Event<'_>) {
+        let s = &mut self.s;
+        match ev {
+            Event::Header(h) => {
+                s.revision = h.revision.name().into();
+                s.arch = h.arch.name().into();
+                s.page_size = h.page_size;
+                s.kernel = KernelInfo {
+                    release: fmt::bytes(&h.kernel.release),
+                    version: fmt::bytes(&h.kernel.version),
+                    machine: fmt::bytes(&h.kernel.machine),
+                    code: format!("{}.{}.{}", h.kernel.major, h.kernel.minor, h.kernel.patch),
+                };
+                s.time = h.time;
+                s.time_utc = fmt::utc(h.time);
+                s.flags = h.flags;
+                s.tool = h.tool.clone();
+                s.tool_version = h.tool_version.clone();
+            }
+            Event::Task(t) => s.tasks.push(TaskSummary {
+                pid: t.pid,
+                tgid: t.tgid,
+                ppid: t.ppid,
+                pgid: t.pgid,
+                sid: t.sid,
+                comm: fmt::bytes(&t.comm),
+                state: t.state,
+                exit_state: t.exit_state,
+                uid: t.creds.uid,
+                gid: t.creds.gid,
+                ..TaskSummary::default()
+            }),
+            Event::Thread(th) => {
+                if let Some(t) = s.tasks.last_mut() {
+                    t.threads.push(ThreadSummary {
+                        tid: th.tid,
+                        regs: RegsReport(th.regs),
+                        sigmask: th.sigmask,
+                        fpu: th.fpu.as_ref().map(|f| {
+                            let k = match f.kind {
+                                ckpt_format::FpuKind::Xsave => "xsave",
+                                ckpt_format::FpuKind::Fxsave => "fxsave",
+                                ckpt_format::FpuKind::Legacy => "legacy",
+                            };
+                            format!("{k} {} B", f.data.len())
+                        }),
+                    });
+                }
+            }
+            Event::Mm(m) => {
+                if let Some(t) = s.tasks.last_mut() {
+                    t.mm = Some(MmSummary {
+                        exe: m.exe.as_deref().map(fmt::bytes),
+                        code: [m.start_code, m.end_code],
+                        data: [m.start_data, m.end_data],
+                        brk: [m.start_brk, m.brk],
+                        start_stack: m.start_stack,
+                        args: [m.arg_start, m.arg_end],
+                        env: [m.env_start, m.env_end],
+                        auxv_entries: m.auxv.len() / 2,
+                        personality: m.personality,
+                    });
+                }
+            }
+            Event::Vma(v) => {
+                self.in_vma = true;
+                if let Some(t) = s.tasks.last_mut() {
+                    t.vmas.push(VmaSummary {
+                        start: v.start,
+                        end: v.end,
+                        prot: fmt::prot(v.prot),
+                        flags: v.flags,
+                        pgoff: v.pgoff,
+                        kind: v.kind.name().into(),
+                        file: v.file.as_deref().map(fmt::bytes),
+                        pages: 0,
+                        zero_pages: 0,
+                    });
+                }
+            }
+            Event::Pages(p) => {
+                let n = p.addrs.len() as u64;
+                s.totals.pages = s.totals.pages.saturating_add(n);
+                if let Some(v) = s.tasks.last_mut().and_then(|t| t.vmas.last_mut()) {
+                    v.pages = v.pages.saturating_add(n);
+                }
+            }
+            Event::ZeroPages(z) => {
+                s.totals.zero_pages = s.totals.zero_pages.saturating_add(z.count);
+                if let Some(v) = s.tasks.last_mut().and_then(|t| t.vmas.last_mut()) {
+                    v.zero_pages = v.zero_pages.saturating_add(z.count);
+                }
+            }
+            Event::VmaEnd => self.in_vma = false,
+            Event::Fs(f) => {
+                if let Some(t) = s.tasks.last_mut() {
+                    t.cwd = Some(fmt::bytes(&f.cwd));
+                    t.root = Some(fmt::bytes(&f.root));
+                    t.umask = Some(f.umask);
+                }
+            }
+            Event::SigActions(a) => {
+                if let Some(t) = s.tasks.last_mut() {
+                    t.handled_signals = a
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, a)| a.handler != 0)
+                        .map(|(i, _)| i as u32 + 1)
+                        .collect();
+                }
+            }
+            Event::Rlimits(_) | Event::Tail => {}
+            Event::Pipe(p) => {
+                self.obj_index.insert(p.id, s.objects.len());
+                s.objects.push(ObjectSummary {
+                    id: p.id,
+                    object: "pipe".into(),
+                    buffered: Some(p.data.len() as u64),
+                    ..ObjectSummary::default()
+                });
+            }
+            Event::File(f) => {
+                let info = FileInfo {
+                    kind: f.kind,
+                    path: fmt::bytes(&f.path),
+                    flags: f.flags,
+                    pos: f.pos,
+                    pipe: f.pipe,
+                };
+                self.obj_index.insert(f.id, s.objects.len());
+                s.objects.push(ObjectSummary {
+                    id: f.id,
+                    object: "file".into(),
+                    kind: Some(f.kind.name().into()),
+                    path: Some(info.path.clone()),
+                    pipe: f.pipe,
+                    ..ObjectSummary::default()
+                });
+                self.files.insert(f.id, info);
+            }
+            Event::Fd(fd) => {
+                let Some(t) = s.tasks.last_mut() else { return };
+                let info = self.files.get(&fd.file);
+                t.fds.push(FdSummary {
+                    fd: fd.fd,
+                    file: fd.file,
+                    kind: info.map_or("undefined", |i| i.kind.name()).into(),
+                    path: info.map(|i| i.path.clone()).unwrap_or_default(),
+                    pipe: info.and_then(|i| i.pipe),
+                    flags: info.map_or(0, |i| i.flags),
+                    pos: info.map_or(0, |i| i.pos),
+                    cloexec: fd.cloexec,
+                });
+                let pid = t.pid;
+                if let Some(&i) = self.obj_index.get(&fd.file) {
+                    s.objects[i].referred_by.push(Referrer {
+                        pid,
+                        fd: fd.fd,
+                        via_file: None,
+                    });
+                }
+                if let Some(&i) = info
+                    .and_then(|i| i.pipe)
+                    .and_then(|p| self.obj_index.get(&p))
+                {
+                    s.objects[i].referred_by.push(Referrer {
+                        pid,
+                        fd: fd.fd,
+                        via_file: Some(fd.file),
+                    });
+                }
+            }
+            Event::Error(m) => s.writer_errors.push(fmt::bytes(m)),
+            Event::Unknown(_) => s.unknown_records += 1,
+        }
+    }
+
+    /// The summary so far, with the image size.
+    pub fn finish(mut self, bytes: u64) -> Summary {
+        self.s.totals.bytes = bytes;
+        self.s
+    }
+}
+
+/// Decode `img` without touching page contents and summarise it. On a
+/// decoding error, returns the summary of everything before it with the error.
+pub fn summarise(img: &mut Image) -> (Summary, Option<ckpt_format::Error>) {
+    let opts = ReadOptions {
+        check_page_data: false,
+    };
+    let (mut src, count) = match img.events(opts) {
+        Ok(x) => x,
+        Err(e) => return (Summary::default(), Some(e)),
+    };
+    let mut sm = Summariser::new();
+    let err = loop {
+        match src.next_event() {
+            Ok(Some(ev)) => sm.event(&ev),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+        // The offset of the record is known once the event is released.
+        sm.record_offset(src.offset());
+    };
+    drop(src);
+    (sm.finish(count.get()), err)
+}
