@@ -350,3 +350,93 @@ fn crv5_to_native_to_crv5_is_byte_exact() {
 fn encode_native(events: &[Event<'_>]) -> Vec<u8> {
     encode(Revision::Native1, events)
 }
+
+#[test]
+fn refusal_lists_every_item_and_lossy_reports_them() {
+    let v21 = encode(Revision::CkptV21, &v21_events());
+    let e = convert_slice(&v21, &mut Vec::new(), &keep(Revision::CrV5)).unwrap_err();
+    let ErrorKind::Unrepresentable { items } = e.kind else {
+        panic!("{e}")
+    };
+    let has = |s: &str| items.iter().any(|i| i.contains(s));
+    assert!(has("arch x86_64"), "{items:?}");
+    assert!(has("pipe 7 with 5 bytes"), "{items:?}");
+    assert!(has("ppid 1"), "{items:?}");
+    assert!(has("auxv"), "{items:?}");
+    assert!(has("fs_base"), "{items:?}");
+    let mut out = Vec::new();
+    let opts = ConvertOptions {
+        lossy: true,
+        ..keep(Revision::CrV5)
+    };
+    let report = convert_slice(&v21, &mut out, &opts).unwrap();
+    assert_eq!(report.dropped, items);
+    // The lossy image is a valid cr-v5 image with the rest of the content.
+    let back = decode_all(&out);
+    assert!(matches!(&back[0], Event::Header(h) if h.revision == Revision::CrV5));
+    let pages: usize = back
+        .iter()
+        .map(|e| match e {
+            Event::Pages(p) => p.addrs.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(
+        pages, 0,
+        "pages above 4 GiB and none below: the stack page is dropped"
+    );
+}
+
+#[test]
+fn zero_runs_are_written_out_and_noted() {
+    let mut ev = v21_events();
+    let at = ev
+        .iter()
+        .position(|e| matches!(e, Event::Pages(_)))
+        .unwrap();
+    ev[at] = Event::ZeroPages(ZeroRun {
+        start: 0x602000,
+        count: 2,
+    });
+    let native = encode(Revision::Native1, &ev);
+    let mut v21 = Vec::new();
+    let r = convert_slice(&native, &mut v21, &keep(Revision::CkptV21)).unwrap();
+    assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+    let back = decode_all(&v21);
+    let Event::Pages(p) = &back[at] else {
+        panic!("{:?}", back[at])
+    };
+    assert_eq!(p.addrs.iter().collect::<Vec<_>>(), [0x602000, 0x603000]);
+    assert!(p.data.iter().all(|&b| b == 0) && p.data.len() == 8192);
+}
+
+#[test]
+fn header_is_retargeted() {
+    let v21 = encode(Revision::CkptV21, &v21_events());
+    let mut out = Vec::new();
+    let opts = ConvertOptions {
+        to: Revision::CkptV21,
+        lossy: false,
+        target_kernel: TargetKernel::Release("2.6.34-rc1-next".into()),
+    };
+    let r = convert_slice(&v21, &mut out, &opts).unwrap();
+    assert_eq!(r.retargeted.len(), 1, "{:?}", r.retargeted);
+    let Event::Header(h) = &decode_all(&out)[0] else {
+        panic!()
+    };
+    assert_eq!((h.kernel.major, h.kernel.minor, h.kernel.patch), (2, 6, 34));
+    assert_eq!(h.kernel.release, b"2.6.34-rc1-next");
+    assert_eq!(h.kernel.version, b"#1 SMP");
+    // The running kernel by default.
+    let r = convert_slice(
+        &v21,
+        &mut Vec::new(),
+        &ConvertOptions::new(Revision::Native1),
+    )
+    .unwrap();
+    let running = ckpt_format::convert::running_kernel().unwrap();
+    assert_eq!(
+        r.retargeted.len(),
+        usize::from(running.release != b"2.6.33-ckpt")
+    );
+}

@@ -1254,21 +1254,34 @@ impl<W: Write> Encoder<W> {
                 "4096 bytes per page",
             ));
         }
-        let mut it = c.addrs.iter();
+        let ps = PAGE as usize;
+        let all: Vec<u64> = c.addrs.iter().collect();
+        let high = all.iter().filter(|&&a| a > u32::MAX as u64).count();
+        if high > 0 {
+            self.item(format!(
+                "{high} page(s) above 4 GiB (cr-v5 page addresses are 32-bit): dropped"
+            ))?;
+        }
         let mut start = 0;
         while start < n {
             let k = (n - start).min(L::PGARR_CHUNK);
-            let mut addrs = Vec::with_capacity(k * 4);
-            for a in it.by_ref().take(k) {
-                if a > u32::MAX as u64 {
-                    self.item(format!("page address {a:#x} beyond 32 bits: page dropped"))?;
+            let idx = start..start + k;
+            let kept: Vec<usize> = idx.filter(|&i| all[i] <= u32::MAX as u64).collect();
+            if !kept.is_empty() {
+                let mut addrs = Vec::with_capacity(kept.len() * 4);
+                for &i in &kept {
+                    addrs.extend_from_slice(&(all[i] as u32).to_le_bytes());
                 }
-                addrs.extend_from_slice(&(a as u32).to_le_bytes());
+                self.rec("PGARR", 0, &(kept.len() as u64).to_le_bytes())?;
+                self.out.put(&addrs)?;
+                if kept.len() == k {
+                    self.out.put(&c.data[start * ps..(start + k) * ps])?;
+                } else {
+                    for &i in &kept {
+                        self.out.put(&c.data[i * ps..(i + 1) * ps])?;
+                    }
+                }
             }
-            self.rec("PGARR", 0, &(k as u64).to_le_bytes())?;
-            self.out.put(&addrs)?;
-            let d = &c.data[start * PAGE as usize..(start + k) * PAGE as usize];
-            self.out.put(d)?;
             start += k;
         }
         Ok(())
@@ -1282,12 +1295,16 @@ impl<W: Write> Encoder<W> {
         while left > 0 {
             let k = left.min(per as u64) as usize;
             let mut addrs = Vec::with_capacity(k * 4);
+            if addr.saturating_add(k as u64 * PAGE) > u32::MAX as u64 + 1 {
+                self.item(format!(
+                    "zero pages from {addr:#x} above 4 GiB (32-bit page addresses): dropped"
+                ))?;
+                left -= k as u64;
+                addr = addr.saturating_add(k as u64 * PAGE);
+                continue;
+            }
             for i in 0..k as u64 {
-                let a = addr + i * PAGE;
-                if a > u32::MAX as u64 {
-                    self.item(format!("page address {a:#x} beyond 32 bits"))?;
-                }
-                addrs.extend_from_slice(&(a as u32).to_le_bytes());
+                addrs.extend_from_slice(&((addr + i * PAGE) as u32).to_le_bytes());
             }
             self.rec("PGARR", 0, &(k as u64).to_le_bytes())?;
             self.out.put(&addrs)?;
