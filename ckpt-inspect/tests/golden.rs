@@ -1,0 +1,144 @@
+//! Golden outputs for every fixture image of every revision, from a file and
+//! from a pipe. `CKPT_BLESS=1 cargo test -p ckpt-inspect --test golden`
+//! regenerates the native-1 fixtures and every expected output.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn bless() -> bool {
+    std::env::var_os("CKPT_BLESS").is_some_and(|v| v == "1")
+}
+
+/// Every file under fixtures/images, recursively, sorted.
+fn images() -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(&root().join("fixtures/images"), &mut v);
+    v.sort();
+    v
+}
+
+/// Run the binary with `args`, the image given as a path.
+fn run_file(args: &[&str], image: &Path) -> (i32, Vec<u8>, String) {
+    let o = Command::new(bin()).args(args).arg(image).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        o.stdout,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Run the binary with `args` and `-`, the image written into a pipe.
+pub fn run_pipe(args: &[&str], bytes: &[u8]) -> (i32, Vec<u8>, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bytes.to_vec();
+    let w = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let o = child.wait_with_output().unwrap();
+    w.join().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        o.stdout,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn native_fixtures_match_builder() {
+    let dir = root().join("fixtures/images/native-1");
+    for (stem, b) in native_fixtures() {
+        let bytes = b.to_native_bytes().unwrap();
+        let path = dir.join(format!("{stem}.img"));
+        if bless() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let committed = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run with CKPT_BLESS=1)", path.display()));
+        assert!(
+            committed == bytes,
+            "{} differs from what the builder makes now (run with CKPT_BLESS=1 if intended)",
+            path.display()
+        );
+    }
+}
+
+const KINDS: [(&str, &[&str]); 5] = [
+    ("show.txt", &["show"]),
+    ("show.json", &["show", "--json"]),
+    ("records.txt", &["records"]),
+    ("records.json", &["records", "--json"]),
+    ("verify.txt", &["verify"]),
+];
+
+#[test]
+fn golden_outputs_file_and_pipe() {
+    let imgs = images();
+    assert!(
+        imgs.iter()
+            .any(|p| p.to_string_lossy().contains("native-1")),
+        "no native-1 fixtures (run with CKPT_BLESS=1)"
+    );
+    let mut failures = Vec::new();
+    for img in &imgs {
+        let rel = img.strip_prefix(root().join("fixtures/images")).unwrap();
+        let stem = rel.with_extension("");
+        let bytes = std::fs::read(img).unwrap();
+        for (kind, args) in KINDS {
+            let (code, out, err) = run_file(args, img);
+            assert!(
+                code == 0 || code == 1,
+                "{} {args:?}: exit {code}: {err}",
+                img.display()
+            );
+            let (pcode, pout, _) = run_pipe(args, &bytes);
+            assert_eq!(
+                (code, String::from_utf8_lossy(&out)),
+                (pcode, String::from_utf8_lossy(&pout)),
+                "{} {args:?}: file and pipe differ",
+                img.display()
+            );
+            let exp = root()
+                .join("fixtures/expected")
+                .join(format!("{}.{kind}", stem.display()));
+            if bless() {
+                std::fs::create_dir_all(exp.parent().unwrap()).unwrap();
+                std::fs::write(&exp, &out).unwrap();
+                continue;
+            }
+            match std::fs::read(&exp) {
+                Ok(want) if want == out => {}
+                Ok(_) => failures.push(format!("{}: output differs", exp.display())),
+                Err(_) => failures.push(format!("{}: missing", exp.display())),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden mismatches (inspect, then CKPT_BLESS=1 to accept):\n{}",
+        failures.join("\n")
+    );
+}
