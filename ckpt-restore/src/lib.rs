@@ -1,2 +1,120 @@
-//! `ckpt-restore` — not implemented yet (see the open issue for it).
+//! `ckpt-restore` — recreate a captured Linux x86-64 process so that it continues exactly.
+//!
+//! Restore is one consumer of the image model: [`Plan::collect`] drains any
+//! [`ckpt_format::EventSource`] (an image of any supported revision, decoded by
+//! `ckpt_format::open_slice`/`open_reader`, or any other producer) into a checked
+//! [`Plan`]; [`restore_plan`] builds the processes. Another backend (a restore into a
+//! VM, a different kernel interface) consumes the same `Plan`.
+//!
+//! ```no_run
+//! let bytes = std::fs::read("img.ckpt").unwrap();
+//! let pids = ckpt_restore::restore_bytes(&bytes, &ckpt_restore::Options::default()).unwrap();
+//! println!("{pids:?}");
+//! ```
+//!
+//! See `docs/RESTORE.md` for how it works and what is restored.
 #![deny(missing_docs)]
+
+pub mod check;
+pub mod plan;
+mod restore;
+mod sys;
+
+pub use plan::{Plan, PlanError};
+use std::path::PathBuf;
+
+/// How pids are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PidMode {
+    /// The original pids where free, otherwise the kernel's choice (said on stderr).
+    #[default]
+    Prefer,
+    /// The original pids or an error.
+    Same,
+    /// Never ask for the original pids.
+    Any,
+}
+
+/// Restore options.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Pid policy.
+    pub pid_mode: PidMode,
+    /// Leave the restored process stopped (`SIGSTOP`), detached.
+    pub leave_stopped: bool,
+    /// Resolve every path of the image inside this directory.
+    pub root: Option<PathBuf>,
+}
+
+/// Why a restore failed. Nothing half-restored ever runs: the process being built is
+/// killed before the error is returned.
+#[derive(Debug)]
+pub enum Error {
+    /// The image is broken, incomplete, or holds something this restorer cannot restore.
+    Image(String),
+    /// This machine or caller differs from what the image needs (one message per difference).
+    Incompatible(Vec<String>),
+    /// A file of the image cannot be opened (or changed since the capture).
+    Files(String),
+    /// `--pid-same` and a pid is taken.
+    Pid(String),
+    /// A system call failed while building the process.
+    System(String),
+}
+
+impl Error {
+    /// Process exit code for the command: 1 image/compatibility/files/pid, 3 system.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::System(_) => 3,
+            _ => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Image(s) => write!(f, "image cannot be restored: {s}"),
+            Error::Incompatible(v) => {
+                write!(f, "image is not compatible with this machine:")?;
+                for s in v {
+                    write!(f, "\n  - {s}")?;
+                }
+                Ok(())
+            }
+            Error::Files(s) => write!(f, "files: {s}"),
+            Error::Pid(s) => write!(f, "pid: {s}"),
+            Error::System(s) => write!(f, "restore failed: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<PlanError> for Error {
+    fn from(e: PlanError) -> Error {
+        Error::Image(e.0)
+    }
+}
+
+/// Restore a checked plan. `image` holds the bytes that [`plan::PageData::Mapped`]
+/// ranges refer to (the buffer the plan was collected from; empty if none).
+pub fn restore_plan(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32>, Error> {
+    restore::restore(plan, image, opts)
+}
+
+/// Decode an image of any supported revision from memory (e.g. a mapped file), check
+/// it completely (page checksums included), then restore it. Returns the pids.
+pub fn restore_bytes(bytes: &[u8], opts: &Options) -> Result<Vec<i32>, Error> {
+    let mut src =
+        ckpt_format::open_slice(bytes).map_err(|e| Error::Image(format!("broken image: {e}")))?;
+    let plan = Plan::collect(&mut *src, Some(bytes))?;
+    drop(src);
+    restore_plan(&plan, bytes, opts)
+}
+
+/// Map an image file read-only (populated ahead, read sequentially).
+pub fn map_image(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    sys::map_image(f)
+}

@@ -1,0 +1,218 @@
+//! Compatibility checks made before anything is created: each one says what differs.
+
+use crate::plan::{Plan, PAGE};
+use crate::sys;
+use ckpt_format::{FpuKind, VmaKind};
+use ckpt_sys::procfs;
+
+/// A vdso/vvar mapping of ours: `(name, start, end)`.
+pub type Special = (Vec<u8>, u64, u64);
+
+/// Our own `[vvar]`, `[vvar_vclock]` and `[vdso]` mappings in address order (a child we
+/// fork has them at the same addresses), and the bytes of our vdso.
+pub fn own_vdso() -> Result<(Vec<Special>, Vec<u8>), String> {
+    let me = std::process::id() as i32;
+    let maps = procfs::maps(me).map_err(|e| format!("reading our own maps: {e}"))?;
+    let mut out = Vec::new();
+    let mut bytes = Vec::new();
+    for m in maps {
+        let Some(p) = m.path.as_deref() else { continue };
+        if p == b"[vdso]" || p.starts_with(b"[vvar") {
+            if p == b"[vdso]" {
+                bytes = vec![0u8; (m.end - m.start) as usize];
+                ckpt_sys::mem::read_remote(me, m.start, &mut bytes)
+                    .map_err(|e| format!("reading our vdso: {e}"))?;
+            }
+            out.push((p.to_vec(), m.start, m.end));
+        }
+    }
+    Ok((out, bytes))
+}
+
+/// Check that `plan` can be restored on this machine by this caller. Returns every
+/// difference found, one message each (empty = compatible).
+pub fn compat(plan: &Plan, image: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    if !cfg!(target_arch = "x86_64") {
+        out.push("this restorer only runs on x86-64".to_string());
+    }
+    // Kernel facilities.
+    match sys::mm_map_size() {
+        Ok(104) => {}
+        Ok(n) => out.push(format!(
+            "kernel: PR_SET_MM_MAP expects a {n}-byte struct prctl_mm_map, this restorer writes 104"
+        )),
+        Err(e) => out.push(format!(
+            "kernel: PR_SET_MM_MAP is not available ({e}); CONFIG_CHECKPOINT_RESTORE is needed"
+        )),
+    }
+    if !std::path::Path::new("/proc/self/maps").exists() {
+        out.push("/proc is not mounted".to_string());
+    }
+    // CPU state.
+    let cpu = sys::cpu_xstate();
+    for t in &plan.tasks {
+        for th in &t.threads {
+            let Some(f) = &th.fpu else { continue };
+            match f.kind {
+                FpuKind::Xsave => {
+                    let Some((xcr0, size)) = cpu else {
+                        out.push(format!(
+                            "thread {}: image has an XSAVE area, this CPU has no XSAVE enabled",
+                            th.tid
+                        ));
+                        continue;
+                    };
+                    let img_x = if f.xfeatures != 0 {
+                        f.xfeatures
+                    } else {
+                        ckpt_sys::ptrace::xstate_xcr0(&f.data)
+                    };
+                    if img_x & !xcr0 != 0 {
+                        out.push(format!(
+                            "thread {}: XSAVE features {img_x:#x} in the image, this CPU enables {xcr0:#x} (missing {:#x})",
+                            th.tid,
+                            img_x & !xcr0
+                        ));
+                    } else if f.data.len() != size as usize {
+                        out.push(format!(
+                            "thread {}: XSAVE area of {} bytes in the image, {size} bytes on this CPU",
+                            th.tid,
+                            f.data.len()
+                        ));
+                    }
+                }
+                FpuKind::Fxsave => {
+                    if f.data.len() != 512 {
+                        out.push(format!(
+                            "thread {}: FXSAVE area of {} bytes (512 expected)",
+                            th.tid,
+                            f.data.len()
+                        ));
+                    }
+                }
+                FpuKind::Legacy => out.push(format!(
+                    "thread {}: FPU state in a legacy kernel-internal layout cannot be loaded here",
+                    th.tid
+                )),
+            }
+        }
+    }
+    // vdso.
+    match own_vdso() {
+        Err(e) => out.push(e),
+        Ok((ours, our_bytes)) => {
+            for t in &plan.tasks {
+                if let Err(e) = vdso_matches(t, &ours, &our_bytes, image) {
+                    out.push(format!("task {}: {e}", t.task.pid));
+                }
+            }
+        }
+    }
+    // Credentials.
+    let (uids, gids, groups) = sys::my_creds();
+    if uids[1] != 0 {
+        for t in &plan.tasks {
+            let c = &t.task.creds;
+            let bad_u = c.uid.iter().any(|u| !uids.contains(u));
+            let bad_g = c.gid.iter().any(|g| !gids.contains(g))
+                || c.groups
+                    .iter()
+                    .any(|g| !groups.contains(g) && !gids.contains(g));
+            if bad_u || bad_g {
+                out.push(format!(
+                    "task {}: credentials uid {:?} gid {:?} groups {:?} differ from the caller's (uid {:?} gid {:?}); only root restores other credentials",
+                    t.task.pid, c.uid, c.gid, c.groups, uids, gids
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The image's vdso must be byte-identical to ours, and its vvar mappings the same
+/// sizes at the same distances from it.
+pub fn vdso_matches(
+    t: &crate::plan::TaskPlan,
+    ours: &[Special],
+    our_bytes: &[u8],
+    image: &[u8],
+) -> Result<(), String> {
+    let img: Vec<&crate::plan::VmaPlan> = t
+        .vmas
+        .iter()
+        .filter(|v| matches!(v.vma.kind, VmaKind::Vdso | VmaKind::Vvar))
+        .collect();
+    let Some(iv) = img.iter().find(|v| v.vma.kind == VmaKind::Vdso) else {
+        return Ok(()); // no vdso captured: ours is simply unmapped
+    };
+    let Some(ov) = ours.iter().find(|o| o.0 == b"[vdso]") else {
+        return Err("the image has a vdso, this process has none".into());
+    };
+    if iv.vma.end - iv.vma.start != ov.2 - ov.1 {
+        return Err(format!(
+            "vdso differs: {} bytes in the image, {} here (another kernel)",
+            iv.vma.end - iv.vma.start,
+            ov.2 - ov.1
+        ));
+    }
+    // Compare contents.
+    let mut seen = 0u64;
+    for p in &iv.pages {
+        let data: &[u8] = match &p.data {
+            crate::plan::PageData::Mapped { off, len } => &image[*off..*off + *len],
+            crate::plan::PageData::Owned(v) => v,
+        };
+        let mut cur = 0usize;
+        for &(s, c) in &p.runs {
+            let len = (c * PAGE) as usize;
+            let o = (s - iv.vma.start) as usize;
+            if our_bytes.get(o..o + len) != data.get(cur..cur + len) {
+                return Err(format!(
+                    "vdso differs from this kernel's at offset {o:#x} (captured on another kernel build); it cannot be moved into place"
+                ));
+            }
+            cur += len;
+            seen += c;
+        }
+    }
+    for &(s, c) in &iv.zeros {
+        let o = (s - iv.vma.start) as usize;
+        let len = (c * PAGE) as usize;
+        if our_bytes
+            .get(o..o + len)
+            .is_none_or(|b| b.iter().any(|&x| x != 0))
+        {
+            return Err(format!("vdso differs from this kernel's at offset {o:#x}"));
+        }
+        seen += c;
+    }
+    if seen * PAGE != iv.vma.end - iv.vma.start {
+        return Err(
+            "the image does not hold the whole vdso, so it cannot be compared with this kernel's"
+                .into(),
+        );
+    }
+    // vvar pieces: same sizes, same offsets relative to the vdso.
+    let img_v: Vec<(i64, u64)> = img
+        .iter()
+        .filter(|v| v.vma.kind == VmaKind::Vvar)
+        .map(|v| {
+            (
+                v.vma.start as i64 - iv.vma.start as i64,
+                v.vma.end - v.vma.start,
+            )
+        })
+        .collect();
+    let our_v: Vec<(i64, u64)> = ours
+        .iter()
+        .filter(|o| o.0 != b"[vdso]")
+        .map(|o| (o.1 as i64 - ov.1 as i64, o.2 - o.1))
+        .collect();
+    if img_v != our_v {
+        return Err(format!(
+            "vvar layout differs: image {img_v:?} (offset from vdso, size), here {our_v:?}"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! `ckpt-restore [--pid-same | --pid-any] [--leave-stopped] [--root DIR] [--json] IMAGE|-`
+use ckpt_restore::{Options, PidMode};
+use clap::Parser;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// Recreate a captured process so that it continues exactly; prints its pid(s).
+#[derive(Parser, Debug)]
+#[command(name = "ckpt-restore", version)]
+struct Cli {
+    /// Fail if an original pid is taken (default: use it when free).
+    #[arg(long, conflicts_with = "pid_any")]
+    pid_same: bool,
+    /// Let the kernel choose every pid.
+    #[arg(long)]
+    pid_any: bool,
+    /// Leave the restored process stopped (SIGSTOP), detached.
+    #[arg(long)]
+    leave_stopped: bool,
+    /// Resolve every path of the image inside DIR.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Print {"pids": [...]} instead of one pid per line.
+    #[arg(long)]
+    json: bool,
+    /// The image file, or - for standard input.
+    image: PathBuf,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let opts = Options {
+        pid_mode: if cli.pid_same {
+            PidMode::Same
+        } else if cli.pid_any {
+            PidMode::Any
+        } else {
+            PidMode::Prefer
+        },
+        leave_stopped: cli.leave_stopped,
+        root: cli.root.clone(),
+    };
+    let fail = |code: i32, msg: String| -> ! {
+        if cli.json {
+            println!("{}", serde_json::json!({"error": msg, "exit_code": code}));
+        }
+        eprintln!("ckpt-restore: {msg}");
+        std::process::exit(code);
+    };
+    let owned: Vec<u8>;
+    let map: memmap2::Mmap;
+    let bytes: &[u8] = if cli.image.as_os_str() == "-" {
+        let mut v = Vec::new();
+        if let Err(e) = std::io::stdin().lock().read_to_end(&mut v) {
+            fail(3, format!("reading standard input: {e}"));
+        }
+        owned = v;
+        &owned
+    } else {
+        let f = match std::fs::File::open(&cli.image) {
+            Ok(f) => f,
+            Err(e) => fail(1, format!("{}: {e}", cli.image.display())),
+        };
+        map = match ckpt_restore::map_image(&f) {
+            Ok(m) => m,
+            Err(e) => fail(1, format!("{}: {e}", cli.image.display())),
+        };
+        &map
+    };
+    match ckpt_restore::restore_bytes(bytes, &opts) {
+        Ok(pids) => {
+            if cli.json {
+                println!("{}", serde_json::json!({ "pids": pids }));
+            } else {
+                for p in pids {
+                    println!("{p}");
+                }
+            }
+        }
+        Err(e) => fail(e.exit_code(), e.to_string()),
+    }
+}
