@@ -3,6 +3,7 @@
 use crate::render::ErrorJson;
 use crate::source::Image;
 use crate::{Failure, Result};
+use ckpt_format::{ErrorKind, Revision};
 use serde::Serialize;
 use std::io::Write;
 
@@ -27,7 +28,7 @@ pub struct RecordJson {
 /// Write every record of `img` to `out` (text or JSON). Stops at the first
 /// framing error, which is written too and returned.
 pub fn records(img: &mut Image, json: bool, out: &mut dyn Write) -> Result<()> {
-    let mut src = match img.records() {
+    let (mut src, rev) = match img.records() {
         Ok(s) => s,
         Err(e) => {
             if json {
@@ -39,6 +40,7 @@ pub fn records(img: &mut Image, json: bool, out: &mut dyn Write) -> Result<()> {
         }
     };
     let mut n = 0u64;
+    let mut last: Option<(u64, u64, &'static str)> = None;
     if json {
         write!(out, "{{\n  \"records\": [")?;
     } else {
@@ -71,8 +73,9 @@ pub fn records(img: &mut Image, json: bool, out: &mut dyn Write) -> Result<()> {
                     )?;
                 }
                 n += 1;
+                last = Some((r.offset, r.len, r.name));
             }
-            Ok(None) => break None,
+            Ok(None) => break missing_tail(rev, last),
             Err(e) => break Some(e),
         }
     };
@@ -89,6 +92,33 @@ pub fn records(img: &mut Image, json: bool, out: &mut dyn Write) -> Result<()> {
         Some(e) => Err(Failure::Image(e)),
         None => Ok(()),
     }
+}
+
+/// The framing layer stops quietly at a clean end of input; an image must
+/// end with its TAIL record.
+fn missing_tail(
+    rev: Revision,
+    last: Option<(u64, u64, &'static str)>,
+) -> Option<ckpt_format::Error> {
+    let end = match last {
+        Some((_, _, "TAIL")) => return None,
+        Some((off, len, _)) => {
+            let end = off.saturating_add(len);
+            if rev == Revision::Native1 {
+                end.saturating_add(7) & !7
+            } else {
+                end
+            }
+        }
+        None if rev == Revision::Native1 => ckpt_format::native::PREAMBLE_LEN as u64,
+        None => 0,
+    };
+    Some(ckpt_format::Error::new(
+        end,
+        ErrorKind::MissingTerminator {
+            expected: "a TAIL record",
+        },
+    ))
 }
 
 fn write_json_end(

@@ -140,8 +140,11 @@ impl Image {
         }
     }
 
-    /// A framing-layer record reader over the image, for every revision.
-    pub fn records(&mut self) -> Result<Box<dyn RecordSource + '_>, ckpt_format::Error> {
+    /// A framing-layer record reader over the image, for every revision,
+    /// with the revision recognised.
+    pub fn records(
+        &mut self,
+    ) -> Result<(Box<dyn RecordSource + '_>, Revision), ckpt_format::Error> {
         match self {
             Image::Mapped(m) => records_slice(m),
             Image::Bytes(b) => records_slice(b),
@@ -151,25 +154,30 @@ impl Image {
 }
 
 /// Framing-layer records of an image in memory, any revision.
-pub fn records_slice(b: &[u8]) -> Result<Box<dyn RecordSource + '_>, ckpt_format::Error> {
-    Ok(match detect(b)?.revision()? {
+pub fn records_slice(
+    b: &[u8],
+) -> Result<(Box<dyn RecordSource + '_>, Revision), ckpt_format::Error> {
+    let rev = detect(b)?.revision()?;
+    let src = match rev {
         Revision::Native1 => ckpt_format::open_records_slice(b)?,
         Revision::CrV5 => crv5::open_records(b),
         Revision::CkptV21 => v21::open_records(b),
-    })
+    };
+    Ok((src, rev))
 }
 
 /// Framing-layer records of a stream, any revision (memory bounded by the largest record).
 pub fn records_reader<'r, R: Read + 'r>(
     mut r: R,
-) -> Result<Box<dyn RecordSource + 'r>, ckpt_format::Error> {
+) -> Result<(Box<dyn RecordSource + 'r>, Revision), ckpt_format::Error> {
     let (rev, prefix) = sniff(&mut r)?;
     let inp = StreamInput::with_prefix(&prefix, r);
-    Ok(match rev {
+    let src: Box<dyn RecordSource + 'r> = match rev {
         Revision::Native1 => Box::new(native::RecordReader::new(inp)),
         Revision::CrV5 => Box::new(crv5::Records::new(inp)),
         Revision::CkptV21 => Box::new(v21::Records::new(inp)),
-    })
+    };
+    Ok((src, rev))
 }
 
 /// Bytes consumed from an image so far.
