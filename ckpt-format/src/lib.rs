@@ -159,32 +159,23 @@ pub fn sniff<R: Read>(r: &mut R) -> Result<(Revision, Vec<u8>)> {
 
 /// Recognise the revision of `bytes` and return its framing-layer record reader.
 pub fn open_records_slice(bytes: &[u8]) -> Result<Box<dyn RecordSource + '_>> {
-    match detect::detect(bytes)?.revision()? {
-        Revision::Native1 => Ok(Box::new(native::RecordReader::new(
-            input::SliceInput::new(bytes),
-        ))),
-        r => Err(Error::new(
-            0,
-            ErrorKind::UnsupportedRevision {
-                recognised: format!("{r} (record listing not wired yet)"),
-            },
-        )),
-    }
+    let inp = input::SliceInput::new(bytes);
+    Ok(match detect::detect(bytes)?.revision()? {
+        Revision::Native1 => Box::new(native::RecordReader::new(inp)),
+        Revision::CrV5 => Box::new(crv5::Records::new(inp)),
+        Revision::CkptV21 => Box::new(v21::Records::new(inp)),
+    })
 }
 
 /// Recognise the revision of a stream and return its framing-layer record reader.
 pub fn open_records_reader<'r, R: Read + 'r>(mut r: R) -> Result<Box<dyn RecordSource + 'r>> {
     let (rev, prefix) = sniff(&mut r)?;
     let inp = input::StreamInput::with_prefix(&prefix, r);
-    match rev {
-        Revision::Native1 => Ok(Box::new(native::RecordReader::new(inp))),
-        r => Err(Error::new(
-            0,
-            ErrorKind::UnsupportedRevision {
-                recognised: format!("{r} (record listing not wired yet)"),
-            },
-        )),
-    }
+    Ok(match rev {
+        Revision::Native1 => Box::new(native::RecordReader::new(inp)),
+        Revision::CrV5 => Box::new(crv5::Records::new(inp)),
+        Revision::CkptV21 => Box::new(v21::Records::new(inp)),
+    })
 }
 
 /// An encoder of `rev` writing to `w`.

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! image := Header task* Error? Tail
-//! task  := Task Thread* [Mm vma*] [Fs] [SigActions] [Rlimits] (Pipe | File | Fd)*   Unknown may appear anywhere
+//! task  := Task ( Thread | Mm | vma | Fs | SigActions | Rlimits | Pipe | File | Fd )*   Unknown may appear anywhere
 //! vma   := Vma (Pages | ZeroPages)* VmaEnd
 //! ```
 //!
