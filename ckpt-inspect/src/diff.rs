@@ -132,6 +132,47 @@ fn index(bytes: &[u8], label: &str, pb: &Progress, base_pos: u64) -> Result<Inde
     })
 }
 
+/// A value as diff prints it (`None` for an absent optional value).
+trait Show {
+    fn show(&self) -> Option<String>;
+}
+
+macro_rules! show_display {
+    ($($t:ty),*) => {$(
+        impl Show for $t {
+            fn show(&self) -> Option<String> {
+                Some(self.to_string())
+            }
+        }
+    )*};
+}
+show_display!(i32, u32, u64, usize, bool, String);
+
+impl<T: Show> Show for Option<T> {
+    fn show(&self) -> Option<String> {
+        self.as_ref().and_then(Show::show)
+    }
+}
+
+impl<T: Show> Show for [T] {
+    fn show(&self) -> Option<String> {
+        let v: Vec<String> = self.iter().filter_map(Show::show).collect();
+        Some(v.join(" "))
+    }
+}
+
+impl<T: Show> Show for Vec<T> {
+    fn show(&self) -> Option<String> {
+        self.as_slice().show()
+    }
+}
+
+impl<T: Show, const N: usize> Show for [T; N] {
+    fn show(&self) -> Option<String> {
+        self.as_slice().show()
+    }
+}
+
 struct Ctx<'a> {
     out: Vec<Difference>,
     a_bytes: &'a [u8],
@@ -149,9 +190,9 @@ impl Ctx<'_> {
             });
         }
     }
-    fn field<T: std::fmt::Debug + PartialEq>(&mut self, scope: &str, field: &str, a: &T, b: &T) {
+    fn field<T: Show + PartialEq>(&mut self, scope: &str, field: &str, a: &T, b: &T) {
         if a != b {
-            self.diff(scope, field, Some(format!("{a:?}")), Some(format!("{b:?}")));
+            self.diff(scope, field, a.show(), b.show());
         }
     }
     fn hex(&mut self, scope: &str, field: &str, a: u64, b: u64) {
@@ -269,7 +310,7 @@ fn compare_task(cx: &mut Ctx<'_>, a: &TaskSummary, b: &TaskSummary) {
     for t in &a.threads {
         let sc = format!("{s} thread {}", t.tid);
         match thb.get(&t.tid) {
-            None => cx.diff(&sc, "present", Some("yes".into()), None),
+            None => cx.diff(&sc, "present", Some("thread".into()), None),
             Some(u) => {
                 let (ra, rb) = (t.regs.0.to_array(), u.regs.0.to_array());
                 for (i, name) in Regs::NAMES.iter().enumerate() {

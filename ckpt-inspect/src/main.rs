@@ -263,11 +263,17 @@ fn convert(
     let write = |w: &mut dyn Write| -> Result<ckpt_format::convert::ConvertReport, Failure> {
         let w = ProgressWriter { w, pb: &pb, n: 0 };
         let rep = match img {
-            Image::Mapped(ref m) => ckpt_format::convert::convert_slice(m, w, &opts)?,
-            Image::Bytes(ref b) => ckpt_format::convert::convert_slice(b, w, &opts)?,
-            Image::Stream(r) => ckpt_format::convert::convert(r, w, &opts)?,
+            Image::Mapped(ref m) => ckpt_format::convert::convert_slice(m, w, &opts),
+            Image::Bytes(ref b) => ckpt_format::convert::convert_slice(b, w, &opts),
+            Image::Stream(r) => ckpt_format::convert::convert(r, w, &opts),
         };
-        Ok(rep)
+        rep.map_err(|e| match e.kind {
+            ckpt_format::ErrorKind::Unrepresentable { .. } => Failure::Negative(format!(
+                "conversion to {to} refused (--lossy converts anyway): {}",
+                e.kind
+            )),
+            _ => Failure::Image(e),
+        })
     };
     let rep = if output == "-" {
         let rep = write(out)?;
@@ -290,6 +296,13 @@ fn convert(
                 .map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
             rep
         };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // tempfile creates 0600; an image is an ordinary file.
+            let _ = tmp
+                .as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644));
+        }
         tmp.as_file()
             .sync_all()
             .map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
