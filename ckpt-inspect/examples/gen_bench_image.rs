@@ -21,10 +21,13 @@ fn main() -> Result<()> {
         std::process::exit(2);
     }
     let shape = args[1].as_str();
-    let n: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(match shape {
-        "big" => 2,
-        _ => 131_072,
-    });
+    let n: u64 = args
+        .get(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(match shape {
+            "big" => 2,
+            _ => 131_072,
+        });
     let f = std::fs::File::create(&args[2]).map_err(|e| Error::io(0, &e))?;
     let mut enc = Encoder::new(BufWriter::with_capacity(1 << 20, f));
     enc.event(&Event::Header(ImageBuilder::x86_64_header()))?;
