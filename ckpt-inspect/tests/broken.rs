@@ -221,7 +221,14 @@ fn all_commands(img_bytes: &[u8]) -> Vec<bool> {
 
 #[test]
 fn every_truncation_fails_cleanly() {
-    for b in [example(), tree_pipe().to_native_bytes().unwrap()] {
+    let mut images = vec![example(), tree_pipe().to_native_bytes().unwrap()];
+    // One fixture of each legacy revision, when committed.
+    for rel in ["cr-v5/c-basic.img", "ckpt-v21/c-pipe.img"] {
+        if let Ok(b) = std::fs::read(root().join("fixtures/images").join(rel)) {
+            images.push(b);
+        }
+    }
+    for b in images {
         assert!(all_commands(&b).iter().all(|&ok| ok));
         for n in 0..b.len() {
             let oks = all_commands(&b[..n]);
