@@ -6,7 +6,7 @@
 use ckpt_inspect::source::Image;
 use ckpt_inspect::{diff, mem, records, render, summary, verify, Failure};
 use clap::{Parser, Subcommand};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 const EXIT_CODES: &str = "\
@@ -125,6 +125,72 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write the image as a directory tree, one value per file (docs/FSVIEW.md).
+    #[command(after_help = EXIT_CODES)]
+    Explode {
+        /// The image (`-` for stdin).
+        image: String,
+        /// Directory to create (must not exist or be empty).
+        dir: std::path::PathBuf,
+    },
+    /// Build an image from a tree written by `explode` (possibly edited).
+    #[command(after_help = EXIT_CODES)]
+    Implode {
+        /// The tree.
+        dir: std::path::PathBuf,
+        /// Output image; written to a temporary file next to it, then renamed.
+        #[arg(short = 'o', long = "output")]
+        output: std::path::PathBuf,
+        /// Revision to write (default: the revision the tree was exploded from).
+        #[arg(long, value_parser = parse_rev)]
+        rev: Option<ckpt_format::Revision>,
+    },
+    /// Mount the tree read-only over FUSE, served lazily from the mapped image.
+    #[command(after_help = EXIT_CODES)]
+    Mount {
+        /// The image file.
+        image: std::path::PathBuf,
+        /// Where to mount.
+        mountpoint: std::path::PathBuf,
+        /// Return once mounted, serving in the background.
+        #[arg(long)]
+        daemon: bool,
+    },
+    /// Write an ELF core file of one task, for gdb (docs/EXPORT-CORE.md).
+    #[command(name = "export-core", after_help = EXIT_CODES)]
+    ExportCore {
+        /// The image (`-` for stdin).
+        image: String,
+        /// The task (default: the first one).
+        #[arg(long)]
+        pid: Option<i32>,
+        /// The core file to write.
+        #[arg(short = 'o', long = "output")]
+        output: std::path::PathBuf,
+    },
+}
+
+/// The image's bytes: the mapping for files, everything read for streams.
+fn image_bytes(image: &str) -> Result<Image, Failure> {
+    match Image::open(image)? {
+        Image::Stream(mut r) => {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).map_err(|err| Failure::Io {
+                what: format!("reading {image}"),
+                err,
+            })?;
+            Ok(Image::Bytes(v))
+        }
+        other => Ok(other),
+    }
+}
+
+fn as_slice(img: &Image) -> &[u8] {
+    match img {
+        Image::Mapped(m) => m,
+        Image::Bytes(b) => b,
+        Image::Stream(_) => &[],
+    }
 }
 
 fn parse_rev(s: &str) -> Result<ckpt_format::Revision, String> {
@@ -235,6 +301,81 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 (None, Some(a)) => mem::run_range(&mut img, pid, a, len, raw, json, out),
                 (None, None) => Err(Failure::Usage("give --addr or --search".into())),
             }
+        }
+        Cmd::Explode { image, dir } => {
+            let img = image_bytes(&image)?;
+            let r = ckpt_inspect::fsview::explode(as_slice(&img), &dir)
+                .map_err(|e| Failure::Negative(e.to_string()))?;
+            writeln!(
+                out,
+                "exploded into {}: {} entries, {} bytes of memory{}",
+                dir.display(),
+                r.entries,
+                r.mem_bytes,
+                if r.per_vma_mem.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (one mem file per VMA for {}: addresses beyond this filesystem's file size limit)",
+                        r.per_vma_mem.join(", ")
+                    )
+                }
+            ).map_err(|err| Failure::Io {
+                what: "writing the report".into(),
+                err,
+            })
+        }
+        Cmd::Implode { dir, output, rev } => {
+            let r = ckpt_inspect::fsview::implode(
+                &dir,
+                &output,
+                &ckpt_inspect::fsview::ImplodeOptions { rev },
+            )
+            .map_err(|e| Failure::Negative(e.to_string()))?;
+            writeln!(
+                out,
+                "wrote {} ({}, {} events)",
+                output.display(),
+                r.revision,
+                r.events
+            )
+            .map_err(|err| Failure::Io {
+                what: "writing the report".into(),
+                err,
+            })
+        }
+        Cmd::Mount {
+            image,
+            mountpoint,
+            daemon,
+        } => ckpt_inspect::fsview::mount(
+            &image,
+            &mountpoint,
+            ckpt_inspect::fsview::MountOptions { daemon },
+        )
+        .map_err(|e| Failure::Negative(e.to_string())),
+        Cmd::ExportCore { image, pid, output } => {
+            let img = image_bytes(&image)?;
+            let r = ckpt_inspect::core_export::export_core(
+                as_slice(&img),
+                ckpt_inspect::core_export::ExportOptions { pid },
+                &output,
+            )
+            .map_err(|e| Failure::Negative(e.to_string()))?;
+            writeln!(
+                out,
+                "wrote {}: task {}, {} thread(s), {} PT_LOAD segment(s) ({} with contents), {} bytes",
+                output.display(),
+                r.pid,
+                r.threads,
+                r.loads,
+                r.loads_with_data,
+                r.bytes
+            )
+            .map_err(|err| Failure::Io {
+                what: "writing the report".into(),
+                err,
+            })
         }
     }
 }
