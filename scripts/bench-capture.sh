@@ -5,6 +5,8 @@
 #
 # usage: scripts/bench-capture.sh [OUTDIR] [SIZES_MiB...]   (default: target/bench-capture, 512 2048)
 # env:   CKPT_CAPTURE=path to a release ckpt-capture (default: build it)
+#        RUNS=n  capture and cat are timed n times each, interleaved in alternating order
+#                (default 5); medians reported, every run printed
 #        CARGO_TARGET_DIR as usual.
 # Prints one line per measurement and a JSON summary line at the end.
 set -euo pipefail
@@ -31,25 +33,44 @@ start_hog() { # $1 MiB, $2 rand|zero -> sets HOG
 stop_hog() { kill "$HOG" 2>/dev/null || true; wait "$HOG" 2>/dev/null || true; }
 trap stop_hog EXIT
 
+RUNS=${RUNS:-5}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 summary="{"
 for mb in $SIZES; do
     start_hog "$mb" rand
-    sync; rm -f "$OUT/img"
-    t0=$(now)
-    "$CKPT_CAPTURE" --json -o "$OUT/img" "$HOG" 2>"$OUT/stats.json"
-    t1=$(now)
-    stop_hog
-    cap=$(echo "$t1 - $t0" | bc -l)
-    bytes=$(stat -c %s "$OUT/img")
-    frozen=$(sed -n 's/.*"frozen_s":\([0-9.e-]*\).*/\1/p' "$OUT/stats.json")
     # Baseline: cat the same number of bytes (already in the page cache) into the same fs.
     head -c $((mb << 20)) /dev/urandom >"$OUT/src"
     cat "$OUT/src" >/dev/null
-    sync; rm -f "$OUT/dst"
-    t0=$(now)
-    cat "$OUT/src" >"$OUT/dst"
-    t1=$(now)
-    catt=$(echo "$t1 - $t0" | bc -l)
+    caps=() cats=() frozens=()
+    time_capture() {
+        rm -f "$OUT/img"; sync
+        local t0 t1
+        t0=$(now)
+        "$CKPT_CAPTURE" --json -o "$OUT/img" "$HOG" 2>"$OUT/stats.json"
+        t1=$(now)
+        caps+=("$(echo "$t1 - $t0" | bc -l)")
+        frozens+=("$(sed -n 's/.*"frozen_s":\([0-9.e-]*\).*/\1/p' "$OUT/stats.json")")
+        bytes=$(stat -c %s "$OUT/img")
+        rm -f "$OUT/img"
+    }
+    time_cat() {
+        rm -f "$OUT/dst"; sync
+        local t0 t1
+        t0=$(now)
+        cat "$OUT/src" >"$OUT/dst"
+        t1=$(now)
+        cats+=("$(echo "$t1 - $t0" | bc -l)")
+        rm -f "$OUT/dst"
+    }
+    # Alternate the order so that neither side always runs on freshly freed memory.
+    for ((r = 0; r < RUNS; r++)); do
+        if ((r % 2 == 0)); then time_capture; time_cat; else time_cat; time_capture; fi
+    done
+    stop_hog
+    cap=$(printf '%s\n' "${caps[@]}" | median)
+    catt=$(printf '%s\n' "${cats[@]}" | median)
+    frozen=$(printf '%s\n' "${frozens[@]}" | median)
+    echo "  runs: capture ${caps[*]}; cat ${cats[*]}"
     ratio=$(echo "$cap / $catt" | bc -l)
     printf 'anon %5d MiB: capture %.3f s (frozen %.3f s), image %d bytes; cat %.3f s; ratio %.2f\n' \
         "$mb" "$cap" "$frozen" "$bytes" "$catt" "$ratio"

@@ -24,6 +24,7 @@ use ckpt_sys::procfs::{self, MapEntry, Stat};
 use ckpt_sys::{files, ptrace, PAGE_SIZE};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::mpsc;
 use std::time::Instant;
 
 /// Bytes read from the target per `process_vm_readv` batch.
@@ -36,16 +37,12 @@ const NSIG: u64 = 64;
 /// The live capture backend (a [`Producer`]).
 pub struct LiveCapture {
     opts: Options,
-    buf: Vec<u8>,
 }
 
 impl LiveCapture {
     /// A capture of `opts.pid` (and its descendants with `opts.tree`).
     pub fn new(opts: Options) -> LiveCapture {
-        LiveCapture {
-            opts,
-            buf: Vec::new(),
-        }
+        LiveCapture { opts }
     }
 }
 
@@ -115,20 +112,8 @@ impl Producer for LiveCapture {
         check_output(&procs, &self.opts)?;
         sink.event(&Event::Header(header(pid))).map_err(fmt_err)?;
         let mut shared = Shared::default();
-        if self.buf.len() < BATCH_BYTES {
-            self.buf = vec![0u8; BATCH_BYTES];
-        }
         for (i, p) in procs.iter().enumerate() {
-            capture_task(
-                p,
-                i == 0,
-                &self.opts,
-                &mut shared,
-                &mut self.buf,
-                sink,
-                stats,
-                progress,
-            )?;
+            capture_task(p, i == 0, &self.opts, &mut shared, sink, stats, progress)?;
         }
         let how = match self.opts.leave {
             Leave::Running => Release::Run,
@@ -493,6 +478,13 @@ fn is_zero(page: &[u8]) -> bool {
     true
 }
 
+/// Ranges of one VMA read by one `process_vm_readv` batch.
+struct Batch {
+    vma: usize,
+    ranges: Vec<(u64, usize)>,
+    len: usize,
+}
+
 struct PageEmitter<'s> {
     sink: &'s mut dyn EventSink,
     chunk: usize,
@@ -569,7 +561,6 @@ fn capture_task(
     is_root: bool,
     opts: &Options,
     shared: &mut Shared,
-    buf: &mut [u8],
     sink: &mut dyn EventSink,
     stats: &mut Stats,
     progress: &mut dyn Progress,
@@ -751,6 +742,42 @@ fn capture_task(
     }
     progress.add_total(total_pages);
     let memf = mem::open_mem(pid, false).map_err(sys(format!("pid {pid}")))?;
+    let batch_bytes = std::env::var("CKPT_BATCH_KIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map(|k| (k << 10).max(PAGE_SIZE) & !(PAGE_SIZE - 1))
+        .unwrap_or(BATCH_BYTES);
+    // Cut the selected ranges into read batches (at most batch_bytes and MAX_IOV ranges).
+    let mut batches: Vec<Batch> = Vec::new();
+    for (vi, (_, ranges)) in plan.iter().enumerate() {
+        let mut cur = Batch {
+            vma: vi,
+            ranges: Vec::new(),
+            len: 0,
+        };
+        for &(mut a, e) in ranges {
+            while a < e {
+                let take = ((e - a) as usize).min(batch_bytes - cur.len);
+                cur.ranges.push((a, take));
+                cur.len += take;
+                a += take as u64;
+                if cur.len == batch_bytes || cur.ranges.len() == mem::MAX_IOV {
+                    let full = std::mem::replace(
+                        &mut cur,
+                        Batch {
+                            vma: vi,
+                            ranges: Vec::new(),
+                            len: 0,
+                        },
+                    );
+                    batches.push(full);
+                }
+            }
+        }
+        if cur.len > 0 {
+            batches.push(cur);
+        }
+    }
     let mut em = PageEmitter {
         sink,
         chunk: opts.chunk_pages.clamp(1, 4096),
@@ -758,35 +785,48 @@ fn capture_task(
         stored: 0,
         zeros: 0,
     };
-    for (vma, ranges) in plan {
-        let (vs, ve) = (vma.start, vma.end);
-        em.sink.event(&Event::Vma(vma)).map_err(fmt_err)?;
-        stats.vmas += 1;
-        let mut batch: Vec<(u64, usize)> = Vec::new();
-        let mut blen = 0usize;
-        for (mut a, e) in ranges {
-            while a < e {
-                let take = ((e - a) as usize).min(buf.len() - blen);
-                batch.push((a, take));
-                blen += take;
-                a += take as u64;
-                if blen == buf.len() || batch.len() == mem::MAX_IOV {
-                    read_batch(pid, &batch, &mut buf[..blen], &memf, vs, ve)?;
-                    em.batch(&batch, &buf[..blen])?;
-                    progress.advance((blen / PAGE_SIZE) as u64);
-                    batch.clear();
-                    blen = 0;
+    // A reader thread fills one buffer with process_vm_readv while this thread checks,
+    // encodes and writes the other (pipelined; two buffers in flight).
+    std::thread::scope(|scope| -> Result<(), CaptureError> {
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, Result<(), CaptureError>)>(2);
+        for _ in 0..2 {
+            let _ = free_tx.send(vec![0u8; batch_bytes]);
+        }
+        let (batches_ref, memf_ref, plan_ref) = (&batches, &memf, &plan);
+        scope.spawn(move || {
+            for b in batches_ref {
+                let Ok(mut buf) = free_rx.recv() else {
+                    return;
+                };
+                let v = &plan_ref[b.vma].0;
+                let r = read_batch(pid, &b.ranges, &mut buf[..b.len], memf_ref, v.start, v.end);
+                let failed = r.is_err();
+                if full_tx.send((buf, r)).is_err() || failed {
+                    return;
                 }
             }
+        });
+        let mut bi = 0;
+        for (vi, (vma, _)) in plan.iter().enumerate() {
+            em.sink.event(&Event::Vma(vma.clone())).map_err(fmt_err)?;
+            stats.vmas += 1;
+            while bi < batches.len() && batches[bi].vma == vi {
+                let (buf, r) = full_rx.recv().map_err(|_| {
+                    CaptureError::new(ErrorKind::Io, format!("pid {pid}: page reader stopped"))
+                })?;
+                r?;
+                let b = &batches[bi];
+                em.batch(&b.ranges, &buf[..b.len])?;
+                progress.advance((b.len / PAGE_SIZE) as u64);
+                let _ = free_tx.send(buf);
+                bi += 1;
+            }
+            em.flush_zero()?;
+            em.sink.event(&Event::VmaEnd).map_err(fmt_err)?;
         }
-        if blen > 0 {
-            read_batch(pid, &batch, &mut buf[..blen], &memf, vs, ve)?;
-            em.batch(&batch, &buf[..blen])?;
-            progress.advance((blen / PAGE_SIZE) as u64);
-        }
-        em.flush_zero()?;
-        em.sink.event(&Event::VmaEnd).map_err(fmt_err)?;
-    }
+        Ok(())
+    })?;
     stats.pages_stored += em.stored;
     stats.zero_pages += em.zeros;
 
