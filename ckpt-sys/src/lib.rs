@@ -33,6 +33,38 @@
 //! frozen.release(ckpt_sys::freeze::Release::Run)?;  // detach every thread
 //! # Ok(()) }
 //! ```
+//!
+//! # Notes for restore
+//! * **Tracer thread.** ptrace binds a tracee to the *thread* that seized it: do every
+//!   `ptrace::*` call, [`freeze::Frozen`] and [`inject::Injector`] for a given target from one
+//!   thread. Memory calls ([`mem`]) and /proc parsing may run on any thread.
+//! * **Registers.** `ckpt_format::Regs` has exactly the order of `libc::user_regs_struct`;
+//!   load them with [`ptrace::set_regs`] while the thread is in a ptrace stop, *after* every
+//!   injected syscall (injection clobbers registers and restores the ones it saved). Load the
+//!   XSAVE area with [`ptrace::set_xstate`] (the kernel checks its size and XCR0 against the
+//!   CPU: an image from a CPU with other xfeatures fails with `EINVAL`) and the TLS slots with
+//!   [`ptrace::set_tls`] (each 16-byte `user_desc` carries its GDT entry number).
+//!   `fs_base`/`gs_base` are part of `user_regs_struct` and set by `set_regs`.
+//! * **Mid-syscall threads.** A thread captured in a blocking syscall has `orig_rax` ≥ 0 and
+//!   `rax` ∈ {-512, -513, -514, -516}. Set exactly those registers, then resume with
+//!   `ptrace::detach`/`ptrace::cont`: the kernel rewinds `rip` by 2 and re-issues the call.
+//!   For -516 (`-ERESTART_RESTARTBLOCK`) the kernel's `restart_block` is not in the image;
+//!   set `rax = -EINTR (-4)` and `orig_rax = -1` instead (the call returns EINTR), as CRIU does.
+//!   See docs/CAPTURE.md.
+//! * **Building the address space from outside.** With an [`inject::Injector`] on a stopped
+//!   thread of the new process: `syscall(SYS_mmap, [addr, len, prot, MAP_FIXED|..., fd, off])`
+//!   (files: open them in the target by injecting `open` with the path written into a scratch
+//!   page via [`mem::write_remote`]), then write page contents with [`mem::write_remote`]
+//!   (falls back to `/proc/PID/mem`, which also writes read-only private mappings, so map with
+//!   the final protection and write afterwards). `munmap`/`mprotect`/`brk`/`prctl(PR_SET_MM,
+//!   PR_SET_MM_MAP)` the same way (PR_SET_MM_MAP works without CAP_SYS_RESOURCE; the per-field
+//!   PR_SET_MM calls do not on this machine kind).
+//! * **Signals, sigaltstack, tid address.** Inject `rt_sigaction(sig, scratch, NULL, 8)` with
+//!   the `struct sigaction` (handler, flags, restorer, mask: 4 u64) written into scratch;
+//!   `sigaltstack` and `set_tid_address` per thread; `rt_sigprocmask(SIG_SETMASK, ...)` per
+//!   thread for the blocked mask; `set_robust_list` per thread.
+//! * **Inspecting results.** [`procfs::maps`]/[`procfs::smaps`], [`procfs::fdinfo`] and
+//!   [`mem::PageScan`] read back what was built, for verification tests.
 #![deny(missing_docs)]
 
 pub mod files;

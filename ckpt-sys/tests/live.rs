@@ -34,7 +34,17 @@ fn exercise(child: &Kill, sleeping: bool) {
     assert!(xs.len() >= 576);
     assert_ne!(ptrace::xstate_xcr0(&xs) & 3, 0);
     ptrace::set_xstate(pid, &xs).unwrap();
-    assert_eq!(ptrace::get_tls(pid).unwrap().len(), 48);
+    let tls = ptrace::get_tls(pid).unwrap();
+    assert_eq!(tls.len(), 48);
+    assert_eq!(u32::from_le_bytes(tls[0..4].try_into().unwrap()), 12);
+    ptrace::set_tls(pid, &tls).unwrap();
+    assert_eq!(ptrace::get_tls(pid).unwrap(), tls);
+    // set_regs round trip, and a changed register reads back changed.
+    let mut r2 = regs;
+    r2.r12 ^= 0x5555;
+    ptrace::set_regs(pid, &r2).unwrap();
+    assert_eq!(ptrace::get_regs(pid).unwrap().r12, regs.r12 ^ 0x5555);
+    ptrace::set_regs(pid, &regs).unwrap();
 
     let mut inj = Injector::new(pid).unwrap();
     assert_eq!(inj.syscall(libc::SYS_getpid, &[]).unwrap(), pid as i64);
