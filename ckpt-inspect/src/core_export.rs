@@ -15,7 +15,8 @@
 //!   out of its cores, so gdb reads those bytes from the mapped files.
 
 use ckpt_format::{
-    open_slice, Arch, Event, FpuKind, Mm, Regs, Task, Thread, Vma, PROT_EXEC, PROT_READ, PROT_WRITE,
+    open_slice, Arch, Event, FpuKind, Mm, Regs, Task, Thread, Vma, VmaKind, PROT_EXEC, PROT_READ,
+    PROT_WRITE,
 };
 use object::elf;
 use object::write::elf::{FileHeader, ProgramHeader, Writer};
@@ -280,6 +281,18 @@ fn note(out: &mut Vec<u8>, name: &[u8], ty: u32, desc: &[u8]) {
     }
 }
 
+/// The parent pid to show: `Task.ppid`, or for the root task of a capture
+/// (whose `ppid` is 0) the real parent kept in the `real_ppid` extra.
+pub fn parent_pid(task: &Task) -> i32 {
+    if task.ppid != 0 {
+        return task.ppid;
+    }
+    task.extras
+        .u64("real_ppid")
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0)
+}
+
 /// x86-64 `struct elf_prstatus` for one thread.
 pub fn prstatus(task: &Task, th: &Thread) -> Vec<u8> {
     let mut b = vec![0u8; PRSTATUS_SIZE];
@@ -287,7 +300,7 @@ pub fn prstatus(task: &Task, th: &Thread) -> Vec<u8> {
     // was not killed by a signal, it was checkpointed.
     b[24..32].copy_from_slice(&th.sigmask.to_le_bytes()); // pr_sighold
     b[32..36].copy_from_slice(&th.tid.to_le_bytes()); // pr_pid
-    b[36..40].copy_from_slice(&task.ppid.to_le_bytes());
+    b[36..40].copy_from_slice(&parent_pid(task).to_le_bytes());
     b[40..44].copy_from_slice(&task.pgid.to_le_bytes());
     b[44..48].copy_from_slice(&task.sid.to_le_bytes());
     for (i, r) in th.regs.to_array().iter().enumerate() {
@@ -315,7 +328,7 @@ pub fn prpsinfo(task: &Task, mm: Option<&Mm>) -> Vec<u8> {
     b[16..20].copy_from_slice(&task.creds.uid[0].to_le_bytes());
     b[20..24].copy_from_slice(&task.creds.gid[0].to_le_bytes());
     b[24..28].copy_from_slice(&task.pid.to_le_bytes());
-    b[28..32].copy_from_slice(&task.ppid.to_le_bytes());
+    b[28..32].copy_from_slice(&parent_pid(task).to_le_bytes());
     b[32..36].copy_from_slice(&task.pgid.to_le_bytes());
     b[36..40].copy_from_slice(&task.sid.to_le_bytes());
     let comm = &task.comm[..task.comm.len().min(15)];
@@ -331,9 +344,17 @@ pub fn prpsinfo(task: &Task, mm: Option<&Mm>) -> Vec<u8> {
     b
 }
 
-/// `NT_FILE` contents: the file-backed VMAs.
+/// `NT_FILE` contents: the file-backed VMAs (file mappings and shared
+/// anonymous memory, which the kernel backs by a file; not the pseudo names
+/// `[vsyscall]`, `[vdso]` … that have no file).
 pub fn nt_file(vmas: &[&Vma], page_size: u64) -> Vec<u8> {
-    let files: Vec<&&Vma> = vmas.iter().filter(|v| v.file.is_some()).collect();
+    let files: Vec<&&Vma> = vmas
+        .iter()
+        .filter(|v| {
+            matches!(v.kind, VmaKind::File | VmaKind::SharedAnon)
+                && v.file.as_deref().is_some_and(|f| !f.starts_with(b"["))
+        })
+        .collect();
     let mut b = Vec::new();
     b.extend_from_slice(&(files.len() as u64).to_le_bytes());
     b.extend_from_slice(&page_size.to_le_bytes());
@@ -431,6 +452,20 @@ pub fn export_core(img: &[u8], opts: ExportOptions, out: &Path) -> Result<Export
         for s in &mut segs {
             if s.pieces.is_some() {
                 s.offset = w.reserve(s.len, ps);
+            }
+        }
+        // A segment without contents gets the file offset where the next
+        // contents start (the end of the file after the last ones), as the
+        // kernel does. Offset 0 would point at the ELF header, and BFD (gdb)
+        // then reads the note segment again for every such segment: each
+        // reading re-creates the threads, so gdb printed `[New LWP …]` once
+        // per gap and numbered the threads 29 and 30.
+        let mut next = w.reserved_len();
+        for s in segs.iter_mut().rev() {
+            if s.pieces.is_some() {
+                next = s.offset;
+            } else {
+                s.offset = next;
             }
         }
         w.write_file_header(&FileHeader {

@@ -68,6 +68,43 @@ fn segments_and_contents() {
             assert_eq!(off % 4096, 0, "segment contents page aligned");
         }
     }
+    // Segments without contents point where the next contents start (the
+    // kernel's running offset), never at offset 0: BFD reads the notes again
+    // for each PT_LOAD at offset 0 and gdb then re-creates every thread.
+    let offs: Vec<(u64, u64)> = f
+        .elf_program_headers()
+        .iter()
+        .filter(|p| p.p_type(e) == object::elf::PT_LOAD)
+        .map(|p| (p.p_offset(e), p.p_filesz(e)))
+        .collect();
+    assert_eq!(
+        offs,
+        vec![
+            (0x2000, 0),
+            (0x2000, 0x1000),
+            (0x3000, 0x4000),
+            (0x7000, 0),
+            (0x7000, 0x1000),
+            (0x8000, 0x1000),
+        ]
+    );
+    assert_eq!(bytes.len(), 0x9000);
+}
+
+#[test]
+fn objdump_sees_one_register_section_per_thread() {
+    let t = tempfile::tempdir().unwrap();
+    let core = example_core(t.path());
+    let Some(out) = tool("objdump", &["-h", core.to_str().unwrap()]) else {
+        eprintln!("objdump not installed: skipped");
+        return;
+    };
+    let regs: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|n| n.starts_with(".reg/"))
+        .collect();
+    assert_eq!(regs, [".reg/100", ".reg/101"], "{out}");
 }
 
 #[test]

@@ -127,6 +127,40 @@ fn gdb_shows_threads_backtrace_global_and_rip() {
             "thread {tid} missing:\n{all}"
         );
     }
+    // gdb announces each thread once and numbers them 1..=n (a core whose
+    // contents-less segments sat at file offset 0 made BFD read the notes
+    // once per such segment: `[New LWP …]` 16 times, threads 31 and 32).
+    let announced: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("[New LWP "))
+        .collect();
+    let want: Vec<String> = tids.iter().map(|t| format!("[New LWP {t}]")).collect();
+    assert_eq!(announced, want, "thread announcements:\n{all}");
+    // `info threads` rows: "* 1    Thread 0x… (LWP 2662) …", "  2    Thread …"
+    let mut rows: Vec<(u32, i32)> = text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start_matches('*').trim_start();
+            let (id, rest) = l.split_once(char::is_whitespace)?;
+            let id: u32 = id.parse().ok()?;
+            let lwp = rest
+                .split_once("(LWP ")?
+                .1
+                .split_once(')')?
+                .0
+                .parse()
+                .ok()?;
+            Some((id, lwp))
+        })
+        .collect();
+    rows.sort();
+    rows.dedup();
+    let want: Vec<(u32, i32)> = tids
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (i as u32 + 1, t))
+        .collect();
+    assert_eq!(rows, want, "info threads:\n{all}");
     assert!(
         text.contains("main_waits_here"),
         "no main_waits_here in bt:\n{all}"
