@@ -74,6 +74,12 @@ pub struct Options {
     pub chunk_pages: usize,
     /// Objects the output goes to (checked against the target's fds).
     pub output: Vec<OutputIdent>,
+    /// Bytes of target memory read per `process_vm_readv` batch (default
+    /// [`live::BATCH_BYTES`], rounded down to pages).
+    pub batch_bytes: usize,
+    /// Read the next batch on a second thread while the current one is written (default
+    /// off: on this machine kind it measured no faster than reading and writing in turn).
+    pub pipeline: bool,
 }
 
 impl Options {
@@ -86,6 +92,8 @@ impl Options {
             allow_unsupported: false,
             chunk_pages: 256,
             output: Vec::new(),
+            batch_bytes: live::BATCH_BYTES,
+            pipeline: false,
         }
     }
 }

@@ -63,6 +63,16 @@ fn main() {
     } else {
         Leave::Running
     };
+    // Tuning knobs for benchmarks (docs/CAPTURE.md).
+    if let Some(k) = std::env::var("CKPT_BATCH_KIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        opts.batch_bytes = k << 10;
+    }
+    if let Ok(v) = std::env::var("CKPT_PIPELINE") {
+        opts.pipeline = v == "1";
+    }
     let to_stdout = cli.output.as_os_str() == "-";
     if to_stdout {
         if std::io::stdout().is_terminal() {

@@ -492,3 +492,47 @@ fn stopped_process_stays_stopped() {
     let b: u64 = t.line().parse().unwrap();
     assert_eq!(b, a + 1);
 }
+
+#[test]
+fn small_batches_and_pipelined_reading_give_the_same_memory() {
+    let mut t = Target::spawn("counter", &[]);
+    let head = t.line();
+    let f: Vec<&str> = head.split_whitespace().collect();
+    let (buf, len, zero, zlen) = (
+        hex(f[3]),
+        f[5].parse::<usize>().unwrap(),
+        hex(f[7]),
+        f[9].parse::<usize>().unwrap(),
+    );
+    let want: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_mul(7).wrapping_add(3)) as u8)
+        .collect();
+    for (batch, pipeline) in [
+        (12 << 10, false),
+        (12 << 10, true),
+        (1 << 20, true),
+        (64 << 20, false),
+    ] {
+        let mut opts = Options::new(t.pid());
+        opts.batch_bytes = batch;
+        opts.pipeline = pipeline;
+        opts.chunk_pages = 7;
+        let mut img = Vec::new();
+        let stats = capture_to_writer(&mut LiveCapture::new(opts), &mut img, None).unwrap();
+        let evs = decode(&img);
+        assert_eq!(
+            mem_of(&evs, t.pid(), buf, len),
+            want,
+            "batch {batch} pipeline {pipeline}"
+        );
+        assert_eq!(mem_of(&evs, t.pid(), zero, zlen), vec![0; zlen]);
+        assert!(stats.zero_pages >= (zlen / 4096) as u64);
+        // Chunks respect chunk_pages.
+        assert!(evs
+            .iter()
+            .all(|e| !matches!(e, Event::Pages(p) if p.addrs.len() > 7)));
+    }
+    let a: u64 = t.line().parse().unwrap();
+    let b: u64 = t.line().parse().unwrap();
+    assert_eq!(b, a + 1);
+}
