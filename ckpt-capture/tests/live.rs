@@ -536,3 +536,117 @@ fn small_batches_and_pipelined_reading_give_the_same_memory() {
     let b: u64 = t.line().parse().unwrap();
     assert_eq!(b, a + 1);
 }
+
+#[test]
+fn signal_actions_mask_altstack_limits_and_fs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Target::spawn("signals", &[dir.path().to_str().unwrap()]);
+    let l = t.line();
+    let f: Vec<&str> = l.split_whitespace().collect();
+    let (handler, alt, altsize) = (hex(f[1]), hex(f[2]), f[3].parse::<u64>().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let (out, bytes) = capture_cli(t.pid(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evs = decode(&bytes);
+    let sig = evs
+        .iter()
+        .find_map(|e| {
+            if let Event::SigActions(s) = e {
+                Some(s.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(sig.len(), 64);
+    let usr1 = sig[libc::SIGUSR1 as usize - 1];
+    assert_eq!(usr1.handler, handler);
+    let want_flags = (libc::SA_RESTART | libc::SA_SIGINFO | libc::SA_ONSTACK) as u64;
+    assert_eq!(usr1.flags & want_flags, want_flags);
+    assert_ne!(usr1.flags & 0x04000000, 0, "SA_RESTORER set by libc");
+    assert_ne!(usr1.restorer, 0);
+    assert_eq!(usr1.mask, 1 << (libc::SIGUSR2 - 1));
+    assert_eq!(sig[libc::SIGINT as usize - 1].handler, 1, "SIG_IGN");
+    assert_eq!(sig[libc::SIGTERM as usize - 1].handler, 0, "SIG_DFL");
+    let th = evs
+        .iter()
+        .find_map(|e| {
+            if let Event::Thread(t) = e {
+                Some(t.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(th.sigmask, 1 << (libc::SIGHUP - 1));
+    assert_eq!(th.extras.u64("sigaltstack_sp"), Some(alt));
+    assert_eq!(th.extras.u64("sigaltstack_size"), Some(altsize));
+    assert_eq!(
+        th.regs.orig_rax,
+        libc::SYS_pause as u64,
+        "asleep in pause()"
+    );
+    let rl = evs
+        .iter()
+        .find_map(|e| {
+            if let Event::Rlimits(r) = e {
+                Some(r.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        (
+            rl[libc::RLIMIT_NOFILE as usize].cur,
+            rl[libc::RLIMIT_NOFILE as usize].max
+        ),
+        (777, 1024)
+    );
+    let fs = evs
+        .iter()
+        .find_map(|e| {
+            if let Event::Fs(f) = e {
+                Some(f.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert_eq!(fs.umask, 0o027);
+    assert_eq!(
+        fs.cwd,
+        std::fs::canonicalize(dir.path())
+            .unwrap()
+            .as_os_str()
+            .as_encoded_bytes()
+    );
+    assert_eq!(fs.root, b"/");
+    let task = evs
+        .iter()
+        .find_map(|e| {
+            if let Event::Task(t) = e {
+                Some(t.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    let me = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+    assert_eq!(task.creds.uid, [me; 4]);
+    assert_eq!(
+        task.extras.u64("real_ppid"),
+        Some(std::process::id() as u64)
+    );
+    // The handler still works after the capture (and the thread went back into pause()).
+    assert!(Command::new("kill")
+        .args(["-USR1", &t.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(t.line(), "usr1 1");
+}
