@@ -1,9 +1,10 @@
 //! Measure `mount`: a large native-1 image is mounted over FUSE and one page
 //! of `task-1/mem` is read. Run by `scripts/fsview-mount-bench.sh` (as root).
 //!
-//! `fsview_bench IMAGE MOUNTPOINT [GIB]`: writes IMAGE (GIB GiB of page
-//! contents, default 2) if it does not exist, then reports cold (page cache
-//! dropped) and warm timings of mount + open + read of one page.
+//! `fsview_bench IMAGE MOUNTPOINT [GIB [ROUNDS]]`: writes IMAGE (GIB GiB of
+//! page contents, default 2) if it does not exist, then runs ROUNDS rounds
+//! (default 5) of one cold (page cache dropped) and two warm timings of
+//! mount + open + read of one page, and prints each and the medians.
 
 use ckpt_format::build::ImageBuilder;
 use ckpt_format::{
@@ -96,7 +97,7 @@ fn measure(img: &Path, mnt: &Path, page: u64) -> (f64, f64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: fsview_bench IMAGE MOUNTPOINT [GIB]");
+        eprintln!("usage: fsview_bench IMAGE MOUNTPOINT [GIB [ROUNDS]]");
         std::process::exit(2);
     }
     let img = Path::new(&args[1]);
@@ -115,17 +116,36 @@ fn main() {
         );
     }
     let size = fs::metadata(img).map(|m| m.len()).unwrap_or(0);
+    let rounds: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
     let pages = (gib << 18).max(1);
     let page = pages / 2 + 17;
-    for round in ["cold", "warm", "warm"] {
-        if round == "cold" {
-            // Drop the image from the page cache (root only; ignored otherwise).
-            let _ = fs::write("/proc/sys/vm/drop_caches", "3");
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for round in ["cold", "warm", "warm"] {
+            if round == "cold" {
+                // Drop the image from the page cache (root only; ignored otherwise).
+                let _ = fs::write("/proc/sys/vm/drop_caches", "3");
+            }
+            let (m, r) = measure(img, mnt, page);
+            println!(
+                "{round}: image {:.2} GiB, mount ready {m:.1} ms, mount + open + read of page {page} of task-1/mem {r:.1} ms",
+                size as f64 / (1u64 << 30) as f64
+            );
+            if round == "cold" {
+                cold.push(r);
+            } else {
+                warm.push(r);
+            }
         }
-        let (m, r) = measure(img, mnt, page);
-        println!(
-            "{round}: image {:.2} GiB, mount ready {m:.1} ms, mount + open + read of page {page} of task-1/mem {r:.1} ms",
-            size as f64 / (1u64 << 30) as f64
-        );
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "median of {rounds} rounds, mount + open + read of one page: cold {:.1} ms, warm {:.1} ms ({} runs)",
+        median(&mut cold),
+        median(&mut warm),
+        warm.len()
+    );
 }

@@ -48,6 +48,17 @@ impl MappedImage {
     pub fn bytes(&self) -> &[u8] {
         &self.map
     }
+
+    /// Ask the kernel to start reading `len` bytes at `offset` into the page
+    /// cache now (MADV_WILLNEED: asynchronous, a hint; errors are ignored).
+    pub fn will_need(&self, offset: usize, len: usize) {
+        let len = len.min(self.map.len().saturating_sub(offset));
+        if len > 0 {
+            let _ = self
+                .map
+                .advise_range(memmap2::Advice::WillNeed, offset, len);
+        }
+    }
 }
 
 /// The FUSE filesystem: the tree over the mapped image.
@@ -62,7 +73,7 @@ const TTL: Duration = Duration::from_secs(3600);
 impl ViewFs {
     /// Build the view of a mapped image.
     pub fn new(img: MappedImage) -> Result<ViewFs> {
-        let tree = Tree::build(img.bytes())?;
+        let tree = Tree::build_with_hints(img.bytes(), &mut |o, n| img.will_need(o, n))?;
         let time = tree
             .child(0, "header")
             .and_then(|h| tree.child(h, "time"))

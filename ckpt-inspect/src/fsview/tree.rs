@@ -17,6 +17,14 @@ use std::collections::BTreeMap;
 /// VMAs that reach past it keep their pages in a per-VMA `mem` file.
 pub const MEM_LIMIT: u64 = i64::MAX as u64;
 
+/// How many PAGES records ahead [`Tree::build_with_hints`] announces the
+/// predicted record headers.
+pub const HINT_AHEAD: u64 = 64;
+
+/// Bytes announced before each predicted record's contents (record header,
+/// chunk header and up to 13 address runs).
+const HINT_LEN: usize = 256;
+
 /// Where some bytes are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Src {
@@ -329,6 +337,22 @@ impl Tree {
     /// Build the tree of the image `img` (any revision) in one pass over its
     /// records; page contents are neither read nor checksummed.
     pub fn build(img: &[u8]) -> Result<Tree> {
+        Tree::build_with_hints(img, &mut |_, _| {})
+    }
+
+    /// [`Tree::build`], calling `will_need(offset, len)` for byte ranges of
+    /// `img` the walk is about to read, ahead of time.
+    ///
+    /// The walk reads one record header per PAGES record, and each header's
+    /// length gives the next one's position: on a cold page cache that is one
+    /// synchronous disk read per MiB of pages, one after the other. Writers
+    /// cut a VMA's pages into records of equal size (256 pages, one run, when
+    /// memory is contiguous), so once two PAGES records follow each other
+    /// the next headers are predicted at the same stride and announced
+    /// [`HINT_AHEAD`] records ahead: the disk then reads them in parallel,
+    /// before the walk gets there. A wrong prediction costs a wasted read,
+    /// never a wrong tree (hints are only hints).
+    pub fn build_with_hints(img: &[u8], will_need: &mut dyn FnMut(usize, usize)) -> Result<Tree> {
         let mut src = open_slice_with(
             img,
             ReadOptions {
@@ -344,6 +368,11 @@ impl Tree {
         let mut n_error = 0usize;
         let mut page_size = 4096u64;
         let mut count = 0u64;
+        // Where the previous event's page contents start when it was a PAGES
+        // record, and how far ahead headers have been announced.
+        let mut prev_pages: Option<usize> = None;
+        let mut hinted = 0usize;
+        let mut hint_stride = 0usize;
         loop {
             count += 1;
             let at = format!("event {count} (after image offset {})", src.offset());
@@ -357,6 +386,33 @@ impl Tree {
                     .map(|s| (s.dir, s.name.clone()))
                     .ok_or_else(|| Error(format!("image {at}: task state before any task")))
             };
+            // Where this PAGES record's contents start in the image: the
+            // distance between two consecutive ones is the record stride.
+            let data_at = match &ev {
+                Event::Pages(p) => offset_in(img, &p.data),
+                _ => None,
+            };
+            match (data_at, prev_pages) {
+                (Some(cur), Some(prev)) if prev < cur => {
+                    let stride = cur - prev;
+                    if stride != hint_stride {
+                        // a new run of records: earlier predictions do not apply
+                        hint_stride = stride;
+                        hinted = 0;
+                    }
+                    let until = cur.saturating_add(stride.saturating_mul(HINT_AHEAD as usize));
+                    let mut at = hinted.max(cur).saturating_add(stride);
+                    while at <= until && at < img.len() {
+                        // the header and address runs sit just before the contents
+                        let from = at.saturating_sub(HINT_LEN).max(cur);
+                        will_need(from, at - from);
+                        at = at.saturating_add(stride);
+                    }
+                    hinted = hinted.max(until);
+                }
+                _ => hint_stride = 0,
+            }
+            prev_pages = data_at;
             match ev {
                 Event::Header(h) => {
                     page_size = h.page_size as u64;
