@@ -14,18 +14,19 @@ pub fn progs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-capture-progs")
 }
 
-/// Compile every `fixtures/progs/*.c` (once per test binary).
+/// The fixtures these tests use (`fixtures/progs/NAME.c`).
+pub const PROGS: &[&str] = &[
+    "counter", "threads", "files", "tree", "sock", "churn", "signals",
+];
+
+/// Compile the [`PROGS`] fixtures (once per test binary).
 pub fn build_progs() {
     BUILD.call_once(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/progs");
         let out = progs_dir();
         std::fs::create_dir_all(&out).unwrap();
-        for e in std::fs::read_dir(&src).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().and_then(|x| x.to_str()) != Some("c") {
-                continue;
-            }
-            let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
+        for stem in PROGS {
+            let p = src.join(format!("{stem}.c"));
             let tmp = out.join(format!("{stem}.tmp{}", std::process::id()));
             let st = Command::new("cc")
                 .args(["-O1", "-g", "-Wall", "-pthread", "-o"])
@@ -34,7 +35,7 @@ pub fn build_progs() {
                 .status()
                 .expect("cc");
             assert!(st.success(), "cc {}", p.display());
-            std::fs::rename(&tmp, out.join(&stem)).unwrap();
+            std::fs::rename(&tmp, out.join(stem)).unwrap();
         }
     });
 }
