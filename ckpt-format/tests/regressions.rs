@@ -58,3 +58,44 @@ fn fuzz_regressions_replay() {
     }
     assert!(seen >= 1, "no regression inputs found in {}", dir.display());
 }
+
+/// Inputs named `convert-*.bin` also replay the `convert` fuzz target's
+/// promise: what converts to native-1 converts to every other revision and
+/// back byte-identically, or is refused with a list of what would be lost.
+#[test]
+fn fuzz_convert_regressions_replay() {
+    use ckpt_format::convert::{convert_slice, ConvertOptions, TargetKernel};
+    fn conv(b: &[u8], to: Revision) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let opts = ConvertOptions {
+            to,
+            lossy: false,
+            target_kernel: TargetKernel::Keep,
+        };
+        convert_slice(b, &mut out, &opts).map(|_| out)
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/fuzz");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.starts_with("convert-") && name.ends_with(".bin")) {
+            continue;
+        }
+        seen += 1;
+        let data = std::fs::read(&p).unwrap();
+        let Ok(n1) = conv(&data, Revision::Native1) else {
+            continue;
+        };
+        for rev in [Revision::CrV5, Revision::CkptV21] {
+            match conv(&n1, rev) {
+                Ok(img) => assert_eq!(conv(&img, Revision::Native1).unwrap(), n1, "{name}: {rev}"),
+                Err(e) => assert!(
+                    matches!(&e.kind, ErrorKind::Unrepresentable { items } if !items.is_empty()),
+                    "{name}: strict conversion to {rev} failed without a refusal list: {e}"
+                ),
+            }
+        }
+    }
+    assert!(seen >= 1);
+}

@@ -38,6 +38,8 @@ pub struct Encoder<W: Write> {
     thread_written: bool,
     mm: Option<Mm>,
     mm_open: bool,
+    /// Between a Vma and its VmaEnd: unknown and error records there stay inside the mm.
+    vma_open: bool,
     mm_ref: u32,
     mm_index: usize,
     vmas: u32,
@@ -75,6 +77,7 @@ impl<W: Write> Encoder<W> {
             thread_written: false,
             mm: None,
             mm_open: false,
+            vma_open: false,
             mm_ref: 0,
             mm_index: 0,
             vmas: 0,
@@ -845,7 +848,12 @@ impl<W: Write> EventSink for Encoder<W> {
         let mm_part = matches!(
             ev,
             Event::Vma(_) | Event::Pages(_) | Event::ZeroPages(_) | Event::VmaEnd
-        );
+        ) || (self.vma_open && matches!(ev, Event::Unknown(_) | Event::Error(_)));
+        match ev {
+            Event::Vma(_) => self.vma_open = true,
+            Event::VmaEnd => self.vma_open = false,
+            _ => {}
+        }
         if self.mm_open && !mm_part {
             if let Event::Unknown(u) = ev {
                 if u.revision == Revision::CkptV21 && u.type_code == code("MM_CONTEXT") {
