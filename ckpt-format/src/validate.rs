@@ -1,4 +1,5 @@
-//! Rules of the model that hold for every revision: the event grammar,
+//! Rules of the model that hold for every revision: the event grammar
+//! (a task's mm before its VMAs, at most one mm per task),
 //! objrefs defined once and before use, VMAs sorted and disjoint, pages
 //! aligned, ascending and inside their VMA, terminators.
 //!
@@ -142,6 +143,9 @@ impl Checker {
                 self.mm_seen = true;
             }
             Event::Vma(v) => {
+                if !self.mm_seen {
+                    return Err(unexpected(offset, kind, "the task's mm before its VMAs"));
+                }
                 let ps = self.page_size as u64;
                 if v.start % ps != 0 || v.end % ps != 0 || v.end <= v.start {
                     return Err(Error::new(

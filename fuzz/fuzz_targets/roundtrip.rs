@@ -101,6 +101,9 @@ fn build(d: &Desc) -> ImageBuilder {
                 extras: Extras::new(),
             }));
         }
+        if t.mm.is_none() && !t.vmas.is_empty() {
+            b.push(Event::Mm(Mm::default()));
+        }
         if let Some((brk, stack, auxv, exe)) = &t.mm {
             b.push(Event::Mm(Mm {
                 brk: *brk,
