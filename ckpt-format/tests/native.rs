@@ -726,6 +726,7 @@ fn addresses_are_stored_as_runs_and_read_back_as_lists() {
         pid: 5,
         ..Task::default()
     }));
+    b.push(Event::Mm(Mm::default()));
     let pages: Vec<(u64, Vec<u8>)> = [0u64, 1, 2, 5, 6, 9]
         .iter()
         .map(|&i| (0x1000_0000 + i * 4096, vec![i as u8 + 1; 4096]))
@@ -751,7 +752,7 @@ fn addresses_are_stored_as_runs_and_read_back_as_lists() {
     assert_eq!(u32::from_le_bytes(p.payload[4..8].try_into().unwrap()), 3);
     let (evs, err) = slice_events(&bytes);
     assert_eq!(err, None);
-    let Event::Pages(got) = &evs[3] else { panic!() };
+    let Event::Pages(got) = &evs[4] else { panic!() };
     let want: Vec<u64> = pages.iter().map(|p| p.0).collect();
     assert_eq!(got.addrs.iter().collect::<Vec<_>>(), want);
     assert_eq!(got.addrs.get(3), Some(0x1000_5000));
