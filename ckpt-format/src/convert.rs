@@ -45,6 +45,8 @@ pub struct Plan {
     /// Object ids the model uses (files, pipes); an encoder numbering objects
     /// of its own picks the lowest ids not in this set, as a kernel would.
     pub ids: std::collections::BTreeSet<u32>,
+    /// Thread ids of each task, in the order of its Thread events.
+    pub threads: Vec<Vec<i32>>,
 }
 
 impl Plan {
@@ -56,6 +58,7 @@ impl Plan {
                 t.extras = Extras::new();
                 self.tasks.push(t);
                 self.nfds.push(0);
+                self.threads.push(Vec::new());
             }
             Event::File(f) => {
                 self.ids.insert(f.id);
@@ -77,9 +80,14 @@ impl Plan {
                     *c = c.saturating_add(1);
                 }
             }
-            Event::Thread(t) if self.first_fpu.is_none() => {
-                if let Some(f) = &t.fpu {
-                    self.first_fpu = Some((f.kind, f.data.len()));
+            Event::Thread(t) => {
+                if let Some(v) = self.threads.last_mut() {
+                    v.push(t.tid);
+                }
+                if self.first_fpu.is_none() {
+                    if let Some(f) = &t.fpu {
+                        self.first_fpu = Some((f.kind, f.data.len()));
+                    }
                 }
             }
             _ => {}
@@ -453,16 +461,18 @@ pub fn convert_slice(
     opts: &ConvertOptions,
 ) -> Result<ConvertReport> {
     let from = crate::detect::detect(input)?.revision()?;
+    let open = |o: ReadOptions| -> Result<Box<dyn EventSource + '_>> {
+        match from {
+            // v21 needs a first pass for the threads (see v21::scan_threads).
+            Revision::CkptV21 => v21::open_slice(input, o),
+            _ => decoder(from, SliceInput::new(input), o),
+        }
+    };
     if opts.to == Revision::Native1 {
-        let mut src = decoder(from, SliceInput::new(input), ReadOptions::default())?;
+        let mut src = open(ReadOptions::default())?;
         return one_pass(from, &mut *src, out, opts);
     }
-    two_pass(
-        from,
-        |o| decoder(from, SliceInput::new(input), o),
-        out,
-        opts,
-    )
+    two_pass(from, open, out, opts)
 }
 
 /// Convert the image read from `input` (a file or a pipe) and write it to `out`.
@@ -474,7 +484,9 @@ pub fn convert(
     opts: &ConvertOptions,
 ) -> Result<ConvertReport> {
     let (from, prefix) = crate::sniff(&mut input)?;
-    if opts.to == Revision::Native1 {
+    // A v21 input is read twice (threads first), so it is spooled like the
+    // input of a legacy target.
+    if opts.to == Revision::Native1 && from != Revision::CkptV21 {
         let src = StreamInput::with_prefix(&prefix, input);
         let mut src = decoder(from, src, ReadOptions::default())?;
         return one_pass(from, &mut *src, out, opts);
@@ -502,13 +514,18 @@ pub fn convert_seekable<R: Read + Seek>(
         crate::sniff(&mut *r)?.0
     };
     let open = |o: ReadOptions| -> Result<Box<dyn EventSource + '_>> {
-        input.borrow_mut().rewind().map_err(|e| Error::io(0, &e))?;
-        let rd = RefReader(&input);
-        decoder(
-            from,
-            StreamInput::new(io::BufReader::with_capacity(1 << 16, rd)),
-            o,
-        )
+        let reader = || -> Result<_> {
+            input.borrow_mut().rewind().map_err(|e| Error::io(0, &e))?;
+            Ok(StreamInput::new(io::BufReader::with_capacity(
+                1 << 16,
+                RefReader(&input),
+            )))
+        };
+        if from == Revision::CkptV21 {
+            let table = v21::scan_threads(reader()?)?;
+            return v21::open_stream_with_threads(reader()?, o, table);
+        }
+        decoder(from, reader()?, o)
     };
     if opts.to == Revision::Native1 {
         let mut src = open(ReadOptions::default())?;

@@ -273,10 +273,16 @@ fn crv5_expected() -> Vec<Event<'static>> {
 }
 
 fn v21_expected() -> Vec<Event<'static>> {
-    let mut task_ex = Extras::new();
-    task_ex.set_u64("robust_futex_head_len", 24);
-    task_ex.set_u64("robust_futex_list", 0x7f00_0000_1a20);
-    task_ex.set_u64("clear_child_tid", 0x7f00_0000_19d0);
+    // The per-thread TASK fields travel on the Thread (capture's keys); the
+    // disabled sigaltstack is implied next to clear_child_tid.
+    let task_ex = Extras::new();
+    let mut thread_ex = Extras::new();
+    thread_ex.set_u64("robust_list_len", 24);
+    thread_ex.set_u64("robust_list_head", 0x7f00_0000_1a20);
+    thread_ex.set_u64("clear_child_tid", 0x7f00_0000_19d0);
+    thread_ex.set_u64("sigaltstack_sp", 0);
+    thread_ex.set_u64("sigaltstack_flags", 2);
+    thread_ex.set_u64("sigaltstack_size", 0);
     let mut r = file(3, FileKind::Pipe, b"", 0, 0x1d, 0);
     r.pipe = Some(4);
     let mut w = file(5, FileKind::Pipe, b"", 1, 0x1e, 0);
@@ -331,7 +337,7 @@ fn v21_expected() -> Vec<Event<'static>> {
             }),
             tls: Vec::new(),
             sigmask: 0,
-            extras: Extras::new(),
+            extras: thread_ex,
         }),
         Event::Mm(Mm {
             start_code: 0x400000,

@@ -1,6 +1,9 @@
 //! The ckpt-v21 encoder.
 
-use super::{arch_defaults, code, CHUNK_PAGES, CONSTANTS, FILE_EXTRAS, HDR, PAGE};
+use super::{
+    arch_defaults, code, CAP_KEYS, CAP_ZERO_KEYS, CHUNK_PAGES, CONSTANTS, FILE_EXTRAS, HDR, PAGE,
+    SIGALTSTACK_KEYS, TASK_KEYS, THREAD_ONLY_KEYS, THREAD_TASK_FIELDS,
+};
 use crate::convert::Plan;
 use crate::crv5::{Out, ZEROS};
 use crate::error::{Error, ErrorKind, Result};
@@ -10,6 +13,17 @@ use crate::model::*;
 use crate::EventSink;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+
+/// `S_IFMT` and the file types a v21 generic file can say through `f_mode`.
+pub(crate) const S_IFMT: u32 = 0o170000;
+/// `S_IFREG`.
+pub(crate) const S_IFREG: u32 = 0o100000;
+/// `S_IFDIR`.
+pub(crate) const S_IFDIR: u32 = 0o040000;
+/// `S_IFCHR`.
+pub(crate) const S_IFCHR: u32 = 0o020000;
+/// `S_IFIFO`.
+pub(crate) const S_IFIFO: u32 = 0o010000;
 
 /// The ckpt-v21 encoder (x86-64).
 ///
@@ -49,6 +63,24 @@ pub struct Encoder<W: Write> {
     pipes: HashMap<u32, Vec<u8>>,
     pipes_written: HashSet<u32>,
     task_objs: Option<Vec<u8>>,
+    /// The current task, until its TASK record is written (at its first thread).
+    pending: Option<Task>,
+    cur_task: Task,
+    /// Threads after the first, written as tasks of their own at the end of the task.
+    more_threads: Vec<Thread>,
+    /// (sigmask, sigpending key) of the first thread, for its SIGNAL_TASK.
+    leader_sig: (u64, Option<u64>),
+    /// The leader's SIGNAL_TASK / SIGPENDING as Unknown records (a v21 stream
+    /// decoder passes them so), written back in place of the derived ones.
+    sig_override: Vec<(u32, Vec<u8>)>,
+    creds_done: bool,
+    cred_ref: u32,
+    userns_ref: u32,
+    users: HashMap<u32, u32>,
+    cred_cache: HashMap<Vec<u8>, u32>,
+    fs_ref: u32,
+    sighand_ref: u32,
+    signal_ref: u32,
     zero_pages: u64,
     finished: bool,
     checker: crate::validate::Checker,
@@ -87,6 +119,19 @@ impl<W: Write> Encoder<W> {
             pipes: HashMap::new(),
             pipes_written: HashSet::new(),
             task_objs: None,
+            pending: None,
+            cur_task: Task::default(),
+            more_threads: Vec::new(),
+            leader_sig: (0, None),
+            sig_override: Vec::new(),
+            creds_done: false,
+            cred_ref: 0,
+            userns_ref: 0,
+            users: HashMap::new(),
+            cred_cache: HashMap::new(),
+            fs_ref: 0,
+            sighand_ref: 0,
+            signal_ref: 0,
             zero_pages: 0,
             finished: false,
             checker: crate::validate::Checker::new(),
@@ -268,11 +313,24 @@ impl<W: Write> Encoder<W> {
 
     fn tree(&mut self) -> Result<()> {
         self.tree_written = true;
-        let tasks = self
-            .plan
-            .as_ref()
-            .map(|p| p.tasks.clone())
-            .unwrap_or_default();
+        let mut tasks = Vec::new();
+        if let Some(p) = &self.plan {
+            for (i, t) in p.tasks.iter().enumerate() {
+                tasks.push(t.clone());
+                // Threads after the first are tasks of their own, right after
+                // their leader (docs/CONVERT.md "Threads in ckpt-v21").
+                for &tid in p
+                    .threads
+                    .get(i)
+                    .map_or(&[][..], |v| v.get(1..).unwrap_or(&[]))
+                {
+                    tasks.push(Task {
+                        pid: tid,
+                        ..t.clone()
+                    });
+                }
+            }
+        }
         let st = T.st("TREE");
         let mut b = st.zeroed();
         st.put(&mut b, "nr_tasks", tasks.len() as u64);
@@ -309,6 +367,25 @@ impl<W: Write> Encoder<W> {
                 ));
             }
         }
+        if let Some(p) = &self.plan {
+            let idx = self.tasks;
+            let threaded = p.threads.get(idx).is_some_and(|v| v.len() > 1);
+            let parent_of_others = p.tasks.iter().any(|x| x.ppid == t.pid && x.pid != t.pid);
+            if threaded && parent_of_others {
+                let what = format!(
+                    "task {} ({}): threads together with child tasks (a v21 kernel lists the children before the next thread; ckpt writes threads right after their leader)",
+                    t.pid,
+                    String::from_utf8_lossy(&t.comm)
+                );
+                if !self.lossy {
+                    return Err(Error::new(
+                        self.out.pos,
+                        ErrorKind::Unrepresentable { items: vec![what] },
+                    ));
+                }
+                self.items.push(what);
+            }
+        }
         self.tasks += 1;
         self.in_task = true;
         self.pid = t.pid;
@@ -319,63 +396,214 @@ impl<W: Write> Encoder<W> {
         self.mm_ref = 0;
         self.table_ref = 0;
         self.task_objs = None;
-        if t.creds != Creds::default() {
-            self.item("credentials (no CRED records written)".into())?;
+        self.more_threads.clear();
+        self.leader_sig = (0, None);
+        self.sig_override.clear();
+        self.creds_done = false;
+        self.cred_ref = 0;
+        self.fs_ref = 0;
+        self.sighand_ref = 0;
+        self.signal_ref = 0;
+        let mut placed: Vec<&str> = TASK_KEYS.to_vec();
+        placed.extend(CAP_KEYS.iter().map(|(k, _)| *k));
+        placed.extend(CAP_ZERO_KEYS);
+        self.extras("task", &t.extras, &placed)?;
+        let caps = CAP_KEYS.iter().any(|(k, _)| t.extras.u64(k).is_some());
+        for k in CAP_ZERO_KEYS {
+            match t.extras.u64(k) {
+                None => {}
+                Some(0) if caps => {}
+                Some(v) => self.item(format!(
+                    "`{k}` = {v} (ckpt-v21 has no such field; only 0, next to the capability sets, is implied)"
+                ))?,
+            }
         }
-        const TASK_EXTRAS: [&str; 7] = [
-            "pdeath_signal",
-            "compat_robust_futex_head_len",
-            "compat_robust_futex_list",
-            "robust_futex_head_len",
-            "robust_futex_list",
-            "set_child_tid",
-            "clear_child_tid",
-        ];
-        self.extras("task", &t.extras, &TASK_EXTRAS)?;
+        self.cur_task = t.clone();
+        self.pending = Some(t.clone());
+        Ok(())
+    }
+
+    /// Write the pending TASK record and comm; `lead` is the task's first thread.
+    fn flush_task(&mut self, lead: Option<&Thread>) -> Result<()> {
+        let Some(t) = self.pending.take() else {
+            return Ok(());
+        };
+        let ex = Extras::new();
+        let tx = lead.map_or(&ex, |l| &l.extras);
+        let mut vals = Vec::new();
+        for (task_key, thread_key) in THREAD_TASK_FIELDS {
+            let v = t.extras.u64(task_key).or(tx.u64(thread_key)).unwrap_or(0);
+            vals.push((task_key, v));
+        }
+        vals.push(("pdeath_signal", t.extras.u64("pdeath_signal").unwrap_or(0)));
+        self.task_record(
+            (t.state, t.exit_state, t.exit_code, t.exit_signal),
+            &vals,
+            &t.comm,
+        )
+    }
+
+    fn task_record(
+        &mut self,
+        (state, exit_state, exit_code, exit_signal): (u32, u32, u32, u32),
+        vals: &[(&str, u64)],
+        comm: &[u8],
+    ) -> Result<()> {
         let st = T.st("TASK");
         let mut b = st.zeroed();
-        st.put(&mut b, "state", t.state as u64);
-        st.put(&mut b, "exit_state", t.exit_state as u64);
-        st.put(&mut b, "exit_code", t.exit_code as u64);
-        st.put(&mut b, "exit_signal", t.exit_signal as u64);
-        for n in TASK_EXTRAS {
-            st.put(&mut b, n, t.extras.u64(n).unwrap_or(0));
+        st.put(&mut b, "state", state as u64);
+        st.put(&mut b, "exit_state", exit_state as u64);
+        st.put(&mut b, "exit_code", exit_code as u64);
+        st.put(&mut b, "exit_signal", exit_signal as u64);
+        for (n, v) in vals {
+            st.put(&mut b, n, *v);
         }
         self.rec("TASK", b)?;
         let len = self.consts["task_comm_len"] as usize;
-        if t.comm.len() > len {
-            self.item(format!("comm of {} bytes cut to {len}", t.comm.len()))?;
+        if comm.len() > len {
+            self.item(format!("comm of {} bytes cut to {len}", comm.len()))?;
         }
         let mut c = vec![0u8; len];
-        let k = t.comm.len().min(len);
-        c[..k].copy_from_slice(&t.comm[..k]);
+        let k = comm.len().min(len);
+        c[..k].copy_from_slice(&comm[..k]);
         self.raw(code("STRING"), &c)
     }
 
-    fn thread(&mut self, t: &Thread) -> Result<()> {
-        if self.thread_written {
-            return self.item(format!(
-                "a second thread {} (one thread per task): dropped",
-                t.tid
-            ));
+    /// Cred objects (USER_NS, USER, GROUPINFO, CRED, each once) and TASK_CREDS,
+    /// when the task has credentials or capability sets to carry.
+    fn creds(&mut self) -> Result<()> {
+        if self.creds_done || self.zombie {
+            return Ok(());
         }
-        if self.mm.is_some() {
-            return self.item(format!("thread {} after the mm: dropped", t.tid));
+        self.creds_done = true;
+        let t = self.cur_task.clone();
+        let caps = CAP_KEYS.iter().any(|(k, _)| t.extras.u64(k).is_some());
+        if t.creds == Creds::default() && !caps {
+            return Ok(());
         }
-        self.thread_written = true;
+        let c = &t.creds;
+        let st = T.st("CRED");
+        let mut b = st.zeroed();
+        // Model order: real, effective, saved, fs; v21: uid, suid, euid, fsuid.
+        for (n, v) in [
+            ("uid", c.uid[0]),
+            ("euid", c.uid[1]),
+            ("suid", c.uid[2]),
+            ("fsuid", c.uid[3]),
+            ("gid", c.gid[0]),
+            ("egid", c.gid[1]),
+            ("sgid", c.gid[2]),
+            ("fsgid", c.gid[3]),
+        ] {
+            st.put(&mut b, n, v as u64);
+        }
+        for (k, f) in CAP_KEYS {
+            st.put(&mut b, f, t.extras.u64(k).unwrap_or(0));
+        }
+        let mut key = b.clone();
+        for g in &c.groups {
+            key.extend_from_slice(&g.to_le_bytes());
+        }
+        if let Some(&r) = self.cred_cache.get(&key) {
+            self.cred_ref = r;
+        } else {
+            if self.userns_ref == 0 {
+                self.userns_ref = self.internal();
+                self.objref("USER_NS", self.userns_ref)?;
+                let us = T.st("USER_NS");
+                let u = us.zeroed();
+                self.rec("USER_NS", u)?;
+            }
+            let uid = c.uid[0];
+            let user = match self.users.get(&uid) {
+                Some(&r) => r,
+                None => {
+                    let r = self.internal();
+                    self.objref("USER", r)?;
+                    let us = T.st("USER");
+                    let mut u = us.zeroed();
+                    us.put(&mut u, "uid", uid as u64);
+                    us.put(&mut u, "userns_ref", self.userns_ref as u64);
+                    self.rec("USER", u)?;
+                    self.users.insert(uid, r);
+                    r
+                }
+            };
+            let gr = self.internal();
+            self.objref("GROUPINFO", gr)?;
+            let gs = T.st("GROUPINFO");
+            let mut g = gs.zeroed();
+            g.truncate(12);
+            gs.put(&mut g, "ngroups", c.groups.len() as u64);
+            for x in &c.groups {
+                g.extend_from_slice(&x.to_le_bytes());
+            }
+            g.extend_from_slice(&[0; 4]);
+            self.rec("GROUPINFO", g)?;
+            let r = self.internal();
+            st.put(&mut b, "user_ref", user as u64);
+            st.put(&mut b, "groupinfo_ref", gr as u64);
+            self.objref("CRED", r)?;
+            self.rec("CRED", b)?;
+            self.cred_cache.insert(key, r);
+            self.cred_ref = r;
+        }
+        self.task_creds()
+    }
+
+    fn task_creds(&mut self) -> Result<()> {
+        if self.cred_ref == 0 {
+            return Ok(());
+        }
+        let st = T.st("TASK_CREDS");
+        let mut b = st.zeroed();
+        st.put(&mut b, "cred_ref", self.cred_ref as u64);
+        st.put(&mut b, "ecred_ref", self.cred_ref as u64);
+        self.rec("TASK_CREDS", b)
+    }
+
+    /// Everything a task section needs before its objects: TASK (if still
+    /// pending) and the credentials.
+    fn before_objects(&mut self) -> Result<()> {
+        if !self.in_task {
+            return Ok(());
+        }
+        self.flush_task(None)?;
+        self.creds()
+    }
+
+    /// THREAD, CPU and CPU_FPU of one thread.
+    fn thread_records(&mut self, t: &Thread) -> Result<()> {
         let mut placed = vec!["thread_info_flags", "gdt_entry_tls_entries", "used_math"];
         let syms: Vec<String> = L::CPU_SEGS
             .iter()
             .map(|(n, _)| format!("{n}_sym"))
             .collect();
         placed.extend(syms.iter().map(|s| s.as_str()));
-        self.extras("thread", &t.extras, &placed)?;
-        if t.tid != self.pid {
-            self.item(format!("thread id {} differs from the pid", t.tid))?;
+        placed.extend(THREAD_TASK_FIELDS.iter().map(|(_, k)| *k));
+        placed.extend(THREAD_ONLY_KEYS);
+        placed.extend(SIGALTSTACK_KEYS.iter().map(|(k, _)| *k));
+        self.extras(&format!("thread {}", t.tid), &t.extras, &placed)?;
+        let alt: Vec<(&str, Option<u64>, u64)> = SIGALTSTACK_KEYS
+            .iter()
+            .map(|(k, d)| (*k, t.extras.u64(k), *d))
+            .collect();
+        let implied = t.extras.u64("clear_child_tid").is_some();
+        for (k, v, d) in alt {
+            match v {
+                Some(v) if v == d && implied => {}
+                None if !implied => {}
+                Some(v) => self.item(format!(
+                    "thread {}: `{k}` = {v:#x} (ckpt-v21 has no sigaltstack; only the disabled stack is implied, next to `clear_child_tid`)",
+                    t.tid
+                ))?,
+                None => self.item(format!(
+                    "thread {}: `clear_child_tid` without `{k}` (ckpt-v21 implies the disabled sigaltstack keys next to it)",
+                    t.tid
+                ))?,
+            }
         }
-        if t.sigmask != 0 {
-            self.item(format!("blocked signal mask {:#x}", t.sigmask))?;
-        }
+
         // TLS: three GDT descriptors, from 16-byte user_desc entries.
         let mut tls = [0u8; 24];
         if !t.tls.is_empty() {
@@ -470,6 +698,124 @@ impl<W: Write> Encoder<W> {
             self.raw(code("CPU_FPU"), &d)?;
         }
         Ok(())
+    }
+
+    fn thread(&mut self, t: &Thread) -> Result<()> {
+        if !self.in_task {
+            return Err(Error::invalid(
+                self.out.pos,
+                "a thread outside a task",
+                "a Task event first",
+            ));
+        }
+        if self.pending.is_none() && !self.thread_written && t.tid == self.pid {
+            return self.item(format!(
+                "thread {} after the task's other records: dropped",
+                t.tid
+            ));
+        }
+        if self.thread_written || t.tid != self.pid {
+            if self.zombie {
+                return self.item(format!("thread {} of a zombie: dropped", t.tid));
+            }
+            self.more_threads.push(t.clone());
+            return Ok(());
+        }
+        self.thread_written = true;
+        self.flush_task(Some(t))?;
+        self.leader_sig = (t.sigmask, t.extras.u64("sigpending"));
+        self.thread_records(t)?;
+        self.creds()
+    }
+
+    /// SIGNAL_TASK (and the private SIGPENDING when `sigpending` is known).
+    fn signal_task(&mut self, (mask, pending): (u64, Option<u64>)) -> Result<()> {
+        let st = T.st("SIGNAL_TASK");
+        let mut b = st.zeroed();
+        st.put(&mut b, "blocked", mask);
+        self.rec("SIGNAL_TASK", b)?;
+        if let Some(p) = pending {
+            let sp = T.st("SIGPENDING");
+            let mut b = sp.zeroed();
+            sp.put(&mut b, "signal", p);
+            self.rec("SIGPENDING", b)?;
+        }
+        Ok(())
+    }
+
+    fn fs(&mut self, f: &Fs) -> Result<()> {
+        self.before_objects()?;
+        if self.fs_ref != 0 {
+            return self.item("a second fs context: dropped".into());
+        }
+        if f.umask != 0 {
+            self.item(format!(
+                "fs umask {:#o} (v21 ckpt_hdr_fs has no umask; v23 added it)",
+                f.umask
+            ))?;
+        }
+        self.fs_ref = self.internal();
+        self.objref("FS", self.fs_ref)?;
+        let st = T.st("FS");
+        self.rec("FS", st.zeroed())?;
+        for p in [&f.root, &f.cwd] {
+            let mut n = p.clone();
+            n.push(0);
+            self.raw(code("FILE_NAME"), &n)?;
+        }
+        Ok(())
+    }
+
+    fn sigactions(&mut self, a: &[SigAction]) -> Result<()> {
+        self.before_objects()?;
+        if self.sighand_ref != 0 {
+            return self.item("a second set of signal dispositions: dropped".into());
+        }
+        let n = self.consts["signal_nsig"] as usize;
+        if a.len() != n {
+            self.item(format!(
+                "{} signal dispositions (ckpt_hdr_sighand holds signal_nsig = {n})",
+                a.len()
+            ))?;
+        }
+        self.sighand_ref = self.internal();
+        self.objref("SIGHAND", self.sighand_ref)?;
+        let e = T.st("SIGACTION");
+        let mut b = T.st("SIGHAND").zeroed();
+        for i in 0..n {
+            let s = a.get(i).copied().unwrap_or_default();
+            let mut x = e.zeroed();
+            e.put(&mut x, "_sa_handler", s.handler);
+            e.put(&mut x, "sa_flags", s.flags);
+            e.put(&mut x, "sa_restorer", s.restorer);
+            e.put(&mut x, "sa_mask", s.mask);
+            b.extend_from_slice(&x);
+        }
+        self.rec("SIGHAND", b)
+    }
+
+    fn rlimits(&mut self, r: &[Rlimit]) -> Result<()> {
+        self.before_objects()?;
+        if self.signal_ref != 0 {
+            return self.item("a second set of resource limits: dropped".into());
+        }
+        let n = self.consts["rlimit_nlimits"] as usize;
+        if r.len() != n || n != 16 {
+            self.item(format!(
+                "{} resource limits (ckpt_hdr_signal holds 16)",
+                r.len()
+            ))?;
+        }
+        self.signal_ref = self.internal();
+        self.objref("SIGNAL", self.signal_ref)?;
+        let st = T.st("SIGNAL");
+        let mut b = st.zeroed();
+        for (i, l) in r.iter().take(16).enumerate() {
+            let o = 8 + i * 16;
+            b[o..o + 8].copy_from_slice(&l.cur.to_le_bytes());
+            b[o + 8..o + 16].copy_from_slice(&l.max.to_le_bytes());
+        }
+        self.rec("SIGNAL", b)
     }
 
     /// OBJREF FILE FILE_NAME for a mapped file (exe or VMA); returns its objref.
@@ -709,18 +1055,34 @@ impl<W: Write> Encoder<W> {
         Ok(())
     }
 
+    /// A zero run as chunks of up to [`L::PGARR_BATCH`] pages (the kernel's
+    /// batch); the decoder gives each all-zero chunk back as one zero run.
     fn zero_pages(&mut self, z: &ZeroRun) -> Result<()> {
-        let per = ZEROS.len() / PAGE as usize;
         let mut left = z.count;
         let mut addr = z.start;
         self.zero_pages += z.count;
         while left > 0 {
-            let k = left.min(per as u64) as usize;
+            let k = left.min(L::PGARR_BATCH as u64) as usize;
             let mut a = Vec::with_capacity(k * 8);
             for i in 0..k as u64 {
                 a.extend_from_slice(&(addr + i * PAGE).to_le_bytes());
             }
-            self.chunk(&a, &ZEROS[..k * PAGE as usize])?;
+            let st = T.st("PGARR");
+            let mut b = st.zeroed();
+            st.put(&mut b, "nr_pages", k as u64);
+            self.rec("PGARR", b)?;
+            let len = HDR + a.len() as u64 + k as u64 * PAGE;
+            let mut h = [0u8; 8];
+            h[..4].copy_from_slice(&code("BUFFER").to_le_bytes());
+            h[4..].copy_from_slice(&(len as u32).to_le_bytes());
+            self.out.put(&h)?;
+            self.out.put(&a)?;
+            let mut data = k * PAGE as usize;
+            while data > 0 {
+                let n = data.min(ZEROS.len());
+                self.out.put(&ZEROS[..n])?;
+                data -= n;
+            }
             left -= k as u64;
             addr += k as u64 * PAGE;
         }
@@ -754,14 +1116,22 @@ impl<W: Write> Encoder<W> {
         }
         self.extras(&format!("file {}", f.id), &f.extras, &FILE_EXTRAS)?;
         self.objref("FILE", f.id)?;
+        // A generic file's kind travels in the S_IFMT bits of f_mode
+        // (File.mode holds st_mode); 0 there reads back as Regular.
+        let fmt = f.mode & S_IFMT;
         let pipe = match (f.kind, f.pipe) {
             (FileKind::Pipe, Some(p)) => Some(p),
-            (FileKind::Regular, None) => None,
-            (k, _) => {
+            (FileKind::Regular, None) if fmt == 0 || fmt == S_IFREG => None,
+            (FileKind::Directory, None) if fmt == S_IFDIR => None,
+            (FileKind::CharDevice, None) if fmt == S_IFCHR => None,
+            (FileKind::Fifo, None) if fmt == S_IFIFO => None,
+            (k, p) => {
                 self.item(format!(
-                    "file {}: kind {} (written as a generic file)",
+                    "file {}: kind {} with mode {:#o}{} (a v21 generic file's kind is read from the S_IFMT bits of f_mode; written as a generic file)",
                     f.id,
-                    k.name()
+                    k.name(),
+                    f.mode,
+                    if p.is_some() { " and a pipe object" } else { "" }
                 ))?;
                 None
             }
@@ -811,6 +1181,7 @@ impl<W: Write> Encoder<W> {
             return Ok(());
         }
         self.close_mm(None)?;
+        self.before_objects()?;
         if !self.zombie {
             self.table()?;
             let st = T.st("TASK_OBJS");
@@ -821,7 +1192,70 @@ impl<W: Write> Encoder<W> {
             b.resize(st.size, 0);
             st.put(&mut b, "files_objref", self.table_ref as u64);
             st.put(&mut b, "mm_objref", self.mm_ref as u64);
-            self.rec("TASK_OBJS", b)?;
+            for (n, r) in [
+                ("fs_objref", self.fs_ref),
+                ("sighand_objref", self.sighand_ref),
+                ("signal_objref", self.signal_ref),
+            ] {
+                if r != 0 {
+                    st.put(&mut b, n, r as u64);
+                }
+            }
+            self.rec("TASK_OBJS", b.clone())?;
+            let signals = !self.sig_override.is_empty()
+                || self.sighand_ref != 0
+                || self.signal_ref != 0
+                || self.leader_sig != (0, None)
+                || self
+                    .more_threads
+                    .iter()
+                    .any(|t| t.sigmask != 0 || t.extras.u64("sigpending").is_some());
+            if !self.sig_override.is_empty() {
+                for (c, p) in std::mem::take(&mut self.sig_override) {
+                    self.raw(c, &p)?;
+                }
+            } else if signals {
+                self.signal_task(self.leader_sig)?;
+            }
+            let threads = std::mem::take(&mut self.more_threads);
+            let lead = self.cur_task.clone();
+            for t in &threads {
+                if t.tid == self.pid {
+                    self.item(format!("a second thread with the task's own id {}", t.tid))?;
+                }
+                let g = |k: &str, d: u64| t.extras.u64(k).unwrap_or(d);
+                let mut vals = Vec::new();
+                for (task_key, thread_key) in THREAD_TASK_FIELDS {
+                    vals.push((task_key, g(thread_key, 0)));
+                }
+                vals.push((
+                    "pdeath_signal",
+                    g(
+                        "pdeath_signal",
+                        lead.extras.u64("pdeath_signal").unwrap_or(0),
+                    ),
+                ));
+                let comm = t
+                    .extras
+                    .bytes("comm")
+                    .map_or(lead.comm.clone(), |c| c.to_vec());
+                self.task_record(
+                    (
+                        g("task_state", lead.state as u64) as u32,
+                        0,
+                        g("exit_code", 0) as u32,
+                        g("exit_signal", u32::MAX as u64) as u32,
+                    ),
+                    &vals,
+                    &comm,
+                )?;
+                self.thread_records(t)?;
+                self.task_creds()?;
+                self.rec("TASK_OBJS", b.clone())?;
+                if signals {
+                    self.signal_task((t.sigmask, t.extras.u64("sigpending")))?;
+                }
+            }
         }
         let lost: Vec<u32> = self.pipes.keys().copied().collect();
         for p in lost {
@@ -862,6 +1296,9 @@ impl<W: Write> EventSink for Encoder<W> {
             }
             self.close_mm(None)?;
         }
+        if !matches!(ev, Event::Thread(_) | Event::Task(_) | Event::Pipe(_)) {
+            self.before_objects()?;
+        }
         match ev {
             Event::Header(h) => self.header(h),
             Event::Task(t) => self.task(t),
@@ -875,9 +1312,9 @@ impl<W: Write> EventSink for Encoder<W> {
                 let b = st.zeroed();
                 self.rec("PGARR", b)
             }
-            Event::Fs(_) => self.item("fs context (cwd, root, umask)".into()),
-            Event::SigActions(_) => self.item("signal dispositions".into()),
-            Event::Rlimits(_) => self.item("resource limits".into()),
+            Event::Fs(f) => self.fs(f),
+            Event::SigActions(a) => self.sigactions(a),
+            Event::Rlimits(r) => self.rlimits(r),
             Event::Pipe(p) => {
                 self.pipes.insert(p.id, p.data.to_vec());
                 Ok(())
@@ -906,6 +1343,12 @@ impl<W: Write> EventSink for Encoder<W> {
                         "unknown {} record type {}",
                         u.revision, u.type_code
                     ));
+                }
+                if (u.type_code == code("SIGNAL_TASK") || u.type_code == code("SIGPENDING"))
+                    && self.in_task
+                {
+                    self.sig_override.push((u.type_code, u.payload.to_vec()));
+                    return Ok(());
                 }
                 if u.type_code == code("TASK_OBJS") && self.in_task {
                     let mut b = vec![0u8; 8];

@@ -6,16 +6,22 @@
 //!           other* TREE BUFFER(ckpt_pids[nr_tasks]) task* TAIL
 //! task   := TASK STRING(comm)                              (zombies stop here)
 //!           THREAD(+TLS) CPU [CPU_FPU]
+//!           [cred objects TASK_CREDS]
 //!           [OBJREF FILE FILE_NAME] OBJREF(MM) MM BUFFER(auxv)
 //!              ( [OBJREF FILE FILE_NAME] VMA chunk* PGARR(0) )* MM_CONTEXT MM_CONTEXT_LDT
+//!           [OBJREF(FS) FS FILE_NAME FILE_NAME] [OBJREF(SIGHAND) SIGHAND] [OBJREF(SIGNAL) SIGNAL]
 //!           OBJREF(FILE_TABLE) FILE_TABLE ( [OBJREF FILE (FILE_NAME | PIPE_BUF)] FILE_DESC )*
-//!           TASK_OBJS
+//!           TASK_OBJS [SIGNAL_TASK [SIGPENDING]]
+//!           thread*                    (each further thread of the task, a v21 task of its own)
+//! thread := TASK STRING THREAD CPU [CPU_FPU] [TASK_CREDS] TASK_OBJS [SIGNAL_TASK [SIGPENDING]]
 //! chunk  := PGARR(n) BUFFER(n x u64 vaddrs, n x 4096 pages)
 //! ```
 //!
-//! ERROR records (+ STRING) may appear anywhere; records this codec does not
-//! model (CONTAINER, LSM, creds, signals, namespaces, ...) become
-//! [`Event::Unknown`] and are written back verbatim. Layouts and codes come
+//! Objects may come in any order before the record naming them. ERROR
+//! records (+ STRING) may appear anywhere; records this codec does not model
+//! (CONTAINER, LSM, namespaces, itimers, ...) become [`Event::Unknown`] and
+//! are written back verbatim. See docs/CONVERT.md "ckpt-v21: threads,
+//! credentials, fs and signals". Layouts and codes come
 //! from [`crate::layout::v21`]; [`Framer`] is the one framing function.
 
 use crate::convert::Plan;
@@ -217,7 +223,41 @@ struct Inner<I> {
     files: HashMap<i32, FileObj>,
     pipes: HashSet<i32>,
     last_offset: u64,
+    /// The leader's Task, held until its TASK_CREDS (or the first other record).
+    pending_task: Option<Task>,
+    /// The current v21 task's thread, held until its section ends (SIGNAL_TASK
+    /// and SIGPENDING come after the task's objects).
+    cur_thread: Option<Thread>,
+    /// TASK fields of the current v21 task, for its Thread.
+    task_fields: Vec<(&'static str, u64)>,
+    /// True while the current v21 task is a thread of the leader before it.
+    in_thread_task: bool,
+    /// The last record was SIGNAL_TASK (a SIGPENDING after it is the thread's).
+    after_signal_task: bool,
+    /// The leader's Task as emitted (thread-task defaults).
+    leader: Task,
+    leader_cred: i32,
+    /// Threads of every task, from a first pass ([`scan_threads`]): emitted right
+    /// after their Task, and the thread records are then only checked.
+    table: Option<VecDeque<Vec<Thread>>>,
+    held_objref: Option<(Hdr, Vec<u8>)>,
+    /// First-pass mode: every thread, the leader's too, is held to the end of
+    /// its section so that its signal state is complete.
+    hold_leader: bool,
+    /// Stream mode: the leader's Thread went out at its THREAD record, so its
+    /// SIGNAL_TASK and SIGPENDING pass as Unknown records.
+    leader_out: bool,
+    user_ns: HashSet<i32>,
+    users: HashMap<i32, u32>,
+    groupinfos: HashMap<i32, Vec<u32>>,
+    creds: HashMap<i32, (Creds, Extras)>,
+    fs_ref: i32,
+    sighand_ref: i32,
+    signal_ref: i32,
 }
+
+/// Threads of each task of an image, in order, as a first pass finds them.
+pub type ThreadTable = Vec<Vec<Thread>>;
 
 /// The ckpt-v21 decoder, generic over the input.
 pub struct Decoder<I> {
@@ -249,11 +289,63 @@ impl<I: Input> Decoder<I> {
                 files: HashMap::new(),
                 pipes: HashSet::new(),
                 last_offset: 0,
+                pending_task: None,
+                cur_thread: None,
+                task_fields: Vec::new(),
+                in_thread_task: false,
+                after_signal_task: false,
+                leader: Task::default(),
+                leader_cred: 0,
+                table: None,
+                held_objref: None,
+                hold_leader: false,
+                leader_out: false,
+                user_ns: HashSet::new(),
+                users: HashMap::new(),
+                groupinfos: HashMap::new(),
+                creds: HashMap::new(),
+                fs_ref: 0,
+                sighand_ref: 0,
+                signal_ref: 0,
             },
             checker: crate::validate::Checker::new(),
             failed: false,
         }
     }
+
+    /// Decode `inp` with the threads a first pass found ([`scan_threads`]):
+    /// every Thread then follows its Task, as capture writes them.
+    pub fn with_threads(inp: I, opts: ReadOptions, table: ThreadTable) -> Self {
+        let mut d = Decoder::new(inp, opts);
+        d.inner.table = Some(table.into());
+        d
+    }
+}
+
+/// First pass: the threads of every task, in order (a v21 image keeps a
+/// thread's signal mask after the task's memory, and each thread after the
+/// first in a task section of its own).
+pub fn scan_threads<I: Input>(inp: I) -> Result<ThreadTable> {
+    let mut src = Decoder::new(
+        inp,
+        ReadOptions {
+            check_page_data: false,
+        },
+    );
+    src.inner.hold_leader = true;
+    let mut t: ThreadTable = Vec::new();
+    while let Some(ev) = src.next_event()? {
+        match ev {
+            Event::Task(_) => t.push(Vec::new()),
+            Event::Thread(th) => {
+                if let Some(v) = t.last_mut() {
+                    v.push(th);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(t)
 }
 
 impl<I: Input> EventSource for Decoder<I> {
@@ -301,6 +393,56 @@ fn unknown(h: &Hdr, p: &[u8]) -> Event<'static> {
         payload: Cow::Owned(p.to_vec()),
     })
 }
+
+/// Per-thread fields of `ckpt_hdr_task`: (v21 field, [`Thread`] extra key).
+/// Every thread is a v21 task of its own, so these are per thread.
+pub(crate) const THREAD_TASK_FIELDS: [(&str, &str); 6] = [
+    ("robust_futex_list", "robust_list_head"),
+    ("robust_futex_head_len", "robust_list_len"),
+    ("clear_child_tid", "clear_child_tid"),
+    ("set_child_tid", "set_child_tid"),
+    ("compat_robust_futex_list", "compat_robust_futex_list"),
+    (
+        "compat_robust_futex_head_len",
+        "compat_robust_futex_head_len",
+    ),
+];
+/// Task extras the encoder places: `pdeath_signal`, and the per-thread
+/// TASK fields under their v21 names (older models kept them on the task).
+pub(crate) const TASK_KEYS: [&str; 7] = [
+    "pdeath_signal",
+    "robust_futex_list",
+    "robust_futex_head_len",
+    "clear_child_tid",
+    "set_child_tid",
+    "compat_robust_futex_list",
+    "compat_robust_futex_head_len",
+];
+/// Capability sets (capture keys) and their `ckpt_capabilities` fields in CRED.
+pub(crate) const CAP_KEYS: [(&str, &str); 4] = [
+    ("cap_inh", "cap_i_mask"),
+    ("cap_prm", "cap_p_mask"),
+    ("cap_eff", "cap_e_mask"),
+    ("cap_bnd", "cap_b_mask"),
+];
+/// Capture keys v21 has no field for; 0 is implied next to the capability sets.
+pub(crate) const CAP_ZERO_KEYS: [&str; 3] = ["cap_amb", "no_new_privs", "seccomp_mode"];
+/// Thread extras of a thread's own TASK record and its SIGPENDING.
+pub(crate) const THREAD_ONLY_KEYS: [&str; 6] = [
+    "sigpending",
+    "task_state",
+    "exit_code",
+    "exit_signal",
+    "pdeath_signal",
+    "comm",
+];
+/// sigaltstack keys of capture: v21 cannot hold them; the disabled stack
+/// (sp 0, `SS_DISABLE`, size 0) is implied next to `clear_child_tid`.
+pub(crate) const SIGALTSTACK_KEYS: [(&str, u64); 3] = [
+    ("sigaltstack_sp", 0),
+    ("sigaltstack_flags", 2),
+    ("sigaltstack_size", 0),
+];
 
 /// File-object fields that have no named place in [`File`], kept when non-zero.
 const FILE_EXTRAS: [&str; 3] = ["f_version", "f_credref", "f_secref"];
@@ -390,10 +532,47 @@ impl<I: Input> Inner<I> {
             return Ok(None);
         }
         self.last_offset = self.fr.offset();
+        if let Some((h, p)) = self.held_objref.take() {
+            return self.objref_parsed(h, p);
+        }
         let Some(h) = self.fr.peek()? else {
             return Err(self.missing("a TAIL record"));
         };
         let name = h.name();
+
+        if self.pending_task.is_some() && !matches!(name, "THREAD" | "OBJREF" | "TASK_CREDS") {
+            return Ok(Some(self.flush_task()));
+        }
+        if matches!(name, "TASK" | "TAIL") {
+            if let Some(t) = self.cur_thread.take() {
+                if self.table.is_none() {
+                    return Ok(Some(Event::Thread(t)));
+                }
+            }
+        }
+        if name == "SIGPENDING" && self.after_signal_task && self.leader_out && !self.in_thread_task
+        {
+            self.after_signal_task = false;
+            let (h, p) = self.fr.take()?;
+            return Ok(Some(unknown(&h, p)));
+        }
+        if name == "SIGPENDING" && self.after_signal_task {
+            self.after_signal_task = false;
+            let (h, p) = self.expect_struct("SIGPENDING")?;
+            let st = T.st("SIGPENDING");
+            if st.get(&p, "nr_pending") != 0 {
+                return Err(h.err(ErrorKind::BadValue {
+                    field: "nr_pending",
+                    found: st.get(&p, "nr_pending"),
+                    expected: "0 (queued siginfo is not supported)".into(),
+                }));
+            }
+            if let Some(t) = self.cur_thread.as_mut() {
+                t.extras.set_u64("sigpending", st.get(&p, "signal"));
+            }
+            return self.step();
+        }
+        self.after_signal_task = false;
         if h.offset == 0 && name != "HEADER" {
             return Err(h.err(ErrorKind::UnexpectedRecord {
                 found: name.into(),
@@ -460,40 +639,167 @@ impl<I: Input> Inner<I> {
                 let comm_len = self.konst("task_comm_len");
                 let (_, comm) = self.expect("STRING", Some(HDR + comm_len))?;
                 let st = T.st("TASK");
-                let mut extras = Extras::new();
-                for n in [
-                    "pdeath_signal",
-                    "compat_robust_futex_head_len",
-                    "compat_robust_futex_list",
-                    "robust_futex_head_len",
-                    "robust_futex_list",
-                    "set_child_tid",
-                    "clear_child_tid",
-                ] {
-                    let v = st.get(&p, n);
-                    if v != 0 {
-                        extras.set_u64(n, v);
+                let comm = derive::trim_nul(&comm[8..]).to_vec();
+                self.task_fields = THREAD_TASK_FIELDS
+                    .iter()
+                    .map(|(f, _)| (*f, st.get(&p, f)))
+                    .collect();
+                if ids[0] != ids[2] {
+                    // A thread: a task of its own right after its leader.
+                    if ids[2] != self.pid || self.leader.pid != self.pid {
+                        return Err(h.err(ErrorKind::Invalid {
+                            found: format!("thread {} of thread group {}", ids[0], ids[2]),
+                            expected: format!(
+                                "a thread of the task before it ({}); threads after child tasks are not supported",
+                                self.pid
+                            ),
+                        }));
                     }
+                    if st.get(&p, "exit_state") != 0 {
+                        return Err(h.err(ErrorKind::BadValue {
+                            field: "exit_state",
+                            found: st.get(&p, "exit_state"),
+                            expected: "0 (zombie threads are not supported)".into(),
+                        }));
+                    }
+                    let l = &self.leader;
+                    let mut x = Extras::new();
+                    for (k, v, d) in [
+                        ("task_state", st.get(&p, "state"), l.state as u64),
+                        ("exit_code", st.get(&p, "exit_code"), 0),
+                        ("exit_signal", st.get(&p, "exit_signal"), u32::MAX as u64),
+                        (
+                            "pdeath_signal",
+                            st.get(&p, "pdeath_signal"),
+                            l.extras.u64("pdeath_signal").unwrap_or(0),
+                        ),
+                    ] {
+                        if v != d {
+                            x.set_u64(k, v);
+                        }
+                    }
+                    if comm != l.comm {
+                        x.set_bytes("comm", &comm);
+                    }
+                    self.in_thread_task = true;
+                    self.cur_thread = Some(Thread {
+                        tid: ids[0],
+                        extras: x,
+                        ..Thread::default()
+                    });
+                    return self.step();
                 }
+                let mut extras = Extras::new();
+                let pd = st.get(&p, "pdeath_signal");
+                if pd != 0 {
+                    extras.set_u64("pdeath_signal", pd);
+                }
+                self.in_thread_task = false;
                 self.pid = ids[0];
                 self.mm_ref = 0;
                 self.table_ref = 0;
-                Ok(Some(Event::Task(Task {
+                self.fs_ref = 0;
+                self.sighand_ref = 0;
+                self.signal_ref = 0;
+                self.leader_cred = 0;
+                self.cur_thread = None;
+                self.leader_out = false;
+                let task = Task {
                     pid: ids[0],
                     ppid: ids[1],
                     tgid: ids[2],
                     pgid: ids[3],
                     sid: ids[4],
-                    comm: derive::trim_nul(&comm[8..]).to_vec(),
+                    comm,
                     state: st.get(&p, "state") as u32,
                     exit_state: st.get(&p, "exit_state") as u32,
                     exit_code: st.get(&p, "exit_code") as u32,
                     exit_signal: st.get(&p, "exit_signal") as u32,
                     creds: Creds::default(),
                     extras,
-                })))
+                };
+                self.leader = task.clone();
+                self.pending_task = Some(task);
+                self.step()
             }
-            "THREAD" => self.thread().map(Some),
+            "TASK_CREDS" => {
+                let (h, p) = self.expect_struct("TASK_CREDS")?;
+                let st = T.st("TASK_CREDS");
+                let (r, e) = (
+                    st.get_i(&p, "cred_ref") as i32,
+                    st.get_i(&p, "ecred_ref") as i32,
+                );
+                if r != e {
+                    return Err(h.err(ErrorKind::Invalid {
+                        found: format!("cred_ref {r}, ecred_ref {e}"),
+                        expected:
+                            "one cred object (differing real and effective creds are not supported)"
+                                .into(),
+                    }));
+                }
+                let Some((c, x)) = self.creds.get(&r).cloned() else {
+                    return Err(h.err(ErrorKind::ObjrefUndefined { id: r as u32 }));
+                };
+                if self.in_thread_task {
+                    if r != self.leader_cred {
+                        return Err(h.err(ErrorKind::Invalid {
+                            found: format!("thread cred_ref {r}"),
+                            expected: format!(
+                                "the leader's ({}): per-thread creds are not supported",
+                                self.leader_cred
+                            ),
+                        }));
+                    }
+                    return self.step();
+                }
+                self.leader_cred = r;
+                if let Some(t) = self.pending_task.as_mut() {
+                    t.creds = c;
+                    t.extras.0.extend(x.0);
+                    self.leader = t.clone();
+                }
+                Ok(Some(self.flush_task()))
+            }
+            "SIGNAL_TASK" if self.leader_out && !self.in_thread_task => {
+                let (h, p) = self.expect_struct("SIGNAL_TASK")?;
+                self.after_signal_task = true;
+                Ok(Some(unknown(&h, &p[8..])))
+            }
+            "SIGNAL_TASK" => {
+                let (_, p) = self.expect_struct("SIGNAL_TASK")?;
+                if let Some(t) = self.cur_thread.as_mut() {
+                    t.sigmask = T.st("SIGNAL_TASK").get(&p, "blocked");
+                }
+                self.after_signal_task = true;
+                self.step()
+            }
+            "THREAD" => {
+                let mut t = match self.thread()? {
+                    Event::Thread(t) => t,
+                    _ => return self.step(),
+                };
+                if let Some(prev) = self.cur_thread.take() {
+                    // a thread task: tid and TASK-derived extras were set at TASK
+                    t.tid = prev.tid;
+                    t.extras.0.extend(prev.extras.0);
+                } else {
+                    t.tid = self.pid;
+                }
+                let robust = self.task_fields.iter().take(2).any(|(_, v)| *v != 0);
+                for ((f, v), (_, k)) in self.task_fields.iter().zip(THREAD_TASK_FIELDS) {
+                    let pair = *f == "robust_futex_list" || *f == "robust_futex_head_len";
+                    if *v != 0 || (pair && robust) {
+                        t.extras.set_u64(k, *v);
+                    }
+                }
+                if t.extras.u64("clear_child_tid").is_some() {
+                    for (k, d) in SIGALTSTACK_KEYS {
+                        t.extras.set_u64(k, d);
+                    }
+                }
+                self.cur_thread = Some(t);
+                self.step()
+            }
             "OBJREF" => self.objref(),
             "VMA" => self.vma().map(Some),
             "PGARR" => {
@@ -526,10 +832,27 @@ impl<I: Input> Inner<I> {
                 let (a, d) = b.split_at((n * 8) as usize);
                 let addrs = Addrs::from_le_bytes(a, 8)
                     .ok_or_else(|| Error::invalid(bh.offset, "page addresses", "u64 words"))?;
-                Ok(Some(Event::Pages(PageChunk {
+                // An all-zero chunk of consecutive pages is a zero run (native-1
+                // elides zero pages; the v21 encoder writes them out).
+                let first = addrs.get(0).unwrap_or(0);
+                let run = d.iter().all(|&x| x == 0)
+                    && addrs.iter().enumerate().all(|(i, x)| {
+                        Some(x)
+                            == (i as u64)
+                                .checked_mul(PAGE)
+                                .and_then(|o| first.checked_add(o))
+                    });
+                if run {
+                    return Ok(Some(Event::ZeroPages(ZeroRun {
+                        start: first,
+                        count: n,
+                    })));
+                }
+                let chunk = PageChunk {
                     addrs,
                     data: Cow::Borrowed(d),
-                })))
+                };
+                Ok(Some(Event::Pages(chunk)))
             }
             "MM_CONTEXT" => {
                 let (h, p) = self.expect_struct("MM_CONTEXT")?;
@@ -593,11 +916,21 @@ impl<I: Input> Inner<I> {
                         ),
                     }));
                 }
-                let others = ["fs_objref", "sighand_objref", "signal_objref"]
-                    .iter()
-                    .any(|n| st.get(&p, n) != 0);
-                if others {
+                let others = [
+                    ("fs_objref", self.fs_ref),
+                    ("sighand_objref", self.sighand_ref),
+                    ("signal_objref", self.signal_ref),
+                ]
+                .iter()
+                .any(|(n, ours)| st.get_i(&p, n) as i32 != *ours);
+                if others && !self.in_thread_task {
                     return Ok(Some(unknown(&h, &p[8..])));
+                }
+                if others {
+                    return Err(h.err(ErrorKind::Invalid {
+                        found: "a thread's TASK_OBJS naming other objects".into(),
+                        expected: "the leader's objects".into(),
+                    }));
                 }
                 self.step()
             }
@@ -822,7 +1155,12 @@ impl<I: Input> Inner<I> {
         }
         let mut file = File {
             id: r as u32,
-            kind: FileKind::Regular,
+            kind: match st.get(&p, "f_mode") as u32 & encode::S_IFMT {
+                encode::S_IFDIR => FileKind::Directory,
+                encode::S_IFCHR => FileKind::CharDevice,
+                encode::S_IFIFO => FileKind::Fifo,
+                _ => FileKind::Regular,
+            },
             path: Vec::new(),
             flags: st.get(&p, "f_flags") as u32,
             mode: st.get(&p, "f_mode") as u32,
@@ -875,12 +1213,189 @@ impl<I: Input> Inner<I> {
         Ok(())
     }
 
+    /// Emit the held Task (and, with a thread table, its threads after it).
+    fn flush_task(&mut self) -> Event<'static> {
+        let t = self.pending_task.take().unwrap_or_default();
+        if self.table.is_none() && !self.hold_leader {
+            // Stream mode: the leader's Thread follows its Task right away.
+            if let Some(th) = self.cur_thread.take() {
+                self.queue.push_back(Event::Thread(th));
+                self.leader_out = true;
+            }
+        }
+        if let Some(tab) = self.table.as_mut() {
+            for th in tab.pop_front().unwrap_or_default() {
+                self.queue.push_back(Event::Thread(th));
+            }
+        }
+        Event::Task(t)
+    }
+
     fn objref(&mut self) -> Result<Option<Event<'_>>> {
         let (h, p) = self.expect_struct("OBJREF")?;
+        let ty = T.obj_name(T.st("OBJREF").get(&p, "objtype") as u32);
+        if self.pending_task.is_some() && !matches!(ty, "USER_NS" | "USER" | "GROUPINFO" | "CRED") {
+            self.held_objref = Some((h, p));
+            return Ok(Some(self.flush_task()));
+        }
+        self.objref_parsed(h, p)
+    }
+
+    fn objref_parsed(&mut self, h: Hdr, p: Vec<u8>) -> Result<Option<Event<'_>>> {
         let st = T.st("OBJREF");
         let ty = st.get(&p, "objtype") as u32;
         let r = st.get_i(&p, "objref") as i32;
         match T.obj_name(ty) {
+            "USER_NS" => {
+                let (uh, u) = self.expect_struct("USER_NS")?;
+                if T.st("USER_NS").get(&u, "creator_ref") != 0 {
+                    return Err(uh.err(ErrorKind::BadValue {
+                        field: "creator_ref",
+                        found: T.st("USER_NS").get(&u, "creator_ref"),
+                        expected: "0 (nested user namespaces are not supported)".into(),
+                    }));
+                }
+                self.user_ns.insert(r);
+                self.step()
+            }
+            "USER" => {
+                let (uh, u) = self.expect_struct("USER")?;
+                let us = T.st("USER");
+                let ns = us.get_i(&u, "userns_ref") as i32;
+                if !self.user_ns.contains(&ns) {
+                    return Err(uh.err(ErrorKind::ObjrefUndefined { id: ns as u32 }));
+                }
+                self.users.insert(r, us.get(&u, "uid") as u32);
+                self.step()
+            }
+            "GROUPINFO" => {
+                let gh = self.fr.peek()?.ok_or_else(|| self.missing("GROUPINFO"))?;
+                let n = if gh.code == code("GROUPINFO") && gh.len >= 16 {
+                    (gh.len - 16) / 4
+                } else {
+                    0
+                };
+                let (gh, g) = self.expect("GROUPINFO", Some(16 + n * 4))?;
+                if T.st("GROUPINFO").get(&g, "ngroups") != n {
+                    return Err(gh.err(ErrorKind::BadLength {
+                        found: gh.len,
+                        expected: format!(
+                            "16 + 4 x ngroups ({})",
+                            T.st("GROUPINFO").get(&g, "ngroups")
+                        ),
+                    }));
+                }
+                let groups = g[12..12 + n as usize * 4]
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                self.groupinfos.insert(r, groups);
+                self.step()
+            }
+            "CRED" => {
+                let (ch, c) = self.expect_struct("CRED")?;
+                let st = T.st("CRED");
+                let g = |n: &str| st.get(&c, n) as u32;
+                let user = st.get_i(&c, "user_ref") as i32;
+                let gi = st.get_i(&c, "groupinfo_ref") as i32;
+                let Some(&uid) = self.users.get(&user) else {
+                    return Err(ch.err(ErrorKind::ObjrefUndefined { id: user as u32 }));
+                };
+                let Some(groups) = self.groupinfos.get(&gi).cloned() else {
+                    return Err(ch.err(ErrorKind::ObjrefUndefined { id: gi as u32 }));
+                };
+                if uid != g("uid") || st.get(&c, "sec_ref") != 0 || g("securebits") != 0 {
+                    return Err(ch.err(ErrorKind::Invalid {
+                        found: format!(
+                            "user uid {uid}, cred uid {}, sec_ref {}, securebits {}",
+                            g("uid"),
+                            st.get_i(&c, "sec_ref"),
+                            g("securebits")
+                        ),
+                        expected: "the user of the real uid, no LSM label, no securebits".into(),
+                    }));
+                }
+                let creds = Creds {
+                    uid: [g("uid"), g("euid"), g("suid"), g("fsuid")],
+                    gid: [g("gid"), g("egid"), g("sgid"), g("fsgid")],
+                    groups,
+                };
+                let mut x = Extras::new();
+                if CAP_KEYS.iter().any(|(_, f)| st.get(&c, f) != 0) {
+                    for (k, f) in CAP_KEYS {
+                        x.set_u64(k, st.get(&c, f));
+                    }
+                    for k in CAP_ZERO_KEYS {
+                        x.set_u64(k, 0);
+                    }
+                }
+                self.creds.insert(r, (creds, x));
+                self.step()
+            }
+            "FS" => {
+                self.expect_struct("FS")?;
+                let mut names = Vec::new();
+                for _ in 0..2 {
+                    let (nh, n) = self.expect("FILE_NAME", None)?;
+                    match n[8..].split_last() {
+                        Some((0, path)) => names.push(path.to_vec()),
+                        _ => {
+                            return Err(nh.err(ErrorKind::Invalid {
+                                found: "a file name without its NUL".into(),
+                                expected: "len = 8 + strlen + 1".into(),
+                            }))
+                        }
+                    }
+                }
+                self.fs_ref = r;
+                let cwd = names.pop().unwrap_or_default();
+                let root = names.pop().unwrap_or_default();
+                Ok(Some(Event::Fs(Fs {
+                    cwd,
+                    root,
+                    umask: 0,
+                })))
+            }
+            "SIGHAND" => {
+                let n = self.konst("signal_nsig");
+                let (_, b) = self.expect("SIGHAND", Some(HDR + n * 32))?;
+                let e = T.st("SIGACTION");
+                let acts = b[8..]
+                    .chunks_exact(32)
+                    .map(|x| SigAction {
+                        handler: e.get(x, "_sa_handler"),
+                        flags: e.get(x, "sa_flags"),
+                        restorer: e.get(x, "sa_restorer"),
+                        mask: e.get(x, "sa_mask"),
+                    })
+                    .collect();
+                self.sighand_ref = r;
+                Ok(Some(Event::SigActions(acts)))
+            }
+            "SIGNAL" if self.konst("rlimit_nlimits") == 16 => {
+                let sh = self.fr.peek()?.ok_or_else(|| self.missing("SIGNAL"))?;
+                let st = T.st("SIGNAL");
+                let plain = sh.code == code("SIGNAL") && sh.len == st.size as u64;
+                if !plain {
+                    return Ok(Some(unknown(&h, &p[8..])));
+                }
+                let (_, b) = self.expect_struct("SIGNAL")?;
+                let rest_zero = b[264..].iter().all(|&x| x == 0);
+                if !rest_zero {
+                    // itimers or a controlling tty: kept whole, as records.
+                    self.queue.push_back(unknown(&sh, &b[8..]));
+                    return Ok(Some(unknown(&h, &p[8..])));
+                }
+                let lims = b[8..264]
+                    .chunks_exact(16)
+                    .map(|x| Rlimit {
+                        cur: u64::from_le_bytes(x[..8].try_into().unwrap_or([0; 8])),
+                        max: u64::from_le_bytes(x[8..].try_into().unwrap_or([0; 8])),
+                    })
+                    .collect();
+                self.signal_ref = r;
+                Ok(Some(Event::Rlimits(lims)))
+            }
             "FILE" => {
                 self.file_obj(r)?;
                 // Inside a file table a file is an fd's file: emit it now.
@@ -1042,9 +1557,23 @@ pub fn arch_defaults(first_fpu: Option<(FpuKind, usize)>) -> (u64, u64) {
     }
 }
 
-/// Decoder over a slice (zero-copy).
+/// Decoder over a slice (zero-copy). A first pass over the slice finds the
+/// threads, so that they follow their Task (see [`Decoder::with_threads`]).
 pub fn open_slice(b: &[u8], o: ReadOptions) -> Result<Box<dyn EventSource + '_>> {
-    Ok(Box::new(Decoder::new(SliceInput::new(b), o)))
+    match scan_threads(SliceInput::new(b)) {
+        Ok(t) => Ok(Box::new(Decoder::with_threads(SliceInput::new(b), o, t))),
+        // The error shows up again, at its place, in the events.
+        Err(_) => Ok(Box::new(Decoder::new(SliceInput::new(b), o))),
+    }
+}
+
+/// Decoder over any input with a thread table from a first pass.
+pub fn open_stream_with_threads<'r, I: Input + 'r>(
+    i: I,
+    o: ReadOptions,
+    t: ThreadTable,
+) -> Result<Box<dyn EventSource + 'r>> {
+    Ok(Box::new(Decoder::with_threads(i, o, t)))
 }
 
 /// Decoder over any input (a stream).
