@@ -335,7 +335,9 @@ fn v21_expected() -> Vec<Event<'static>> {
                 xfeatures: 0,
                 data: (0..512u32).map(|i| 255u32.wrapping_sub(i) as u8).collect(),
             }),
-            tls: Vec::new(),
+            tls: (0..3u32)
+                .flat_map(|i| ckpt_format::layout::derive::desc_to_user(0, i))
+                .collect(),
             sigmask: 0,
             extras: thread_ex,
         }),

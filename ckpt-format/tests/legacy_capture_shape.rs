@@ -50,7 +50,10 @@ fn thread(tid: i32, rip: u64, sigmask: u64) -> Thread {
             xfeatures: 0,
             data: (0..2688u32).map(|i| (i as u8) ^ (tid as u8)).collect(),
         }),
-        tls: Vec::new(),
+        // As ckpt-capture records it: three empty GDT TLS slots.
+        tls: (0..3u32)
+            .flat_map(|i| ckpt_format::layout::derive::desc_to_user(0, i))
+            .collect(),
         sigmask,
         extras: x,
     }

@@ -606,7 +606,14 @@ impl<W: Write> Encoder<W> {
 
         // TLS: three GDT descriptors, from 16-byte user_desc entries.
         let mut tls = [0u8; 24];
-        if !t.tls.is_empty() {
+        if t.tls.is_empty() {
+            // ckpt-v21 always stores the three slots; an empty slot reads back
+            // as an empty user_desc, so "no TLS at all" has no form of its own.
+            self.item(format!(
+                "thread {}: no TLS descriptors (ckpt-v21 always stores three GDT slots)",
+                t.tid
+            ))?;
+        } else {
             if t.tls.len() != 48 {
                 self.item(format!(
                     "TLS of {} bytes (expected 3 user_desc)",

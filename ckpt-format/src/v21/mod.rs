@@ -1063,16 +1063,14 @@ impl<I: Input> Inner<I> {
             extras.set_u64("gdt_entry_tls_entries", gdt);
         }
         let raw = &p[st.size..];
-        let tls = if raw.iter().all(|&b| b == 0) {
-            Vec::new()
-        } else {
-            let mut v = Vec::with_capacity(raw.len() * 2);
-            for (i, d) in raw.chunks_exact(8).enumerate() {
-                let d = u64::from_le_bytes(d.try_into().unwrap_or([0; 8]));
-                v.extend_from_slice(&derive::desc_to_user(d, i as u32));
-            }
-            v
-        };
+        // Always the slots as user_desc, empty ones included (what
+        // PTRACE_GET_THREAD_AREA reports and ckpt-capture records), so that
+        // the mapping to the stored descriptors is one-to-one.
+        let mut tls = Vec::with_capacity(raw.len() * 2);
+        for (i, d) in raw.chunks_exact(8).enumerate() {
+            let d = u64::from_le_bytes(d.try_into().unwrap_or([0; 8]));
+            tls.extend_from_slice(&derive::desc_to_user(d, i as u32));
+        }
         let (_, c) = self.expect_struct("CPU")?;
         let sc = T.st("CPU");
         let mut regs = [0u64; 27];
