@@ -1295,6 +1295,28 @@ impl<W: Write> EventSink for Encoder<W> {
             Event::VmaEnd => self.vma_open = false,
             _ => {}
         }
+        if self.in_task && self.zombie {
+            let state = match ev {
+                Event::Mm(_) | Event::Vma(_) => Some("memory"),
+                Event::Fd(_) => Some("open files"),
+                Event::Fs(_) | Event::SigActions(_) | Event::Rlimits(_) => {
+                    Some("fs or signal state")
+                }
+                Event::Unknown(u)
+                    if u.revision == Revision::CkptV21 && u.type_code == code("TASK_OBJS") =>
+                {
+                    Some("task objects")
+                }
+                _ => None,
+            };
+            if let Some(what) = state {
+                // ckpt-v21 writes a zombie as TASK + comm only.
+                return self.item(format!(
+                    "zombie task {} with {what} (ckpt-v21 stores a zombie as its task record and comm only)",
+                    self.pid
+                ));
+            }
+        }
         if self.mm_open && !mm_part {
             if let Event::Unknown(u) = ev {
                 if u.revision == Revision::CkptV21 && u.type_code == code("MM_CONTEXT") {
@@ -1353,11 +1375,14 @@ impl<W: Write> EventSink for Encoder<W> {
                 }
                 if (u.type_code == code("SIGNAL_TASK") || u.type_code == code("SIGPENDING"))
                     && self.in_task
+                    && !self.zombie
                 {
                     self.sig_override.push((u.type_code, u.payload.to_vec()));
                     return Ok(());
                 }
-                if u.type_code == code("TASK_OBJS") && self.in_task {
+                // A zombie's task section is never closed with our own
+                // TASK_OBJS, so its records stay where they were.
+                if u.type_code == code("TASK_OBJS") && self.in_task && !self.zombie {
                     let mut b = vec![0u8; 8];
                     b.extend_from_slice(&u.payload);
                     self.task_objs = Some(b);
