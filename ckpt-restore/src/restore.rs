@@ -804,11 +804,7 @@ fn map_vma(main: &mut Remote, v: &VmaPlan, st: &Staged) -> Result<Option<(u64, u
             let path = m.file.clone().unwrap_or_default();
             let writable = m.flags & VM_SHARED != 0 && m.flags & VM_MAYWRITE != 0;
             let fd = st.maps[&(path, writable)];
-            (
-                fd as u64,
-                m.pgoff.saturating_mul(PAGE),
-                true,
-            )
+            (fd as u64, m.pgoff.saturating_mul(PAGE), true)
         }
         _ => (u64::MAX, 0, false),
     };
