@@ -1,0 +1,126 @@
+//! Restart equivalence: a deterministic program's output after capture → kill → restore
+//! equals the output of an uninterrupted run. Needs root (ptrace, clone3 set_tid).
+mod common;
+use common::*;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// One capture/kill/restore cycle after `lines` lines of output; returns the new pid.
+fn cycle(pid: i32, out: &std::path::Path, lines: usize, img: &std::path::Path) -> i32 {
+    wait_lines(out, lines);
+    capture_kill(pid, img);
+    let new = restore(img, &["--pid-same"]);
+    assert_eq!(new, pid, "--pid-same restores the original pid");
+    new
+}
+
+#[test]
+fn counter_with_large_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["300", "64"];
+    let want = reference("restore_counter", &args, dir.path());
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_counter", &args, &out, dir.path());
+    procs.0.push(pid);
+    let img = dir.path().join("img");
+    let pid = cycle(pid, &out, 40, &img);
+    assert_eq!(wait_exit(pid, LIMIT), 0);
+    procs.0.clear();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+}
+
+#[test]
+fn twenty_cycles_in_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["1500", "8"];
+    let want = reference("restore_counter", &args, dir.path());
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let mut pid = spawn("restore_counter", &args, &out, dir.path());
+    procs.0.push(pid);
+    let img = dir.path().join("img");
+    for k in 0..20 {
+        pid = cycle(pid, &out, 20 + k * 50, &img);
+    }
+    assert_eq!(wait_exit(pid, LIMIT), 0);
+    procs.0.clear();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+}
+
+#[test]
+fn multi_threaded_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["200"];
+    let want = reference("restore_threads", &args, dir.path());
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let mut pid = spawn("restore_threads", &args, &out, dir.path());
+    procs.0.push(pid);
+    let img = dir.path().join("img");
+    for k in 0..3 {
+        pid = cycle(pid, &out, 10 + k * 40, &img);
+    }
+    assert_eq!(wait_exit(pid, LIMIT), 0);
+    procs.0.clear();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+}
+
+#[test]
+fn file_and_pipe_mid_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+    let df = dir.path().join("data.bin");
+    std::fs::write(&df, &data).unwrap();
+    let dfs = df.to_str().unwrap();
+    let args = [dfs, "55"];
+    let want = reference("restore_pipe", &args, dir.path());
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_pipe", &args, &out, dir.path());
+    procs.0.push(pid);
+    let img = dir.path().join("img");
+    let pid = cycle(pid, &out, 20, &img);
+    assert_eq!(wait_exit(pid, LIMIT), 0);
+    procs.0.clear();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+}
+
+#[test]
+fn asleep_in_nanosleep_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: c is NUL-terminated.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fs = fifo.to_str().unwrap();
+    let feed = |fifo: &std::path::Path| {
+        use std::io::Write;
+        let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+        w.write_all(b"hello").unwrap();
+    };
+    // Uninterrupted: feed after the sleep started.
+    let refo = dir.path().join("ref.out");
+    let pid = spawn("restore_sleep", &[fs], &refo, dir.path());
+    wait_lines(&refo, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    feed(&fifo);
+    assert_eq!(wait_exit(pid, LIMIT), 0);
+    let want = std::fs::read(&refo).unwrap();
+    assert_eq!(want, b"start\nslept\nread 5 hello\n");
+
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_sleep", &[fs], &out, dir.path());
+    procs.0.push(pid);
+    wait_lines(&out, 1);
+    std::thread::sleep(Duration::from_millis(200)); // both threads asleep
+    let img = dir.path().join("img");
+    capture_kill(pid, &img);
+    let pid = restore(&img, &[]);
+    feed(&fifo);
+    assert_eq!(wait_exit(pid, LIMIT), 0);
+    procs.0.clear();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+}
