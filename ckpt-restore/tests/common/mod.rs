@@ -68,6 +68,8 @@ impl Drop for Procs {
 pub fn spawn(prog: &str, args: &[&str], out: &Path, cwd: &Path) -> i32 {
     build_progs();
     let f = std::fs::File::create(out).unwrap();
+    // Reaped with waitpid by pid (wait_exit / capture_kill), not through `Child`.
+    #[allow(clippy::zombie_processes)]
     let c = Command::new(progs_dir().join(prog))
         .args(args)
         .current_dir(cwd)
