@@ -1,0 +1,179 @@
+//! Every incompatibility and every broken image is refused before any process is
+//! created: ckpt-restore exits 1 with a message naming what differs, and the original
+//! pid (free, default mode would take it) stays unused.
+mod common;
+use ckpt_format::{Event, EventSink, Revision, VmaKind};
+use common::*;
+use std::borrow::Cow;
+use std::path::Path;
+
+/// Capture a running counter (killed and reaped); returns (image bytes, original pid).
+fn image(dir: &Path) -> (Vec<u8>, i32) {
+    let out = dir.join("run.out");
+    let pid = spawn("restore_counter", &["100000", "1"], &out, dir);
+    let _procs = Procs(vec![pid]);
+    wait_lines(&out, 3);
+    let img = dir.join("img");
+    capture_kill(pid, &img);
+    (std::fs::read(&img).unwrap(), pid)
+}
+
+/// Re-encode `bytes` with `f` applied to every event (`f` gets the kind of the current VMA).
+fn rewrite(bytes: &[u8], mut f: impl FnMut(&mut Event<'static>, Option<VmaKind>)) -> Vec<u8> {
+    let mut src = ckpt_format::open_slice(bytes).unwrap();
+    let mut out = Vec::new();
+    {
+        let mut enc = ckpt_format::encoder(Revision::Native1, &mut out);
+        let mut kind = None;
+        while let Some(ev) = src.next_event().unwrap() {
+            let mut ev = ev.into_owned();
+            if let Event::Vma(v) = &ev {
+                kind = Some(v.kind);
+            }
+            f(&mut ev, kind);
+            if matches!(ev, Event::VmaEnd) {
+                kind = None;
+            }
+            enc.event(&ev).unwrap();
+        }
+        enc.finish().unwrap();
+    }
+    out
+}
+
+fn refused(dir: &Path, bytes: &[u8], pid: i32, expect: &str) {
+    let p = dir.join("bad.img");
+    std::fs::write(&p, bytes).unwrap();
+    let (code, out, err) = run_restore(&[p.to_str().unwrap()]);
+    assert_eq!(
+        code, 1,
+        "expected refusal ({expect}); stdout {out:?} stderr {err:?}"
+    );
+    assert!(err.contains(expect), "message {err:?} lacks {expect:?}");
+    assert!(out.is_empty());
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "a process was created for {expect}"
+    );
+}
+
+#[test]
+fn broken_and_incompatible_images_are_refused_before_any_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, pid) = image(dir.path());
+
+    // Broken: truncated, a flipped byte in page data, garbage.
+    refused(dir.path(), &good[..good.len() / 2], pid, "broken image");
+    let mut flip = good.clone();
+    let at = good.len() * 3 / 4;
+    flip[at] ^= 0x55;
+    refused(dir.path(), &flip, pid, "broken image");
+    refused(dir.path(), b"not an image at all", pid, "broken image");
+    refused(dir.path(), &good[..0], pid, "broken image");
+
+    // Incomplete: the writer reported an error.
+    let mut with_err = rewrite(&good, |_, _| {});
+    with_err = {
+        let mut src = ckpt_format::open_slice(&with_err).unwrap();
+        let mut out = Vec::new();
+        let mut enc = ckpt_format::encoder(Revision::Native1, &mut out);
+        while let Some(ev) = src.next_event().unwrap() {
+            if matches!(ev, Event::Tail) {
+                enc.event(&Event::Error(b"disk full".to_vec())).unwrap();
+            }
+            enc.event(&ev).unwrap();
+        }
+        enc.finish().unwrap();
+        drop(enc);
+        out
+    };
+    refused(dir.path(), &with_err, pid, "incomplete image");
+
+    // Architecture.
+    let arch = rewrite(&good, |ev, _| {
+        if let Event::Header(h) = ev {
+            h.arch = ckpt_format::Arch::X86_32;
+        }
+    });
+    refused(dir.path(), &arch, pid, "image is for x86_32");
+
+    // XSAVE features this CPU does not have (AMX tile data, bit 18).
+    let xs = rewrite(&good, |ev, _| {
+        if let Event::Thread(t) = ev {
+            if let Some(f) = &mut t.fpu {
+                f.xfeatures |= 1 << 18;
+            }
+        }
+    });
+    refused(dir.path(), &xs, pid, "XSAVE features");
+    // XSAVE area of another size.
+    let xsz = rewrite(&good, |ev, _| {
+        if let Event::Thread(t) = ev {
+            if let Some(f) = &mut t.fpu {
+                f.data.extend_from_slice(&[0u8; 64]);
+            }
+        }
+    });
+    refused(dir.path(), &xsz, pid, "XSAVE area of");
+
+    // Another kernel's vdso.
+    let vd = rewrite(&good, |ev, kind| {
+        if let (Event::Pages(p), Some(VmaKind::Vdso)) = (ev, kind) {
+            let mut d = p.data.to_vec();
+            d[100] ^= 0xff;
+            p.data = Cow::Owned(d);
+        }
+    });
+    refused(dir.path(), &vd, pid, "vdso differs");
+
+    // A mapped file that is not there.
+    let nofile = rewrite(&good, |ev, _| {
+        if let Event::Vma(v) = ev {
+            if v.kind == VmaKind::File {
+                v.file = Some(b"/nonexistent/ckpt-restore-test".to_vec());
+            }
+        }
+    });
+    refused(dir.path(), &nofile, pid, "/nonexistent/ckpt-restore-test");
+
+    // A socket fd.
+    let sock = rewrite(&good, |ev, _| {
+        if let Event::File(f) = ev {
+            f.kind = ckpt_format::FileKind::Socket;
+        }
+    });
+    refused(dir.path(), &sock, pid, "not restorable");
+
+    // The untouched image restores (and the pid is the original one).
+    let p = dir.path().join("good.img");
+    std::fs::write(&p, &good).unwrap();
+    let new = restore(&p, &[]);
+    let _procs = Procs(vec![new]);
+    assert_eq!(new, pid);
+}
+
+#[test]
+fn pid_same_refuses_a_taken_pid_and_pid_any_does_not_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, pid) = image(dir.path());
+    let p = dir.path().join("good.img");
+    std::fs::write(&p, &good).unwrap();
+    let first = restore(&p, &[]);
+    let mut procs = Procs(vec![first]);
+    assert_eq!(first, pid);
+    // The pid is taken now.
+    let (code, out, err) = run_restore(&["--pid-same", p.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("pid {pid} is not available")),
+        "{err}"
+    );
+    assert!(out.is_empty());
+    let (code, out, err) = run_restore(&["--pid-any", "--json", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let second = v["pids"][0].as_i64().unwrap() as i32;
+    procs.0.push(second);
+    assert_ne!(second, pid);
+    assert!(Path::new(&format!("/proc/{second}")).exists());
+}
