@@ -2,7 +2,7 @@
 //! created: ckpt-restore exits 1 with a message naming what differs, and the original
 //! pid (free, default mode would take it) stays unused.
 mod common;
-use ckpt_format::{Event, EventSink, Revision, VmaKind};
+use ckpt_format::{Event, Revision, VmaKind};
 use common::*;
 use std::borrow::Cow;
 use std::path::Path;
