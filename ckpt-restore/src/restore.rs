@@ -231,6 +231,13 @@ fn stage(t: &TaskPlan, plan: &Plan, root: RawFd) -> Result<Staged, Error> {
                 } else {
                     0
                 };
+                // A FIFO's write end opens without blocking only while a reader exists:
+                // hold a reader of our own for the moment of the open.
+                let _reader = if f.kind == FileKind::Fifo && acc == libc::O_WRONLY {
+                    sys::open_in_root(root, &f.path, libc::O_RDONLY | libc::O_NONBLOCK, 0).ok()
+                } else {
+                    None
+                };
                 let o = sys::open_in_root(root, &f.path, keepfl | libc::O_NOCTTY | extra, 0)
                     .map_err(|e| Error::Files(format!("opening {}: {e}", show(&f.path))))?;
                 if f.kind == FileKind::Fifo {

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Restore benchmark (issue 7): time `ckpt-restore IMAGE` (from start until it exits, which
+# is when the restored process runs, detached) for images of N MiB of touched,
+# incompressible anonymous memory, against the baseline of reading the image with `cat`
+# to /dev/null plus touching N MiB of fresh anonymous memory (one write per page), in the
+# same run, image in the page cache.
+#
+# usage: scripts/bench-restore.sh [OUTDIR] [SIZES_MiB...]   (default: target/bench-restore, 512 2048)
+# env:   RUNS=n (default 3): each measurement n times, interleaved; medians reported.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-target/bench-restore}
+shift || true
+SIZES=${*:-512 2048}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+TD=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p ckpt-capture -p ckpt-restore
+CAP=$TD/release/ckpt-capture
+RES=$TD/release/ckpt-restore
+cc -O2 -o "$OUT/memhog" fixtures/progs/memhog.c
+cat >"$OUT/touch.c" <<'C'
+#include <stdlib.h>
+#include <sys/mman.h>
+int main(int argc, char **argv) {
+    size_t len = (size_t)atol(argv[1]) << 20;
+    volatile char *m = mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return 1;
+    madvise((void *)m, len, MADV_NOHUGEPAGE);
+    for (size_t i = 0; i < len; i += 4096) m[i] = 1;
+    return 0;
+}
+C
+cc -O2 -o "$OUT/touch" "$OUT/touch.c"
+now() { date +%s.%N; }
+RUNS=${RUNS:-3}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+summary="{"
+for mb in $SIZES; do
+    rm -f "$OUT/hog.fifo"; mkfifo "$OUT/hog.fifo"
+    "$OUT/memhog" "$mb" rand >"$OUT/hog.fifo" &
+    hog=$!
+    read -r _ <"$OUT/hog.fifo"
+    "$CAP" --kill -o "$OUT/img" "$hog" 2>/dev/null
+    wait "$hog" 2>/dev/null || true
+    cat "$OUT/img" >/dev/null
+    size=$(stat -c %s "$OUT/img")
+    rs=() bs=()
+    for ((i = 0; i < RUNS; i++)); do
+        t0=$(now)
+        pid=$("$RES" --pid-any "$OUT/img")
+        t1=$(now)
+        kill -9 "$pid"
+        while kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do sleep 0.01; done
+        t2=$(now)
+        cat "$OUT/img" >/dev/null
+        t3=$(now)
+        "$OUT/touch" "$mb"
+        t4=$(now)
+        r=$(echo "$t1 - $t0" | bc -l); b=$(echo "$t3 - $t2 + $t4 - $t3" | bc -l)
+        rs+=("$r"); bs+=("$b")
+        printf 'run %d: %4d MiB restore %.3f s, cat+touch %.3f s\n' "$i" "$mb" "$r" "$b"
+    done
+    r=$(printf '%s\n' "${rs[@]}" | median); b=$(printf '%s\n' "${bs[@]}" | median)
+    ratio=$(echo "$r / $b" | bc -l)
+    printf '%4d MiB (image %d bytes): restore %.3f s, cat+touch %.3f s, ratio %.2f\n' "$mb" "$size" "$r" "$b" "$ratio"
+    summary+="\"${mb}MiB\":{\"restore_s\":$r,\"baseline_s\":$b,\"ratio\":$ratio},"
+    rm -f "$OUT/img"
+done
+echo "${summary%,}}"
