@@ -177,3 +177,21 @@ fn pid_same_refuses_a_taken_pid_and_pid_any_does_not_ask() {
     assert_ne!(second, pid);
     assert!(Path::new(&format!("/proc/{second}")).exists());
 }
+
+#[test]
+fn root_dir_confines_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, pid) = image(dir.path());
+    let p = dir.path().join("good.img");
+    std::fs::write(&p, &good).unwrap();
+    // A root holding nothing but escape attempts: a symlink to / and one to ../..
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::os::unix::fs::symlink("/", root.join("usr")).unwrap();
+    std::os::unix::fs::symlink("../../../../..", root.join("tmp")).unwrap();
+    let (code, out, err) = run_restore(&["--root", root.to_str().unwrap(), p.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("files: opening"), "{err}");
+    assert!(out.is_empty());
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
