@@ -650,3 +650,41 @@ fn signal_actions_mask_altstack_limits_and_fs() {
         .success());
     assert_eq!(t.line(), "usr1 1");
 }
+
+/// With `Leave::Killed` through the library (the tracer lives on), every
+/// thread of the killed target is reaped: no zombie thread stays behind.
+#[test]
+fn killed_multi_threaded_target_leaves_no_zombie_threads() {
+    use ckpt_capture::Leave;
+    let mut t = Target::spawn("threads", &[]);
+    assert_eq!(t.line(), "threads 4");
+    t.line();
+    let pid = t.pid();
+    let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .collect();
+    assert_eq!(tids.len(), 4, "4 threads, the leader included");
+    let mut opts = Options::new(pid);
+    opts.leave = Leave::Killed;
+    let mut img = Vec::new();
+    capture_to_writer(&mut LiveCapture::new(opts), &mut img, None).unwrap();
+    // Every worker thread is gone at once (reaped by the capturing tracer), not a zombie.
+    for tid in tids.iter().filter(|&&t| t != pid) {
+        let p = format!("/proc/{pid}/task/{tid}/stat");
+        assert!(
+            std::fs::read_to_string(&p).is_err(),
+            "thread {tid} still present: {:?}",
+            std::fs::read_to_string(&p)
+        );
+    }
+    // The image is complete.
+    let mut src = ckpt_format::open_slice(&img).unwrap();
+    let mut threads = 0;
+    while let Some(ev) = src.next_event().unwrap() {
+        if let ckpt_format::Event::Thread(_) = ev {
+            threads += 1;
+        }
+    }
+    assert_eq!(threads, 4);
+}

@@ -154,8 +154,28 @@ impl Frozen {
             }
             Release::Kill => {
                 if let Err(e) = ptrace::kill(self.pid, libc::SIGKILL) {
-                    first_err.get_or_insert(e);
+                    return Err(e);
                 }
+                // Traced threads report their death to their tracer (us), and stay
+                // zombies until we collect it: reap every one, then nothing is left.
+                // The leader's death is reported only after every other thread of the
+                // group is reaped, so the leader comes last.
+                let leader = self.pid;
+                let order = self
+                    .threads
+                    .iter()
+                    .filter(|t| t.tid != leader)
+                    .chain(self.threads.iter().filter(|t| t.tid == leader));
+                for t in order {
+                    for _ in 0..64 {
+                        match ptrace::wait(t.tid) {
+                            Ok(WaitStatus::Exited(_)) | Ok(WaitStatus::Signaled(_)) => break,
+                            Ok(_) => continue,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                return Ok(());
             }
         }
         for t in &self.threads {
