@@ -153,9 +153,7 @@ impl Frozen {
                 }
             }
             Release::Kill => {
-                if let Err(e) = ptrace::kill(self.pid, libc::SIGKILL) {
-                    return Err(e);
-                }
+                ptrace::kill(self.pid, libc::SIGKILL)?;
                 // Traced threads report their death to their tracer (us), and stay
                 // zombies until we collect it: reap every one, then nothing is left.
                 // The leader's death is reported only after every other thread of the
