@@ -584,3 +584,62 @@ mod tests {
         assert_eq!(parse_release("weird"), (0, 0, 0));
     }
 }
+
+/// What a legacy encoder could not carry. Strict: the first item is refused as
+/// `Unrepresentable`. Lossy: every item is listed. Notes tell lossless
+/// rewrites (zero runs written out as pages ...). Shared by the cr-v5 and
+/// ckpt-v21 encoders.
+#[derive(Debug, Default)]
+pub(crate) struct Losses {
+    pub(crate) lossy: bool,
+    pub(crate) items: Vec<String>,
+    pub(crate) notes: Vec<String>,
+}
+
+impl Losses {
+    pub(crate) fn new(lossy: bool) -> Self {
+        Losses {
+            lossy,
+            ..Losses::default()
+        }
+    }
+
+    /// One item that cannot be represented; `task` names the current task
+    /// (pid, comm); `pos` is the output offset for the error.
+    pub(crate) fn item(&mut self, pos: u64, task: Option<(i64, &str)>, what: String) -> Result<()> {
+        let what = match task {
+            Some((pid, comm)) => format!("task {pid} ({comm}): {what}"),
+            None => what,
+        };
+        if !self.lossy {
+            return Err(Error::new(
+                pos,
+                ErrorKind::Unrepresentable { items: vec![what] },
+            ));
+        }
+        self.items.push(what);
+        Ok(())
+    }
+
+    /// An item for every extras key of `ex` that is not in `placed`.
+    pub(crate) fn unplaced_extras(
+        &mut self,
+        pos: u64,
+        task: Option<(i64, &str)>,
+        rev: Revision,
+        ctx: &str,
+        ex: &Extras,
+        placed: &[&str],
+    ) -> Result<()> {
+        for (k, v) in &ex.0 {
+            if !placed.contains(&k.as_str()) {
+                self.item(
+                    pos,
+                    task,
+                    format!("{ctx} extra `{k}` = {v:?} has no place in {rev}"),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

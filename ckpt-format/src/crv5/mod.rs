@@ -33,6 +33,9 @@ const PAGE: u64 = 4096;
 const ADDR: u64 = 4;
 const MAX_WARNINGS: usize = 1000;
 
+/// This module's revision, for messages.
+const REV: Revision = Revision::CrV5;
+
 fn code(name: &str) -> u32 {
     T.code(name)
 }
@@ -885,9 +888,7 @@ enum FileEv {
 pub struct Encoder<W: Write> {
     out: Out<W>,
     plan: Option<Plan>,
-    lossy: bool,
-    items: Vec<String>,
-    notes: Vec<String>,
+    losses: crate::convert::Losses,
     tasks: u32,
     skipping: bool,
     in_task: bool,
@@ -912,9 +913,7 @@ impl<W: Write> Encoder<W> {
         Encoder {
             out: Out::new(w),
             plan,
-            lossy,
-            items: Vec::new(),
-            notes: Vec::new(),
+            losses: crate::convert::Losses::new(lossy),
             tasks: 0,
             skipping: false,
             in_task: false,
@@ -936,12 +935,12 @@ impl<W: Write> Encoder<W> {
 
     /// Every item dropped or defaulted so far (lossy mode).
     pub fn items(&self) -> &[String] {
-        &self.items
+        &self.losses.items
     }
 
     /// Information about lossless rewrites (zero runs written as pages ...).
     pub fn notes(&self) -> &[String] {
-        &self.notes
+        &self.losses.notes
     }
 
     /// Bytes written.
@@ -949,29 +948,23 @@ impl<W: Write> Encoder<W> {
         self.out.pos
     }
 
+    fn task_ctx(&self) -> Option<(i64, &str)> {
+        self.in_task
+            .then_some((self.pid as i64, self.comm.as_str()))
+    }
+
     fn item(&mut self, what: String) -> Result<()> {
-        let what = if self.in_task {
-            format!("task {} ({}): {what}", self.pid, self.comm)
-        } else {
-            what
-        };
-        if !self.lossy {
-            return Err(Error::new(
-                self.out.pos,
-                ErrorKind::Unrepresentable { items: vec![what] },
-            ));
-        }
-        self.items.push(what);
-        Ok(())
+        let (pos, task) = (self.out.pos, self.task_ctx());
+        let task = task.map(|(p, c)| (p, c.to_string()));
+        self.losses
+            .item(pos, task.as_ref().map(|(p, c)| (*p, c.as_str())), what)
     }
 
     fn extras(&mut self, ctx: &str, ex: &Extras, placed: &[&str]) -> Result<()> {
-        for (k, v) in &ex.0 {
-            if !placed.contains(&k.as_str()) {
-                self.item(format!("{ctx} extra `{k}` = {v:?} has no place in cr-v5"))?;
-            }
-        }
-        Ok(())
+        let pos = self.out.pos;
+        let task = self.task_ctx().map(|(p, c)| (p, c.to_string()));
+        let task = task.as_ref().map(|(p, c)| (*p, c.as_str()));
+        self.losses.unplaced_extras(pos, task, REV, ctx, ex, placed)
     }
 
     fn rec(&mut self, name: &str, parent: u32, payload: &[u8]) -> Result<()> {
@@ -1499,7 +1492,7 @@ impl<W: Write> Encoder<W> {
     fn tail(&mut self) -> Result<()> {
         self.end_task()?;
         if self.zero_pages > 0 {
-            self.notes.push(format!(
+            self.losses.notes.push(format!(
                 "{} all-zero pages written out as page contents (cr-v5 has no zero runs)",
                 self.zero_pages
             ));

@@ -34,9 +34,7 @@ pub(crate) const S_IFIFO: u32 = 0o010000;
 pub struct Encoder<W: Write> {
     out: Out<W>,
     plan: Option<Plan>,
-    lossy: bool,
-    items: Vec<String>,
-    notes: Vec<String>,
+    losses: crate::convert::Losses,
     consts: HashMap<&'static str, u64>,
     has_xsave: bool,
     xstate_size: u64,
@@ -92,9 +90,7 @@ impl<W: Write> Encoder<W> {
         Encoder {
             out: Out::new(w),
             plan,
-            lossy,
-            items: Vec::new(),
-            notes: Vec::new(),
+            losses: crate::convert::Losses::new(lossy),
             consts: CONSTANTS.iter().copied().collect(),
             has_xsave: false,
             xstate_size: 512,
@@ -140,12 +136,12 @@ impl<W: Write> Encoder<W> {
 
     /// Items dropped or defaulted so far.
     pub fn items(&self) -> &[String] {
-        &self.items
+        &self.losses.items
     }
 
     /// Lossless rewrites worth telling.
     pub fn notes(&self) -> &[String] {
-        &self.notes
+        &self.losses.notes
     }
 
     /// Bytes written.
@@ -153,31 +149,23 @@ impl<W: Write> Encoder<W> {
         self.out.pos
     }
 
+    fn task_ctx(&self) -> Option<(i64, &str)> {
+        self.in_task
+            .then_some((self.pid as i64, self.comm.as_str()))
+    }
+
     fn item(&mut self, what: String) -> Result<()> {
-        let what = if self.in_task {
-            format!("task {} ({}): {what}", self.pid, self.comm)
-        } else {
-            what
-        };
-        if !self.lossy {
-            return Err(Error::new(
-                self.out.pos,
-                ErrorKind::Unrepresentable { items: vec![what] },
-            ));
-        }
-        self.items.push(what);
-        Ok(())
+        let (pos, task) = (self.out.pos, self.task_ctx());
+        let task = task.map(|(p, c)| (p, c.to_string()));
+        self.losses
+            .item(pos, task.as_ref().map(|(p, c)| (*p, c.as_str())), what)
     }
 
     fn extras(&mut self, ctx: &str, ex: &Extras, placed: &[&str]) -> Result<()> {
-        for (k, v) in &ex.0 {
-            if !placed.contains(&k.as_str()) {
-                self.item(format!(
-                    "{ctx} extra `{k}` = {v:?} has no place in ckpt-v21"
-                ))?;
-            }
-        }
-        Ok(())
+        let pos = self.out.pos;
+        let task = self.task_ctx().map(|(p, c)| (p, c.to_string()));
+        let task = task.as_ref().map(|(p, c)| (*p, c.as_str()));
+        self.losses.unplaced_extras(pos, task, REV, ctx, ex, placed)
     }
 
     /// An objref for an object the model does not number (mm, file table,
@@ -377,13 +365,7 @@ impl<W: Write> Encoder<W> {
                     t.pid,
                     String::from_utf8_lossy(&t.comm)
                 );
-                if !self.lossy {
-                    return Err(Error::new(
-                        self.out.pos,
-                        ErrorKind::Unrepresentable { items: vec![what] },
-                    ));
-                }
-                self.items.push(what);
+                self.losses.item(self.out.pos, None, what)?;
             }
         }
         self.tasks += 1;
@@ -1396,7 +1378,7 @@ impl<W: Write> EventSink for Encoder<W> {
                     self.tree()?;
                 }
                 if self.zero_pages > 0 {
-                    self.notes.push(format!(
+                    self.losses.notes.push(format!(
                         "{} all-zero pages written out as page contents (ckpt-v21 has no zero runs)",
                         self.zero_pages
                     ));
@@ -1423,3 +1405,6 @@ impl<W: Write> EventSink for Encoder<W> {
         self.out.flush()
     }
 }
+
+/// This module's revision, for messages.
+const REV: Revision = Revision::CkptV21;
