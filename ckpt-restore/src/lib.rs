@@ -19,6 +19,7 @@ pub mod check;
 pub mod plan;
 mod restore;
 mod sys;
+pub mod tree;
 
 pub use plan::{Plan, PlanError};
 use std::path::PathBuf;

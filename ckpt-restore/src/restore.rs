@@ -2,7 +2,7 @@
 //! outside with injected system calls (see docs/RESTORE.md for the sequence).
 
 use crate::plan::{PageData, Plan, TaskPlan, VmaPlan, PAGE, TASK_SIZE};
-use crate::{check, sys, Error, Options, PidMode};
+use crate::{check, sys, tree, Error, Options, PidMode};
 use ckpt_format::{FileKind, FpuKind, Thread, VmaKind, VM_SHARED};
 use ckpt_sys::ptrace::{self, WaitStatus};
 use std::collections::BTreeMap;
@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 const VM_GROWSDOWN: u64 = 0x100;
 const VM_MAYWRITE: u64 = 0x20;
+const PTRACE_EVENT_FORK: i32 = 1;
 const PTRACE_EVENT_CLONE: i32 = 3;
 const ERESTARTSYS: i64 = -512;
 const ERESTARTNOINTR: i64 = -513;
@@ -61,7 +62,7 @@ impl Remote {
                     event: 0,
                 } => break,
                 WaitStatus::Stopped { event, .. } if event != 0 => {
-                    if event == PTRACE_EVENT_CLONE {
+                    if event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK {
                         let m = sys::ptrace_event_msg(self.tid).map_err(|e| sys_err(what(), e))?;
                         self.last_clone = Some(m as i32);
                     }
@@ -113,17 +114,21 @@ impl Remote {
     }
 }
 
-/// Kills the half-built process (and reaps it) unless released.
+/// Kills every half-built process (and reaps it) unless released.
 struct Guard {
-    pid: i32,
-    tids: Vec<i32>,
+    /// `(pid, thread ids)` in creation order (parents before children).
+    procs: Vec<(i32, Vec<i32>)>,
     armed: bool,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         if self.armed {
-            sys::kill_and_reap(self.pid, &self.tids);
+            // Parents first: a dead parent's children go to init (or the nearest
+            // subreaper), which reaps them once we, their tracer, have seen them die.
+            for (pid, tids) in &self.procs {
+                sys::kill_and_reap(*pid, tids);
+            }
         }
     }
 }
@@ -136,8 +141,10 @@ struct Staged {
     files: BTreeMap<u32, RawFd>,
     /// (path, writable) -> staging fd, for file mappings.
     maps: BTreeMap<(Vec<u8>, bool), RawFd>,
-    exe: Option<RawFd>,
-    cwd: Option<RawFd>,
+    /// Per task (image order): the executable and the cwd.
+    exe: Vec<Option<RawFd>>,
+    cwd: Vec<Option<RawFd>>,
+    /// The lowest staging descriptor: above every captured fd of every task.
     base: RawFd,
 }
 
@@ -145,16 +152,19 @@ fn show(p: &[u8]) -> String {
     String::from_utf8_lossy(p).into_owned()
 }
 
-fn stage(t: &TaskPlan, plan: &Plan, root: RawFd) -> Result<Staged, Error> {
+/// Open everything every task needs, once per object: a file or pipe shared by several
+/// tasks (or fds) gets one staging descriptor, inherited through every fork.
+fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
     sys::raise_nofile();
-    let max_fd = t.fds.iter().map(|f| f.fd).max().unwrap_or(2).max(2);
+    let all_fds = || plan.tasks.iter().flat_map(|t| t.fds.iter());
+    let max_fd = all_fds().map(|f| f.fd).max().unwrap_or(2).max(2);
     let base = max_fd + 1;
     let mut st = Staged {
         owned: Vec::new(),
         files: BTreeMap::new(),
         maps: BTreeMap::new(),
-        exe: None,
-        cwd: None,
+        exe: Vec::new(),
+        cwd: Vec::new(),
         base,
     };
     let keep = |fd: OwnedFd, st: &mut Staged| -> Result<RawFd, Error> {
@@ -175,9 +185,7 @@ fn stage(t: &TaskPlan, plan: &Plan, root: RawFd) -> Result<Staged, Error> {
     };
     // Pipes: one kernel pipe per pipe object, data written now.
     let mut pipe_ends: BTreeMap<u32, (RawFd, RawFd)> = BTreeMap::new();
-    let used_pipes: Vec<u32> = t
-        .fds
-        .iter()
+    let used_pipes: Vec<u32> = all_fds()
         .filter_map(|fd| {
             let f = &plan.files[&fd.file];
             (f.kind == FileKind::Pipe).then_some(f.pipe).flatten()
@@ -199,8 +207,8 @@ fn stage(t: &TaskPlan, plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         let w = keep(w, &mut st)?;
         pipe_ends.insert(id, (r, w));
     }
-    // Files of the fd table.
-    for fd in &t.fds {
+    // Files of the fd tables.
+    for fd in all_fds() {
         if st.files.contains_key(&fd.file) {
             continue;
         }
@@ -274,7 +282,7 @@ fn stage(t: &TaskPlan, plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         st.files.insert(fd.file, n);
     }
     // File mappings.
-    for v in &t.vmas {
+    for v in plan.tasks.iter().flat_map(|t| t.vmas.iter()) {
         if v.vma.kind != VmaKind::File {
             continue;
         }
@@ -303,35 +311,39 @@ fn stage(t: &TaskPlan, plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         let n = keep(o, &mut st)?;
         st.maps.insert((path, writable), n);
     }
-    if let Some(exe) = t.mm.as_ref().and_then(|m| m.exe.clone()) {
-        refuse_deleted(&exe, "executable")?;
-        let o = sys::open_in_root(root, &exe, libc::O_RDONLY, 0)
-            .map_err(|e| Error::Files(format!("opening the executable {}: {e}", show(&exe))))?;
-        st.exe = Some(keep(o, &mut st)?);
-    }
-    if let Some(fs) = &t.fs {
-        if !fs.cwd.is_empty() {
-            refuse_deleted(&fs.cwd, "cwd")?;
-            let o = sys::open_in_root(root, &fs.cwd, libc::O_PATH | libc::O_DIRECTORY, 0)
-                .map_err(|e| Error::Files(format!("opening cwd {}: {e}", show(&fs.cwd))))?;
-            st.cwd = Some(keep(o, &mut st)?);
+    for t in &plan.tasks {
+        let mut exe_fd = None;
+        if let Some(exe) = t.mm.as_ref().and_then(|m| m.exe.clone()) {
+            refuse_deleted(&exe, "executable")?;
+            let o = sys::open_in_root(root, &exe, libc::O_RDONLY, 0)
+                .map_err(|e| Error::Files(format!("opening the executable {}: {e}", show(&exe))))?;
+            exe_fd = Some(keep(o, &mut st)?);
         }
+        let mut cwd_fd = None;
+        if let Some(fs) = &t.fs {
+            if !fs.cwd.is_empty() {
+                refuse_deleted(&fs.cwd, "cwd")?;
+                let o = sys::open_in_root(root, &fs.cwd, libc::O_PATH | libc::O_DIRECTORY, 0)
+                    .map_err(|e| Error::Files(format!("opening cwd {}: {e}", show(&fs.cwd))))?;
+                cwd_fd = Some(keep(o, &mut st)?);
+            }
+        }
+        st.exe.push(exe_fd);
+        st.cwd.push(cwd_fd);
     }
     Ok(st)
 }
 
-/// Restore every task of `plan`; returns the pids. `image` is the mapped image that
-/// [`PageData::Mapped`] ranges refer to.
+/// Restore every task of `plan`; returns the pids (image order). `image` is the mapped
+/// image that [`PageData::Mapped`] ranges refer to.
 pub fn restore(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32>, Error> {
     let problems = check::compat(plan, image);
     if !problems.is_empty() {
         return Err(Error::Incompatible(problems));
     }
-    if plan.tasks.len() > 1 {
-        return Err(Error::Image(format!(
-            "the image holds {} processes (a --tree capture): restoring process trees is not implemented yet",
-            plan.tasks.len()
-        )));
+    let tree = tree::plan_tree(&plan.tasks, sys::my_session()).map_err(Error::Image)?;
+    for w in &tree.warnings {
+        eprintln!("ckpt-restore: {w}");
     }
     let root_path = opts
         .root
@@ -339,27 +351,160 @@ pub fn restore(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32>, Er
         .unwrap_or_else(|| std::path::PathBuf::from("/"));
     let root = sys::open_dir_path(&root_path)
         .map_err(|e| Error::Files(format!("--root {}: {e}", root_path.display())))?;
-    let t = &plan.tasks[0];
-    let staged = stage(t, plan, root.as_raw_fd())?;
-    let pid = build_task(plan, t, &staged, image, opts)?;
+    let staged = stage(plan, root.as_raw_fd())?;
+    let pids = build(plan, &tree, &staged, image, opts)?;
     drop(staged);
-    Ok(vec![pid])
+    Ok(pids)
 }
 
-fn build_task(
+/// One process being built: stopped, traced, with an injection area of its own.
+struct Proc<'a> {
+    t: &'a TaskPlan,
+    /// Index of the task in the image.
+    idx: usize,
+    pid: i32,
+    /// Injects into the leader thread.
+    main: Remote,
+    area: u64,
+    /// Threads built so far: (tid, what it restores), leader first.
+    threads: Vec<(i32, &'a Thread)>,
+}
+
+impl Proc<'_> {
+    fn data(&self) -> u64 {
+        self.area + PAGE
+    }
+}
+
+/// What every process's injection area holds beside its 4 pages: room to park our vdso.
+struct AreaShape {
+    /// Our vdso/vvar mappings: (name, start, end).
+    ours: Vec<(Vec<u8>, u64, u64)>,
+    len: u64,
+}
+
+fn build(
     plan: &Plan,
-    t: &TaskPlan,
+    tree: &tree::TreePlan,
     st: &Staged,
     image: &[u8],
     opts: &Options,
-) -> Result<i32, Error> {
-    let _ = plan;
+) -> Result<Vec<i32>, Error> {
     let me = std::process::id() as i32;
-    // The child's fd table: captured fds from their staging copies; everything else
-    // below the staging area closed.
+    let (ours, _) = check::own_vdso().map_err(Error::System)?;
+    let vd_span = match (ours.first(), ours.last()) {
+        (Some(f), Some(l)) => l.2 - f.1,
+        _ => 0,
+    };
+    let shape = AreaShape {
+        ours,
+        len: AREA_PAGES * PAGE + vd_span,
+    };
+    // Our own vdso: a fork has it at the same address, with a `syscall` in it.
+    let site0 = ckpt_sys::inject::find_vdso_syscall(me)
+        .map_err(|e| sys_err("finding a syscall instruction in our vdso", e))?
+        .ok_or_else(|| Error::System("no syscall instruction in our vdso".into()))?;
+    let mut guard = Guard {
+        procs: Vec::new(),
+        armed: true,
+    };
+
+    // 1. Every process, parents first, each forked from its restored parent while that
+    //    one is still a blank copy of us; sessions right away (children inherit them).
+    let mut procs: Vec<Proc> = Vec::with_capacity(plan.tasks.len());
+    for (i, t) in plan.tasks.iter().enumerate() {
+        let node = &tree.nodes[i];
+        let p = match node.parent {
+            None => create_root(t, i, st, site0, &shape, opts, &mut guard)?,
+            Some(pi) => create_child(&mut procs[pi], t, i, st, &shape, opts, &mut guard)?,
+        };
+        procs.push(p);
+        let p = procs.last_mut().expect("just pushed");
+        if node.setsid {
+            p.main.call("setsid", libc::SYS_setsid, &[])?;
+        }
+    }
+    // 2. Process groups: leaders, then members (with the leaders' new pids).
+    for (i, n) in tree.nodes.iter().enumerate() {
+        if n.group == tree::Group::Own {
+            procs[i]
+                .main
+                .call("setpgid(0, 0)", libc::SYS_setpgid, &[0, 0])?;
+        }
+    }
+    for (i, n) in tree.nodes.iter().enumerate() {
+        if let tree::Group::Join(l) = n.group {
+            let leader = procs[l].pid as u64;
+            procs[i]
+                .main
+                .call("setpgid(0, leader)", libc::SYS_setpgid, &[0, leader])?;
+        }
+    }
+    verify_ids(plan, tree, &procs)?;
+    // 3. Each process reshaped into its image.
+    for p in procs.iter_mut() {
+        finish(p, st, &shape, image, opts, &mut guard)?;
+    }
+    // 4. Release, children before parents.
+    if opts.leave_stopped {
+        for p in &procs {
+            ptrace::kill(p.pid, libc::SIGSTOP).map_err(|e| sys_err("SIGSTOP", e))?;
+        }
+    }
+    for p in procs.iter().rev() {
+        for (tid, _) in p.threads.iter().rev() {
+            ptrace::detach(*tid, 0).map_err(|e| sys_err("PTRACE_DETACH", e))?;
+        }
+    }
+    guard.armed = false;
+    Ok(procs.iter().map(|p| p.pid).collect())
+}
+
+/// The parent, session and group of every process as the kernel sees them now, against
+/// the tree plan (through the new pids).
+fn verify_ids(plan: &Plan, tree: &tree::TreePlan, procs: &[Proc]) -> Result<(), Error> {
+    for (i, n) in tree.nodes.iter().enumerate() {
+        let pid = procs[i].pid;
+        let (ppid, pgid, sid) = sys::proc_ids(pid).map_err(|e| sys_err(format!("pid {pid}"), e))?;
+        let captured = plan.tasks[i].task.pid;
+        if let Some(pi) = n.parent {
+            if ppid != procs[pi].pid {
+                return Err(Error::System(format!(
+                    "pid {pid} (captured {captured}) has parent {ppid}, expected {}",
+                    procs[pi].pid
+                )));
+            }
+        }
+        if let Some(l) = n.session_leader {
+            if sid != procs[l].pid {
+                return Err(Error::System(format!(
+                    "pid {pid} (captured {captured}) is in session {sid}, expected {}",
+                    procs[l].pid
+                )));
+            }
+        }
+        let want_group = match n.group {
+            tree::Group::Own => Some(pid),
+            tree::Group::Join(l) => Some(procs[l].pid),
+            tree::Group::Inherit if n.setsid => Some(pid),
+            tree::Group::Inherit => None,
+        };
+        if let Some(g) = want_group {
+            if pgid != g {
+                return Err(Error::System(format!(
+                    "pid {pid} (captured {captured}) is in process group {pgid}, expected {g}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The child's fd table (from the staging copies), cwd and umask, as raw-syscall steps.
+fn fd_setup(t: &TaskPlan, i: usize, st: &Staged) -> sys::ChildSetup {
     let mut setup = sys::ChildSetup {
-        parent: me,
-        cwd: st.cwd,
+        parent: std::process::id() as i32,
+        cwd: st.cwd[i],
         umask: t.fs.as_ref().map(|f| f.umask),
         ..Default::default()
     };
@@ -379,13 +524,20 @@ fn build_task(
     if (st.base as u32) > lo {
         setup.close.push((lo, st.base as u32 - 1));
     }
-    // Our own vdso: a fork has it at the same address, with a `syscall` in it.
-    let (ours, _) = check::own_vdso().map_err(Error::System)?;
-    let site0 = ckpt_sys::inject::find_vdso_syscall(me)
-        .map_err(|e| sys_err("finding a syscall instruction in our vdso", e))?
-        .ok_or_else(|| Error::System("no syscall instruction in our vdso".into()))?;
+    setup
+}
 
-    // Fork.
+/// A root of the tree: forked by us; it sets up its fd table itself, then stops.
+fn create_root<'a>(
+    t: &'a TaskPlan,
+    i: usize,
+    st: &Staged,
+    site0: u64,
+    shape: &AreaShape,
+    opts: &Options,
+    guard: &mut Guard,
+) -> Result<Proc<'a>, Error> {
+    let setup = fd_setup(t, i, st);
     let want = match opts.pid_mode {
         PidMode::Any => None,
         _ => Some(t.task.pid),
@@ -406,31 +558,91 @@ fn build_task(
             )))
         }
     };
-    let mut guard = Guard {
-        pid,
-        tids: vec![pid],
-        armed: true,
-    };
     match ptrace::wait(pid).map_err(|e| sys_err("waitpid", e))? {
         WaitStatus::Stopped {
             sig: libc::SIGSTOP, ..
         } => {}
         WaitStatus::Exited(c) => {
-            guard.armed = false;
             return Err(Error::System(format!(
                 "the new process failed before it stopped: {} (exit {c})",
                 sys::child_failure(c)
             )));
         }
-        s => return Err(Error::System(format!("the new process: unexpected {s:?}"))),
+        s => {
+            guard.procs.push((pid, vec![pid]));
+            return Err(Error::System(format!("the new process: unexpected {s:?}")));
+        }
     }
-    sys::ptrace_set_options(
-        pid,
-        (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_EXITKILL) as u64,
-    )
-    .map_err(|e| sys_err("PTRACE_SETOPTIONS", e))?;
+    guard.procs.push((pid, vec![pid]));
+    sys::ptrace_set_options(pid, TRACE_OPTIONS).map_err(|e| sys_err("PTRACE_SETOPTIONS", e))?;
+    let main = Remote::new(pid, site0)?;
+    prepare(t, i, pid, main, shape)
+}
 
-    let mut main = Remote::new(pid, site0)?;
+/// A process forked from its restored parent (an injected `clone3` like `fork`, with
+/// the captured pid): it inherits every staging descriptor and the parent's session;
+/// its own fd table, cwd and umask are set by injected calls.
+fn create_child<'a>(
+    parent: &mut Proc,
+    t: &'a TaskPlan,
+    i: usize,
+    st: &Staged,
+    shape: &AreaShape,
+    opts: &Options,
+    guard: &mut Guard,
+) -> Result<Proc<'a>, Error> {
+    let data = parent.data();
+    let pid = inject_clone(
+        &mut parent.main,
+        data,
+        0,
+        libc::SIGCHLD as u64,
+        t.task.pid,
+        "process",
+        opts,
+    )?;
+    guard.procs.push((pid, vec![pid]));
+    sys::ptrace_set_options(pid, TRACE_OPTIONS).map_err(|e| sys_err("PTRACE_SETOPTIONS", e))?;
+    // The child's copy of the parent's injection area is its first site.
+    let main = Remote::new(pid, parent.area)?;
+    let mut p = prepare(t, i, pid, main, shape)?;
+    let setup = fd_setup(t, i, st);
+    for &(from, to, cloexec) in &setup.dups {
+        let fl = if cloexec { libc::O_CLOEXEC } else { 0 };
+        p.main.call(
+            &format!("dup3 to fd {to}"),
+            libc::SYS_dup3,
+            &[from as u64, to as u64, fl as u64],
+        )?;
+    }
+    for &(lo, hi) in &setup.close {
+        p.main.call(
+            "close_range",
+            libc::SYS_close_range,
+            &[lo as u64, hi as u64, 0],
+        )?;
+    }
+    if let Some(c) = setup.cwd {
+        p.main.call("fchdir", libc::SYS_fchdir, &[c as u64])?;
+    }
+    if let Some(m) = setup.umask {
+        p.main.call("umask", libc::SYS_umask, &[m as u64])?;
+    }
+    Ok(p)
+}
+
+const TRACE_OPTIONS: u64 =
+    (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_EXITKILL) as u64;
+
+/// In a new stopped process: drop our libc's rseq registration and place the injection
+/// area (free in the image's layout and in the process's current one).
+fn prepare<'a>(
+    t: &'a TaskPlan,
+    idx: usize,
+    pid: i32,
+    mut main: Remote,
+    shape: &AreaShape,
+) -> Result<Proc<'a>, Error> {
     // rseq registered by our libc for this copy of us: the kernel would write into memory
     // that is about to disappear.
     if let Ok((ptr, size, sig)) = sys::ptrace_rseq_config(pid) {
@@ -442,26 +654,49 @@ fn build_task(
             )?;
         }
     }
-
-    // The injection area: free in the image's layout (so it never collides with what we
-    // map) and in the child's current one (MAP_FIXED_NOREPLACE).
-    let vd_span = match (ours.first(), ours.last()) {
-        (Some(f), Some(l)) => l.2 - f.1,
-        _ => 0,
-    };
-    let area_len = AREA_PAGES * PAGE + vd_span;
-    let area = place_area(&mut main, t, area_len)?;
+    let area = place_area(&mut main, t, shape.len)?;
     let code = [0x0fu8, 0x05, 0xcc];
     sys::write_pairs(pid, &[(area, &code)]).map_err(|e| sys_err("writing the syscall page", e))?;
     main.site = area;
-    let data = area + PAGE;
+    Ok(Proc {
+        t,
+        idx,
+        pid,
+        main,
+        area,
+        threads: Vec::new(),
+    })
+}
 
+/// Reshape one process into its image: address space, mm, signals, threads,
+/// per-thread state, credentials, registers, limits. Leaves every thread stopped.
+fn finish<'a>(
+    p: &mut Proc<'a>,
+    st: &Staged,
+    shape: &AreaShape,
+    image: &[u8],
+    opts: &Options,
+    guard: &mut Guard,
+) -> Result<(), Error> {
+    let t = p.t;
+    let pid = p.pid;
+    let area = p.area;
+    let area_len = shape.len;
+    let data = p.data();
+    let ours = shape.ours.as_slice();
+    let gi = guard
+        .procs
+        .iter()
+        .position(|g| g.0 == pid)
+        .ok_or_else(|| Error::System(format!("pid {pid} is not guarded")))?;
+    let exe = st.exe[p.idx];
+    let main = &mut p.main;
     // Park the vdso/vvar inside the area, drop everything else, move them into place.
     let img_vdso = t.vmas.iter().find(|v| v.vma.kind == VmaKind::Vdso);
     let park = area + AREA_PAGES * PAGE;
     let first = ours.first().map_or(0, |f| f.1);
     if img_vdso.is_some() {
-        for o in &ours {
+        for o in ours {
             let len = o.2 - o.1;
             main.call(
                 "mremap (park vdso)",
@@ -484,7 +719,7 @@ fn build_task(
     )?;
     if let Some(iv) = img_vdso {
         let our_vdso = ours.iter().find(|o| o.0 == b"[vdso]").map_or(0, |o| o.1);
-        for o in &ours {
+        for o in ours {
             let len = o.2 - o.1;
             let dest = iv.vma.start.wrapping_add(o.1).wrapping_sub(our_vdso);
             main.call(
@@ -504,7 +739,7 @@ fn build_task(
     // Every VMA, then the pages, then the final protections.
     let mut reprotect: Vec<(u64, u64, u32)> = Vec::new();
     for v in &t.vmas {
-        if let Some(p) = map_vma(&mut main, v, st)? {
+        if let Some(p) = map_vma(main, v, st)? {
             reprotect.push(p);
         }
     }
@@ -541,7 +776,7 @@ fn build_task(
         let auxv_at = data + 256;
         b.extend_from_slice(&(if auxv.is_empty() { 0 } else { auxv_at }).to_le_bytes());
         b.extend_from_slice(&(auxv.len() as u32).to_le_bytes());
-        let exe_fd = st.exe.map_or(u32::MAX, |f| f as u32);
+        let exe_fd = exe.map_or(u32::MAX, |f| f as u32);
         b.extend_from_slice(&exe_fd.to_le_bytes());
         sys::write_pairs(pid, &[(data, &b), (auxv_at, &auxv)])
             .map_err(|e| sys_err("writing prctl_mm_map", e))?;
@@ -555,7 +790,7 @@ fn build_task(
                 0,
             ],
         )?;
-        if r == -(libc::EPERM as i64) && st.exe.is_some() {
+        if r == -(libc::EPERM as i64) && exe.is_some() {
             // Without CAP_CHECKPOINT_RESTORE the exe link cannot be changed: keep the rest.
             eprintln!(
                 "ckpt-restore: not permitted to set the exe link; /proc/PID/exe will be wrong"
@@ -631,23 +866,25 @@ fn build_task(
         .iter()
         .find(|th| th.tid == t.task.pid)
         .ok_or_else(|| Error::Image("no leader thread".into()))?;
-    let mut built: Vec<(i32, &Thread)> = vec![(pid, leader)];
+    let mut built: Vec<(i32, &'a Thread)> = vec![(pid, leader)];
     for th in t.threads.iter().filter(|th| th.tid != t.task.pid) {
-        let tid = clone_thread(&mut main, pid, data, th.tid, opts)?;
-        guard.tids.push(tid);
+        let tid = inject_clone(main, data, THREAD_FLAGS, 0, th.tid, "thread", opts)?;
+        guard.procs[gi].1.push(tid);
         built.push((tid, th));
     }
-    let mut remotes: Vec<Remote> = vec![main];
+    let mut remotes: Vec<&mut Remote> = vec![main];
+    let mut others: Vec<Remote> = Vec::new();
     for &(tid, _) in &built[1..] {
-        remotes.push(Remote::new(tid, area)?);
+        others.push(Remote::new(tid, area)?);
     }
+    remotes.extend(others.iter_mut());
     // Per-thread kernel state, in each thread.
     let (uids, gids, groups) = sys::my_creds();
     let c = &t.task.creds;
     let change_creds =
         uids[1] == 0 && (c.uid[..3] != uids[..] || c.gid[..3] != gids[..] || c.groups != groups);
     for (k, (_, th)) in built.iter().enumerate() {
-        let r = &mut remotes[k];
+        let r = &mut *remotes[k];
         let ex = &th.extras;
         if let Some(ctid) = ex.u64("clear_child_tid") {
             r.call("set_tid_address", libc::SYS_set_tid_address, &[ctid])?;
@@ -725,14 +962,8 @@ fn build_task(
         sys::set_rlimit(pid, i as u32, l.cur, l.max)
             .map_err(|e| sys_err(format!("prlimit {i} {}/{}", l.cur, l.max), e))?;
     }
-    if opts.leave_stopped {
-        ptrace::kill(pid, libc::SIGSTOP).map_err(|e| sys_err("SIGSTOP", e))?;
-    }
-    for (tid, _) in built.iter().rev() {
-        ptrace::detach(*tid, 0).map_err(|e| sys_err("PTRACE_DETACH", e))?;
-    }
-    guard.armed = false;
-    Ok(pid)
+    p.threads = built;
+    Ok(())
 }
 
 fn place_area(main: &mut Remote, t: &TaskPlan, len: u64) -> Result<u64, Error> {
@@ -886,19 +1117,27 @@ fn write_pages(pid: i32, t: &TaskPlan, image: &[u8]) -> Result<(), Error> {
     sys::write_pairs(pid, &pairs).map_err(|e| sys_err("process_vm_writev of the pages", e))
 }
 
-fn clone_thread(
+const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
+
+/// An injected `clone3(flags, exit_signal, set_tid = [want])` in `main`'s process (a
+/// thread with [`THREAD_FLAGS`], a process with 0 + `SIGCHLD`); `data` is the process's
+/// argument page. The new task is auto-attached (`PTRACE_O_TRACECLONE`/`TRACEFORK`) and
+/// waited for in its first stop; returns its id.
+fn inject_clone(
     main: &mut Remote,
-    pid: i32,
     data: u64,
-    want_tid: i32,
+    flags: u64,
+    exit_signal: u64,
+    want: i32,
+    what: &str,
     opts: &Options,
 ) -> Result<i32, Error> {
-    let flags = (libc::CLONE_VM
-        | libc::CLONE_FS
-        | libc::CLONE_FILES
-        | libc::CLONE_SIGHAND
-        | libc::CLONE_THREAD
-        | libc::CLONE_SYSVSEM) as u64;
+    let pid = main.tid;
     let args_at = data + 2048;
     let tid_at = data + 2048 + 128;
     let attempt = |set: bool, main: &mut Remote| -> Result<i64, Error> {
@@ -908,7 +1147,7 @@ fn clone_thread(
             0,
             0,
             0,
-            0,
+            exit_signal,
             0,
             0,
             0,
@@ -919,38 +1158,39 @@ fn clone_thread(
         for v in vals {
             b.extend_from_slice(&v.to_le_bytes());
         }
-        let tb = (want_tid as u32).to_le_bytes();
+        let tb = (want as u32).to_le_bytes();
         sys::write_pairs(pid, &[(args_at, &b), (tid_at, &tb)])
             .map_err(|e| sys_err("writing clone_args", e))?;
         main.last_clone = None;
         main.raw(libc::SYS_clone3, &[args_at, 88])
     };
+    let idw = if what == "thread" { "thread id" } else { "pid" };
     let set = opts.pid_mode != PidMode::Any;
     let mut r = attempt(set, main)?;
     if r < 0 && set {
         if opts.pid_mode == PidMode::Same {
             return Err(Error::Pid(format!(
-                "thread id {want_tid} is not available: {}",
+                "{idw} {want} is not available: {}",
                 std::io::Error::from_raw_os_error((-r) as i32)
             )));
         }
         eprintln!(
-            "ckpt-restore: thread id {want_tid} is not available ({}); the kernel chooses another",
+            "ckpt-restore: {idw} {want} is not available ({}); the kernel chooses another",
             std::io::Error::from_raw_os_error((-r) as i32)
         );
         r = attempt(false, main)?;
     }
     if r <= 0 {
         return Err(Error::System(format!(
-            "clone3 of a thread in the restored process: {}",
+            "clone3 of a {what} in the restored process {pid}: {}",
             std::io::Error::from_raw_os_error((-r) as i32)
         )));
     }
     let tid = r as i32;
-    // The new thread is auto-attached (PTRACE_O_TRACECLONE) and stops with SIGSTOP.
-    match ptrace::wait(tid).map_err(|e| sys_err("waitpid new thread", e))? {
+    // The new task is auto-attached and stops with SIGSTOP before running user code.
+    match ptrace::wait(tid).map_err(|e| sys_err(format!("waitpid new {what}"), e))? {
         WaitStatus::Stopped { .. } => {}
-        s => return Err(Error::System(format!("new thread {tid}: unexpected {s:?}"))),
+        s => return Err(Error::System(format!("new {what} {tid}: unexpected {s:?}"))),
     }
     Ok(tid)
 }

@@ -482,6 +482,18 @@ pub fn my_creds() -> ([u32; 3], [u32; 3], Vec<u32>) {
     ([r, e, s], [gr, ge, gs], groups)
 }
 
+/// Our `(session id, process group id)`.
+pub fn my_session() -> (i32, i32) {
+    // SAFETY: plain integer syscalls without pointers.
+    unsafe { (libc::getsid(0), libc::getpgrp()) }
+}
+
+/// `(ppid, pgid, sid)` of `pid`, from `/proc/PID/stat`.
+pub fn proc_ids(pid: i32) -> io::Result<(i32, i32, i32)> {
+    let st = ckpt_sys::procfs::stat(pid).map_err(|e| io::Error::other(e.to_string()))?;
+    Ok((st.field(4) as i32, st.field(5) as i32, st.field(6) as i32))
+}
+
 /// `kill(pid, SIGKILL)`, then reap every traced thread of it and the process itself.
 pub fn kill_and_reap(pid: i32, threads: &[i32]) {
     // SAFETY: plain integer syscalls; status is a valid out pointer.

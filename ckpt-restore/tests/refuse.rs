@@ -195,3 +195,103 @@ fn root_dir_confines_every_path() {
     assert!(out.is_empty());
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
 }
+
+/// A process tree the kernel's rules cannot rebuild is refused up front, with the reason.
+#[test]
+fn impossible_trees_are_refused_before_any_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.out");
+    let root = spawn("restore_tree", &["100000"], &out, dir.path());
+    let mut procs = Procs(vec![root]);
+    wait_lines(&out, 3);
+    let a = loop {
+        if let Some(&a) = children_of(root).first() {
+            if !children_of(a).is_empty() {
+                break a;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let b = children_of(a)[0];
+    let img = dir.path().join("tree.img");
+    capture_kill_tree(root, &img, &[root, a, b]);
+    procs.0.clear();
+    let good = std::fs::read(&img).unwrap();
+    let edit = |pid: i32, f: &dyn Fn(&mut ckpt_format::Task)| {
+        rewrite(&good, |ev, _| {
+            if let Event::Task(t) = ev {
+                if t.pid == pid {
+                    f(t);
+                }
+            }
+        })
+    };
+    // B in a session that is neither its parent's nor its own.
+    refused(
+        dir.path(),
+        &edit(b, &|t| t.sid = 4_000_000),
+        root,
+        "does not lead its session",
+    );
+    // A in a process group whose leader is not in the image and is not root's.
+    refused(
+        dir.path(),
+        &edit(a, &|t| t.pgid = 4_000_001),
+        root,
+        "whose leader is not in the image",
+    );
+    // A leading its session while in another process group.
+    refused(
+        dir.path(),
+        &edit(a, &|t| {
+            t.sid = a;
+            t.pgid = root;
+        }),
+        root,
+        "a session leader always leads its group",
+    );
+    // B as a zombie.
+    refused(dir.path(), &edit(b, &|t| t.exit_state = 32), root, "zombie");
+}
+
+/// A tree whose restore fails half-way (B's pid is taken and `--pid-same` forbids
+/// another) leaves nothing behind: the processes already built are killed before they
+/// ran, and exit code 1 names the pid.
+#[test]
+fn tree_failing_half_way_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.out");
+    let root = spawn("restore_tree", &["100000"], &out, dir.path());
+    let mut procs = Procs(vec![root]);
+    wait_lines(&out, 3);
+    let a = loop {
+        if let Some(&a) = children_of(root).first() {
+            if !children_of(a).is_empty() {
+                break a;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let b = children_of(a)[0];
+    let img = dir.path().join("tree.img");
+    capture_kill_tree(root, &img, &[root, a, b]);
+    procs.0.clear();
+    // Hold B's pid (the holder's child is orphaned to us, the subreaper).
+    let held = std::process::Command::new(progs_dir().join("restore_holdpid"))
+        .arg(b.to_string())
+        .output()
+        .unwrap();
+    assert!(held.status.success(), "{held:?}");
+    assert_eq!(String::from_utf8_lossy(&held.stdout), format!("held {b}\n"));
+    procs.0.push(b);
+
+    let (code, stdout, err) = run_restore(&["--pid-same", img.to_str().unwrap()]);
+    assert_eq!(code, 1, "stdout {stdout:?} stderr {err:?}");
+    assert!(err.contains(&format!("pid {b} is not available")), "{err}");
+    assert!(stdout.is_empty());
+    // Root and A were built (they are not running: killed while stopped); they are
+    // gone once reaped.
+    wait_gone(&[root, a]);
+    // The holder is untouched.
+    assert_eq!(ids_of(b).0, std::process::id() as i32);
+}

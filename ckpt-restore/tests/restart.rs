@@ -124,3 +124,68 @@ fn asleep_in_nanosleep_and_read() {
     procs.0.clear();
     assert_eq!(std::fs::read(&out).unwrap(), want);
 }
+
+/// The members of `restore_tree`'s tree: (A, B) below `root`.
+fn tree_members(root: i32) -> (i32, i32) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let a = children_of(root);
+        if a.len() == 1 {
+            let b = children_of(a[0]);
+            if b.len() == 1 {
+                return (a[0], b[0]);
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "tree of {root}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// root leads its session and group; A (root's child) leads its own group in that
+/// session; B (A's child) is in A's group.
+fn assert_tree_ids(root: i32, a: i32, b: i32) {
+    assert_eq!(children_of(root), vec![a], "children of root {root}");
+    assert_eq!(children_of(a), vec![b], "children of A {a}");
+    let r = ids_of(root);
+    assert_eq!((r.1, r.2), (root, root), "root {root}: pgid, sid");
+    assert_eq!(ids_of(a), (root, a, root), "A {a}: ppid, pgid, sid");
+    assert_eq!(ids_of(b), (a, a, root), "B {b}: ppid, pgid, sid");
+}
+
+#[test]
+fn tree_of_three_with_session_group_and_shared_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["400"];
+    let want = reference("restore_tree", &args, dir.path());
+    assert!(want.ends_with(b"child exited 8\ndone\n"), "{want:?}");
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let root = spawn("restore_tree", &args, &out, dir.path());
+    procs.0.push(root);
+    wait_lines(&out, 30);
+    let (a, b) = tree_members(root);
+    assert_tree_ids(root, a, b);
+    let img = dir.path().join("img");
+
+    // Same pids: the tree comes back exactly.
+    capture_kill_tree(root, &img, &[root, a, b]);
+    let pids = restore_all(&img, &["--pid-same"]);
+    assert_eq!(pids, vec![root, a, b], "image order, original pids");
+    assert_tree_ids(root, a, b);
+
+    // New pids: parents, session and group follow the new pids.
+    wait_lines(&out, 110);
+    capture_kill_tree(root, &img, &[root, a, b]);
+    let pids = restore_all(&img, &["--pid-any"]);
+    assert_eq!(pids.len(), 3);
+    let (r2, a2, b2) = (pids[0], pids[1], pids[2]);
+    procs.0 = vec![r2];
+    assert_tree_ids(r2, a2, b2);
+
+    assert_eq!(wait_exit(r2, LIMIT), 0);
+    procs.0.clear();
+    assert_eq!(
+        String::from_utf8_lossy(&std::fs::read(&out).unwrap()),
+        String::from_utf8_lossy(&want)
+    );
+}

@@ -182,3 +182,80 @@ pub fn restore(img: &Path, extra: &[&str]) -> i32 {
         .parse()
         .unwrap_or_else(|_| panic!("pid from {out:?}"))
 }
+
+/// Children of `pid` (all threads' children lists).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let p = e.unwrap().path().join("children");
+        let s = std::fs::read_to_string(p).unwrap_or_default();
+        out.extend(s.split_whitespace().map(|w| w.parse::<i32>().unwrap()));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// `(ppid, pgid, sid)` of `pid` from /proc.
+pub fn ids_of(pid: i32) -> (i32, i32, i32) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        f[3].parse().unwrap(),
+    )
+}
+
+/// Capture the tree of `root` (with `--tree`) into `img` and kill it; waits until every
+/// process of it is gone (the descendants are reparented to us, the subreaper, and reaped).
+pub fn capture_kill_tree(root: i32, img: &Path, pids: &[i32]) {
+    let mut opts = ckpt_capture::Options::new(root);
+    opts.tree = true;
+    opts.leave = ckpt_capture::Leave::Killed;
+    let mut p = ckpt_capture::live::LiveCapture::new(opts.clone());
+    ckpt_capture::capture_to_path(&mut p, &opts, img, None)
+        .unwrap_or_else(|e| panic!("capture of the tree of {root}: {e}"));
+    wait_gone(pids);
+}
+
+/// Reap (as their subreaper) and wait until none of `pids` exists.
+pub fn wait_gone(pids: &[i32]) {
+    let t0 = Instant::now();
+    loop {
+        for &p in pids {
+            let mut st = 0;
+            // SAFETY: st is a valid out pointer.
+            unsafe { libc::waitpid(p, &mut st, libc::__WALL | libc::WNOHANG) };
+        }
+        if pids
+            .iter()
+            .all(|p| !Path::new(&format!("/proc/{p}")).exists())
+        {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "processes {pids:?} still exist after the killing capture"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Run the ckpt-restore binary on `img` with `extra` flags; returns the pids it printed.
+pub fn restore_all(img: &Path, extra: &[&str]) -> Vec<i32> {
+    let mut a: Vec<&str> = extra.to_vec();
+    a.push(img.to_str().unwrap());
+    let (code, out, err) = run_restore(&a);
+    assert_eq!(code, 0, "ckpt-restore failed: {err}");
+    if !err.is_empty() {
+        eprintln!("ckpt-restore said: {err}");
+    }
+    out.lines()
+        .map(|l| {
+            l.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("pid in {out:?}"))
+        })
+        .collect()
+}
