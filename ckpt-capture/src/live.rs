@@ -640,6 +640,14 @@ fn capture_task(
         if let Some(v) = st.get("SigPnd") {
             x.set_u64("sigpending", procfs::hex_mask(v));
         }
+        // rseq (glibc registers every thread): restore re-registers the same area.
+        if let Ok(r) = ptrace::rseq_config(tid) {
+            if r.ptr != 0 {
+                x.set_u64("rseq_ptr", r.ptr);
+                x.set_u64("rseq_len", r.size as u64);
+                x.set_u64("rseq_sig", r.sig as u64);
+            }
+        }
         threads.push((
             tid,
             regs,

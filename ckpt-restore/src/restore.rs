@@ -645,12 +645,12 @@ fn prepare<'a>(
 ) -> Result<Proc<'a>, Error> {
     // rseq registered by our libc for this copy of us: the kernel would write into memory
     // that is about to disappear.
-    if let Ok((ptr, size, sig)) = sys::ptrace_rseq_config(pid) {
-        if ptr != 0 {
+    if let Ok(r) = ptrace::rseq_config(pid) {
+        if r.ptr != 0 {
             main.call(
                 "rseq unregister",
                 libc::SYS_rseq,
-                &[ptr, size as u64, 1, sig as u64],
+                &[r.ptr, r.size as u64, 1, r.sig as u64],
             )?;
         }
     }
@@ -908,6 +908,15 @@ fn finish<'a>(
                 sys::write_pairs(pid, &[(data + 2560, &b)])
                     .map_err(|e| sys_err("writing stack_t", e))?;
                 r.call("sigaltstack", libc::SYS_sigaltstack, &[data + 2560, 0])?;
+            }
+        }
+        // rseq: the same area again (its memory is restored), so the kernel keeps its
+        // cpu/node ids current as before (glibc's sched_getcpu reads them from there).
+        if let (Some(ptr), Some(len), Some(sig)) =
+            (ex.u64("rseq_ptr"), ex.u64("rseq_len"), ex.u64("rseq_sig"))
+        {
+            if ptr != 0 {
+                r.call("rseq (register)", libc::SYS_rseq, &[ptr, len, 0, sig])?;
             }
         }
     }

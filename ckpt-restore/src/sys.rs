@@ -337,30 +337,6 @@ pub fn ptrace_set_fpregs(tid: i32, area: &[u8]) -> io::Result<()> {
     cvt(unsafe { libc::ptrace(libc::PTRACE_SETFPREGS, tid, 0, area.as_ptr()) }).map(|_| ())
 }
 
-/// `PTRACE_GET_RSEQ_CONFIGURATION`: `(rseq_abi_pointer, rseq_abi_size, signature)`.
-pub fn ptrace_rseq_config(tid: i32) -> io::Result<(u64, u32, u32)> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct Conf {
-        ptr: u64,
-        size: u32,
-        sig: u32,
-        flags: u32,
-        pad: u32,
-    }
-    let mut c = Conf::default();
-    // SAFETY: c is a valid out buffer of the size passed.
-    cvt(unsafe {
-        libc::ptrace(
-            0x420f, /* PTRACE_GET_RSEQ_CONFIGURATION */
-            tid,
-            std::mem::size_of::<Conf>(),
-            &mut c as *mut Conf,
-        )
-    })?;
-    Ok((c.ptr, c.size, c.sig))
-}
-
 /// `process_vm_writev` of `(remote address, local bytes)` pairs, batched by `IOV_MAX`,
 /// resuming after partial writes.
 pub fn write_pairs(pid: i32, pairs: &[(u64, &[u8])]) -> io::Result<()> {

@@ -54,6 +54,11 @@ fn multi_threaded_counter() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["200"];
     let want = reference("restore_threads", &args, dir.path());
+    assert!(
+        want.ends_with(b"rseq 1 1 1 1 1\n"),
+        "glibc registers rseq in every thread here: {:?}",
+        String::from_utf8_lossy(&want[want.len().saturating_sub(60)..])
+    );
     let out = dir.path().join("run.out");
     let mut procs = Procs::default();
     let mut pid = spawn("restore_threads", &args, &out, dir.path());

@@ -315,3 +315,49 @@ pub fn get_robust_list(tid: pid_t) -> Result<(u64, u64)> {
     }
     Ok((head, len as u64))
 }
+
+/// A thread's rseq registration (`PTRACE_GET_RSEQ_CONFIGURATION`): area address
+/// (0 = none), area size, signature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RseqConfig {
+    /// Address of the registered `struct rseq`; 0 when the thread has none.
+    pub ptr: u64,
+    /// Size passed to `rseq(2)` at registration.
+    pub size: u32,
+    /// Signature preceding abort handlers.
+    pub sig: u32,
+}
+
+/// `PTRACE_GET_RSEQ_CONFIGURATION` of a stopped tracee (Linux 5.13+).
+pub fn rseq_config(tid: pid_t) -> Result<RseqConfig> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct Conf {
+        ptr: u64,
+        size: u32,
+        sig: u32,
+        flags: u32,
+        pad: u32,
+    }
+    const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
+    let mut c = Conf::default();
+    // SAFETY: c is a valid out buffer of the size passed as `addr`.
+    let rc = unsafe {
+        libc::ptrace(
+            PTRACE_GET_RSEQ_CONFIGURATION,
+            tid,
+            std::mem::size_of::<Conf>(),
+            &mut c as *mut Conf,
+        )
+    };
+    if rc == -1 {
+        return Err(SysError::last(format!(
+            "PTRACE_GET_RSEQ_CONFIGURATION tid {tid}"
+        )));
+    }
+    Ok(RseqConfig {
+        ptr: c.ptr,
+        size: c.size,
+        sig: c.sig,
+    })
+}
