@@ -130,6 +130,17 @@ pub fn compat(plan: &Plan, image: &[u8]) -> Vec<String> {
     out
 }
 
+/// Our vvar pieces as (offset from our vdso, size).
+pub fn vvar_pieces(ours: &[Special]) -> Vec<(i64, u64)> {
+    let Some(ov) = ours.iter().find(|o| o.0 == b"[vdso]") else {
+        return Vec::new();
+    };
+    ours.iter()
+        .filter(|o| o.0 != b"[vdso]")
+        .map(|o| (o.1 as i64 - ov.1 as i64, o.2 - o.1))
+        .collect()
+}
+
 /// The image's vdso must be byte-identical to ours, and its vvar mappings the same
 /// sizes at the same distances from it.
 pub fn vdso_matches(
@@ -204,11 +215,7 @@ pub fn vdso_matches(
             )
         })
         .collect();
-    let our_v: Vec<(i64, u64)> = ours
-        .iter()
-        .filter(|o| o.0 != b"[vdso]")
-        .map(|o| (o.1 as i64 - ov.1 as i64, o.2 - o.1))
-        .collect();
+    let our_v = vvar_pieces(ours);
     if img_v != our_v {
         return Err(format!(
             "vvar layout differs: image {img_v:?} (offset from vdso, size), here {our_v:?}"

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 /// x86-64 user address space end (47-bit).
 pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+/// The x86-64 `[vsyscall]` page: fixed, provided by the kernel.
+pub const VSYSCALL: u64 = 0xffff_ffff_ff60_0000;
 /// Page size the restorer supports.
 pub const PAGE: u64 = 4096;
 
@@ -274,14 +276,71 @@ impl Plan {
         if !tail {
             return err("broken image: truncated (no tail)");
         }
-        let plan = Plan {
+        let mut plan = Plan {
             header,
             tasks,
             files,
             pipes,
         };
+        plan.adopt_vsyscall();
         plan.check()?;
         Ok(plan)
+    }
+
+    /// Revisions without a special-mapping kind (ckpt-v21, cr-v5) hold the `[vsyscall]`
+    /// page as an anonymous VMA without pages: it is the kernel's, whatever its kind.
+    fn adopt_vsyscall(&mut self) {
+        for t in &mut self.tasks {
+            for v in &mut t.vmas {
+                let m = &mut v.vma;
+                if m.start == VSYSCALL
+                    && m.end == VSYSCALL + PAGE
+                    && m.kind != VmaKind::Other
+                    && v.pages.is_empty()
+                {
+                    m.kind = VmaKind::Other;
+                    m.file = None;
+                }
+            }
+        }
+    }
+
+    /// Revisions without a vvar kind (ckpt-v21, cr-v5) hold the vdso's data pages as
+    /// anonymous VMAs without pages. An anonymous VMA without pages that covers exactly
+    /// where this kernel's vvar piece `(offset from the vdso, size)` goes, next to the
+    /// image's vdso, is that piece: it is given the vvar kind (mapping anonymous memory
+    /// there would hide the vdso's data). Returns how many VMAs were adopted.
+    pub fn adopt_vvar(&mut self, pieces: &[(i64, u64)]) -> usize {
+        let mut n = 0;
+        for t in &mut self.tasks {
+            if t.vmas.iter().any(|v| v.vma.kind == VmaKind::Vvar) {
+                continue;
+            }
+            let Some(vdso) = t
+                .vmas
+                .iter()
+                .find(|v| v.vma.kind == VmaKind::Vdso)
+                .map(|v| v.vma.start)
+            else {
+                continue;
+            };
+            for &(off, size) in pieces {
+                let start = vdso.wrapping_add(off as u64);
+                if let Some(v) = t.vmas.iter_mut().find(|v| {
+                    v.vma.start == start
+                        && v.vma.end == start.wrapping_add(size)
+                        && v.vma.kind == VmaKind::Anon
+                        && v.pages.is_empty()
+                        && v.vma.prot & 2 == 0
+                }) {
+                    v.vma.kind = VmaKind::Vvar;
+                    v.vma.file = None;
+                    v.zeros.clear();
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 
     /// Structural checks that the decoder does not make but the restorer relies on.
@@ -321,7 +380,7 @@ impl Plan {
             let mut prev_end = 0u64;
             for v in &t.vmas {
                 let m = &v.vma;
-                let is_vsyscall = m.start >= TASK_SIZE && m.kind == VmaKind::Other;
+                let is_vsyscall = m.start == VSYSCALL && m.kind == VmaKind::Other;
                 if m.start % PAGE != 0 || m.end % PAGE != 0 || m.end <= m.start {
                     return err(format!(
                         "task {pid}: VMA {:#x}-{:#x} not page aligned",

@@ -337,6 +337,25 @@ fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
 /// Restore every task of `plan`; returns the pids (image order). `image` is the mapped
 /// image that [`PageData::Mapped`] ranges refer to.
 pub fn restore(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32>, Error> {
+    // Legacy revisions have no vvar kind: find the vdso's data pages by their place.
+    let adopted;
+    let plan = if plan
+        .tasks
+        .iter()
+        .any(|t| !t.vmas.iter().any(|v| v.vma.kind == VmaKind::Vvar))
+    {
+        let (ours, _) = check::own_vdso().map_err(Error::System)?;
+        let pieces = check::vvar_pieces(&ours);
+        let mut p = plan.clone();
+        if p.adopt_vvar(&pieces) > 0 {
+            adopted = p;
+            &adopted
+        } else {
+            plan
+        }
+    } else {
+        plan
+    };
     let problems = check::compat(plan, image);
     if !problems.is_empty() {
         return Err(Error::Incompatible(problems));
