@@ -361,3 +361,59 @@ pub fn rseq_config(tid: pid_t) -> Result<RseqConfig> {
         sig: c.sig,
     })
 }
+
+/// Size of one `siginfo_t` as the kernel copies it to user space on x86-64.
+pub const SIGINFO_SIZE: usize = 128;
+
+/// The pending signals of a stopped tracee with their full `siginfo_t`, in queue order,
+/// without dequeuing them (`PTRACE_PEEKSIGINFO`). `shared = false`: the thread's own
+/// queue (signals sent to this thread); `true`: the process-wide queue
+/// (`PTRACE_PEEKSIGINFO_SHARED`, the same from any thread). Returns the concatenated
+/// 128-byte `siginfo_t`s (`si_signo` is the first `i32` of each).
+///
+/// A pending standard signal whose queue entry could not be allocated when it was sent
+/// is pending without a `siginfo` and does not appear here.
+pub fn peek_siginfo(tid: pid_t, shared: bool) -> Result<Vec<u8>> {
+    #[repr(C)]
+    struct Args {
+        off: u64,
+        flags: u32,
+        nr: i32,
+    }
+    const PTRACE_PEEKSIGINFO: libc::c_uint = 0x4209;
+    const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+    const BATCH: usize = 32;
+    // Bounded: a queue holds at most RLIMIT_SIGPENDING entries (plus one per standard
+    // signal); refuse to read forever if something keeps adding.
+    const MAX_ENTRIES: usize = 1 << 20;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; BATCH * SIGINFO_SIZE];
+    loop {
+        let args = Args {
+            off: (out.len() / SIGINFO_SIZE) as u64,
+            flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+            nr: BATCH as i32,
+        };
+        // SAFETY: `args` is a valid `struct ptrace_peeksiginfo_args`; `buf` has room for
+        // `args.nr` siginfos of SIGINFO_SIZE bytes, the most the kernel writes.
+        let rc = unsafe {
+            libc::ptrace(
+                PTRACE_PEEKSIGINFO,
+                tid,
+                &args as *const Args as *mut c_void,
+                buf.as_mut_ptr() as *mut c_void,
+            )
+        };
+        if rc < 0 {
+            return Err(SysError::last(format!(
+                "PTRACE_PEEKSIGINFO{} tid {tid}",
+                if shared { "(shared)" } else { "" }
+            )));
+        }
+        let n = (rc as usize).min(BATCH);
+        out.extend_from_slice(&buf[..n * SIGINFO_SIZE]);
+        if n < BATCH || out.len() / SIGINFO_SIZE >= MAX_ENTRIES {
+            return Ok(out);
+        }
+    }
+}
