@@ -587,6 +587,16 @@ fn capture_task(
             tx.set_u64(key, v);
         }
     }
+    // The process-wide pending queue, read (not dequeued) through any stopped thread.
+    if let Some(f) = &p.frozen {
+        if let Some(&tid) = f.threads().first() {
+            let q = ptrace::peek_siginfo(tid, true)
+                .map_err(sys(format!("pid {pid}: shared pending signals")))?;
+            if !q.is_empty() {
+                tx.set_bytes("siginfo_shared", &q);
+            }
+        }
+    }
     let real_ppid = p.stat.field(4) as i32;
     if is_root {
         tx.set_u64("real_ppid", real_ppid as u64);
@@ -639,6 +649,11 @@ fn capture_task(
         }
         if let Some(v) = st.get("SigPnd") {
             x.set_u64("sigpending", procfs::hex_mask(v));
+        }
+        // Signals sent to this thread, with their siginfo, in queue order (not dequeued).
+        let q = ptrace::peek_siginfo(tid, false).map_err(sys(format!("{ctx}: pending signals")))?;
+        if !q.is_empty() {
+            x.set_bytes("siginfo_pending", &q);
         }
         // rseq (glibc registers every thread): restore re-registers the same area.
         if let Ok(r) = ptrace::rseq_config(tid) {
