@@ -1,7 +1,7 @@
 //! Compatibility checks made before anything is created: each one says what differs.
 
 use crate::plan::{Plan, PAGE};
-use crate::sys;
+use crate::{signals, sys};
 use ckpt_format::{FpuKind, VmaKind};
 use ckpt_sys::procfs;
 
@@ -106,6 +106,17 @@ pub fn compat(plan: &Plan, image: &[u8]) -> Vec<String> {
                 if let Err(e) = vdso_matches(t, &ours, &our_bytes, image) {
                     out.push(format!("task {}: {e}", t.task.pid));
                 }
+            }
+        }
+    }
+    // Pending signals: well-formed queues only.
+    for t in &plan.tasks {
+        if let Err(e) = signals::queue(&t.task.extras, "siginfo_shared") {
+            out.push(format!("task {}: {e}", t.task.pid));
+        }
+        for th in &t.threads {
+            if let Err(e) = signals::queue(&th.extras, "siginfo_pending") {
+                out.push(format!("thread {}: {e}", th.tid));
             }
         }
     }

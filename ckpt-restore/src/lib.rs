@@ -18,6 +18,7 @@
 pub mod check;
 pub mod plan;
 mod restore;
+pub mod signals;
 mod sys;
 pub mod tree;
 

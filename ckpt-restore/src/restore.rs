@@ -2,7 +2,7 @@
 //! outside with injected system calls (see docs/RESTORE.md for the sequence).
 
 use crate::plan::{PageData, Plan, TaskPlan, VmaPlan, PAGE, TASK_SIZE};
-use crate::{check, sys, tree, Error, Options, PidMode};
+use crate::{check, signals, sys, tree, Error, Options, PidMode};
 use ckpt_format::{FileKind, FpuKind, Thread, VmaKind, VM_SHARED};
 use ckpt_sys::ptrace::{self, WaitStatus};
 use std::collections::BTreeMap;
@@ -387,6 +387,8 @@ struct Proc<'a> {
     area: u64,
     /// Threads built so far: (tid, what it restores), leader first.
     threads: Vec<(i32, &'a Thread)>,
+    /// A `SIGSTOP` was pending in the image: the process is stopped when released.
+    stop_pending: bool,
 }
 
 impl Proc<'_> {
@@ -465,8 +467,8 @@ fn build(
         finish(p, st, &shape, image, opts, &mut guard)?;
     }
     // 4. Release, children before parents.
-    if opts.leave_stopped {
-        for p in &procs {
+    for p in &procs {
+        if opts.leave_stopped || p.stop_pending {
             ptrace::kill(p.pid, libc::SIGSTOP).map_err(|e| sys_err("SIGSTOP", e))?;
         }
     }
@@ -684,6 +686,7 @@ fn prepare<'a>(
         main,
         area,
         threads: Vec::new(),
+        stop_pending: false,
     })
 }
 
@@ -975,6 +978,56 @@ fn finish<'a>(
             )?;
         }
     }
+    // Pending signals, the last calls but one, with every signal blocked in every thread
+    // (the captured masks are loaded below), so none is delivered while we still inject
+    // (a delivery stop during an injected step is dropped) and all wait for the release.
+    // rt_(tg)sigqueueinfo keeps the siginfo as given when the caller is the target
+    // thread (for the shared queue: the leader, whose tid is the pid), whatever si_code.
+    let shared = signals::queue(&t.task.extras, "siginfo_shared").map_err(Error::Image)?;
+    let mut queues = Vec::with_capacity(built.len());
+    for (_, th) in &built {
+        queues.push(signals::queue(&th.extras, "siginfo_pending").map_err(Error::Image)?);
+    }
+    let mut stop_pending = false;
+    if !shared.is_empty() || queues.iter().any(|q| !q.is_empty()) {
+        for (tid, _) in &built {
+            sys::ptrace_set_sigmask(*tid, u64::MAX)
+                .map_err(|e| sys_err(format!("PTRACE_SETSIGMASK tid {tid}"), e))?;
+        }
+        let at = data + 3072;
+        let mut send = |r: &mut Remote, tid: Option<i32>, s: &signals::Pending| {
+            if s.sig == libc::SIGSTOP {
+                // Not blockable: it would stop the thread during the next injected step.
+                // The process is stopped at the release instead.
+                stop_pending = true;
+                return Ok(());
+            }
+            sys::write_pairs(pid, &[(at, s.info)]).map_err(|e| sys_err("writing siginfo", e))?;
+            match tid {
+                Some(tid) => r.call(
+                    &format!("rt_tgsigqueueinfo({})", s.sig),
+                    libc::SYS_rt_tgsigqueueinfo,
+                    &[pid as u64, tid as u64, s.sig as u64, at],
+                ),
+                None => r.call(
+                    &format!("rt_sigqueueinfo({})", s.sig),
+                    libc::SYS_rt_sigqueueinfo,
+                    &[pid as u64, s.sig as u64, at],
+                ),
+            }
+            .map(|_| ())
+        };
+        for (k, q) in queues.iter().enumerate() {
+            let tid = built[k].0;
+            for s in q {
+                send(&mut *remotes[k], Some(tid), s)?;
+            }
+        }
+        for s in &shared {
+            send(&mut *remotes[0], None, s)?;
+        }
+    }
+    p.stop_pending = stop_pending;
     remotes[0].call(
         "munmap (injection area)",
         libc::SYS_munmap,

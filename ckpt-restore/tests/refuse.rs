@@ -116,6 +116,45 @@ fn broken_and_incompatible_images_are_refused_before_any_process() {
     });
     refused(dir.path(), &xsz, pid, "XSAVE area of");
 
+    // Pending-signal queues that cannot be queued again: a torn siginfo, a signal number
+    // outside 1..=64, a pending SIGKILL, an integer where bytes belong.
+    let info = |sig: i32| {
+        let mut b = vec![0u8; 128];
+        b[..4].copy_from_slice(&sig.to_le_bytes());
+        b
+    };
+    let torn = rewrite(&good, |ev, _| {
+        if let Event::Thread(t) = ev {
+            t.extras.set_bytes("siginfo_pending", &info(10)[..100]);
+        }
+    });
+    refused(dir.path(), &torn, pid, "siginfo_pending: 100 bytes");
+    let big = rewrite(&good, |ev, _| {
+        if let Event::Task(t) = ev {
+            let mut b = info(35);
+            b.extend(info(65));
+            t.extras.set_bytes("siginfo_shared", &b);
+        }
+    });
+    refused(dir.path(), &big, pid, "entry 1 has signal number 65");
+    let killed = rewrite(&good, |ev, _| {
+        if let Event::Task(t) = ev {
+            t.extras.set_bytes("siginfo_shared", &info(libc::SIGKILL));
+        }
+    });
+    refused(dir.path(), &killed, pid, "pending SIGKILL");
+    let int = rewrite(&good, |ev, _| {
+        if let Event::Thread(t) = ev {
+            t.extras.set_u64("siginfo_pending", 10);
+        }
+    });
+    refused(
+        dir.path(),
+        &int,
+        pid,
+        "an integer where siginfo bytes belong",
+    );
+
     // Another kernel's vdso.
     let vd = rewrite(&good, |ev, kind| {
         if let (Event::Pages(p), Some(VmaKind::Vdso)) = (ev, kind) {

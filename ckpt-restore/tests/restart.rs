@@ -267,3 +267,94 @@ fn restores_a_multi_threaded_image_converted_to_ckpt_v21() {
     assert_eq!(w_last, "rseq 1 1 1 1 1");
     assert_eq!(g_last, "rseq 0 0 0 0 0");
 }
+
+/// `(signal, si_code, si_value int)` of each siginfo in the extra `key` of `x`.
+fn queued(x: &ckpt_format::Extras, key: &str) -> Vec<(i32, i32, i32)> {
+    let b = x.bytes(key).unwrap_or_default();
+    assert_eq!(b.len() % 128, 0, "{key}: {} bytes", b.len());
+    let int = |c: &[u8], o: usize| i32::from_le_bytes(c[o..o + 4].try_into().unwrap());
+    b.chunks_exact(128)
+        .map(|c| (int(c, 0), int(c, 8), int(c, 24)))
+        .collect()
+}
+
+#[test]
+fn pending_signals_with_siginfo() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: c is NUL-terminated.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fs = fifo.to_str().unwrap();
+    let go = |fifo: &std::path::Path| {
+        use std::io::Write;
+        let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+        w.write_all(b"g").unwrap();
+    };
+    let args = [fs, "60"];
+    // Uninterrupted.
+    let refo = dir.path().join("ref.out");
+    let pid = spawn("restore_signals", &args, &refo, dir.path());
+    go(&fifo);
+    assert_eq!(wait_exit(pid, LIMIT), 0);
+    let want = std::fs::read(&refo).unwrap();
+    let text = String::from_utf8_lossy(&want);
+    assert!(
+        text.contains("main got 35 code -1 value 101 self 1 uid 1\n")
+            && text.contains("worker got 35 code -1 value 302 self 1 uid 1\n")
+            && text.contains("worker got 12 code -6 value 0 self 1 uid 1\n")
+            && !text.contains("value 8 "),
+        "{text}"
+    );
+
+    // Captured mid-loop (signals still blocked and pending), killed, restored.
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_signals", &args, &out, dir.path());
+    procs.0.push(pid);
+    wait_lines(&out, 20);
+    let img = dir.path().join("img");
+    capture_kill(pid, &img);
+    // The image holds both queues, in queue order, with the siginfo as sent.
+    let bytes = std::fs::read(&img).unwrap();
+    let mut src = ckpt_format::open_slice(&bytes).unwrap();
+    let plan = ckpt_restore::Plan::collect(&mut *src, Some(&bytes)).unwrap();
+    let t = &plan.tasks[0];
+    let rt = |n: i32| libc::SIGRTMIN() + n;
+    assert_eq!(
+        queued(&t.task.extras, "siginfo_shared"),
+        vec![
+            (rt(1), -1, 101),
+            (rt(1), -1, 102),
+            (rt(1), -1, 103),
+            (rt(1), -1, 104),
+            (libc::SIGUSR1, -1, 7),
+            (libc::SIGUSR2, 0, 0),
+            (rt(2), -1, 201),
+        ]
+    );
+    let main = t.threads.iter().find(|th| th.tid == pid).unwrap();
+    let worker = t.threads.iter().find(|th| th.tid != pid).unwrap();
+    assert_eq!(
+        queued(&main.extras, "siginfo_pending"),
+        vec![(rt(2), -1, 401), (rt(1), -1, 402)]
+    );
+    assert_eq!(
+        queued(&worker.extras, "siginfo_pending"),
+        vec![
+            (rt(1), -1, 301),
+            (rt(1), -1, 302),
+            (libc::SIGUSR2, -6, 0),
+            (libc::SIGUSR1, -1, 303),
+            (rt(2), -1, 304),
+        ]
+    );
+    let pid = restore(&img, &["--pid-same"]);
+    go(&fifo);
+    assert_eq!(wait_exit(pid, LIMIT), 0);
+    procs.0.clear();
+    assert_eq!(
+        String::from_utf8_lossy(&std::fs::read(&out).unwrap()),
+        String::from_utf8_lossy(&want)
+    );
+}
