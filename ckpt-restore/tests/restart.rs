@@ -358,3 +358,81 @@ fn pending_signals_with_siginfo() {
         String::from_utf8_lossy(&want)
     );
 }
+
+/// `bytes` re-encoded (native-1) with `f` applied to every event.
+fn edit(bytes: &[u8], mut f: impl FnMut(&mut ckpt_format::Event<'static>)) -> Vec<u8> {
+    let mut src = ckpt_format::open_slice(bytes).unwrap();
+    let mut out = Vec::new();
+    {
+        let mut enc = ckpt_format::encoder(ckpt_format::Revision::Native1, &mut out);
+        while let Some(ev) = src.next_event().unwrap() {
+            let mut ev = ev.into_owned();
+            f(&mut ev);
+            enc.event(&ev).unwrap();
+        }
+        enc.finish().unwrap();
+    }
+    out
+}
+
+/// A siginfo as `kill(2)` from pid 1 makes it (`SI_USER`).
+fn si_user(sig: i32) -> Vec<u8> {
+    let mut b = vec![0u8; 128];
+    b[..4].copy_from_slice(&sig.to_le_bytes());
+    b[16..20].copy_from_slice(&1i32.to_le_bytes());
+    b
+}
+
+/// A pending signal the captured mask does not block is delivered once released (not
+/// swallowed by the injection): an unhandled SIGUSR1 put into the shared queue of a
+/// counter's image kills the restored counter. A pending SIGSTOP leaves the restored
+/// process stopped; SIGCONT resumes it and it finishes like an uninterrupted run.
+#[test]
+fn unblocked_pending_signal_and_pending_sigstop() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["400", "1"];
+    let want = reference("restore_counter", &args, dir.path());
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_counter", &args, &out, dir.path());
+    procs.0.push(pid);
+    wait_lines(&out, 20);
+    let img = dir.path().join("img");
+    capture_kill(pid, &img);
+    let good = std::fs::read(&img).unwrap();
+
+    let with = |sig: i32| {
+        edit(&good, |ev| {
+            if let ckpt_format::Event::Task(t) = ev {
+                t.extras.set_bytes("siginfo_shared", &si_user(sig));
+            }
+        })
+    };
+    let usr1 = dir.path().join("usr1.img");
+    std::fs::write(&usr1, with(libc::SIGUSR1)).unwrap();
+    let p = restore(&usr1, &["--pid-same"]);
+    procs.0.push(p);
+    assert_eq!(wait_exit(p, LIMIT), 128 + libc::SIGUSR1);
+    procs.0.clear();
+
+    let stop = dir.path().join("stop.img");
+    std::fs::write(&stop, with(libc::SIGSTOP)).unwrap();
+    let p = restore(&stop, &["--pid-same"]);
+    procs.0.push(p);
+    // Released with SIGSTOP pending: it stops as soon as it runs (waited for, not timed).
+    let t0 = std::time::Instant::now();
+    loop {
+        let st = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        let state = st[st.rfind(')').unwrap() + 2..].chars().next().unwrap();
+        if state == 'T' {
+            break;
+        }
+        assert!(t0.elapsed() < LIMIT, "not stopped: {st}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: plain syscall.
+    assert_eq!(unsafe { libc::kill(p, libc::SIGCONT) }, 0);
+    assert_eq!(wait_exit(p, LIMIT), 0);
+    procs.0.clear();
+    assert_eq!(std::fs::read(&out).unwrap(), want);
+}
