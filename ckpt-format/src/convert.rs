@@ -47,6 +47,10 @@ pub struct Plan {
     pub ids: std::collections::BTreeSet<u32>,
     /// Thread ids of each task, in the order of its Thread events.
     pub threads: Vec<Vec<i32>>,
+    /// Objrefs of objects kept as ckpt-v21 records (OBJREF records passed as
+    /// `Unknown`): written under their own numbers, so an encoder numbering
+    /// objects of its own skips them too.
+    pub kept_refs: std::collections::BTreeSet<u32>,
 }
 
 impl Plan {
@@ -78,6 +82,11 @@ impl Plan {
             Event::Vma(_) => {
                 if let Some(c) = self.map_counts.last_mut() {
                     *c = c.saturating_add(1);
+                }
+            }
+            Event::Unknown(u) => {
+                if let Some((r, _)) = v21::kept_objref(u) {
+                    self.kept_refs.insert(r as u32);
                 }
             }
             Event::Thread(t) => {

@@ -64,18 +64,23 @@ fn fuzz_regressions_replay() {
 
 /// Inputs named `convert-*.bin` also replay the `convert` fuzz target's
 /// promise: what converts to native-1 converts to every other revision and
-/// back byte-identically, or is refused with a list of what would be lost.
+/// back byte-identically, or is refused with a list of what would be lost;
+/// for ckpt-v21 the lossy conversion then reports exactly that list and
+/// writes an image that converts back.
 #[test]
 fn fuzz_convert_regressions_replay() {
-    use ckpt_format::convert::{convert_slice, ConvertOptions, TargetKernel};
-    fn conv(b: &[u8], to: Revision) -> Result<Vec<u8>> {
+    use ckpt_format::convert::{convert_slice, ConvertOptions, ConvertReport, TargetKernel};
+    fn conv_with(b: &[u8], to: Revision, lossy: bool) -> Result<(Vec<u8>, ConvertReport)> {
         let mut out = Vec::new();
         let opts = ConvertOptions {
             to,
-            lossy: false,
+            lossy,
             target_kernel: TargetKernel::Keep,
         };
-        convert_slice(b, &mut out, &opts).map(|_| out)
+        convert_slice(b, &mut out, &opts).map(|r| (out, r))
+    }
+    fn conv(b: &[u8], to: Revision) -> Result<Vec<u8>> {
+        conv_with(b, to, false).map(|(out, _)| out)
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/fuzz");
     let mut seen = 0;
@@ -93,10 +98,19 @@ fn fuzz_convert_regressions_replay() {
         for rev in [Revision::CrV5, Revision::CkptV21] {
             match conv(&n1, rev) {
                 Ok(img) => assert_eq!(conv(&img, Revision::Native1).unwrap(), n1, "{name}: {rev}"),
-                Err(e) => assert!(
-                    matches!(&e.kind, ErrorKind::Unrepresentable { items } if !items.is_empty()),
-                    "{name}: strict conversion to {rev} failed without a refusal list: {e}"
-                ),
+                Err(e) => {
+                    let items = match &e.kind {
+                        ErrorKind::Unrepresentable { items } if !items.is_empty() => items,
+                        _ => panic!(
+                            "{name}: strict conversion to {rev} failed without a refusal list: {e}"
+                        ),
+                    };
+                    if rev == Revision::CkptV21 {
+                        let (img, report) = conv_with(&n1, rev, true).unwrap();
+                        assert_eq!(&report.dropped, items, "{name}: lossy report");
+                        conv(&img, Revision::Native1).unwrap();
+                    }
+                }
             }
         }
     }

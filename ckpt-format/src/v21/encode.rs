@@ -1,8 +1,8 @@
 //! The ckpt-v21 encoder.
 
 use super::{
-    arch_defaults, code, CAP_KEYS, CAP_ZERO_KEYS, CHUNK_PAGES, CONSTANTS, FILE_EXTRAS, HDR, PAGE,
-    SIGALTSTACK_KEYS, TASK_KEYS, THREAD_ONLY_KEYS, THREAD_TASK_FIELDS,
+    arch_defaults, code, kept_objref, CAP_KEYS, CAP_ZERO_KEYS, CHUNK_PAGES, CONSTANTS, FILE_EXTRAS,
+    HDR, PAGE, SIGALTSTACK_KEYS, TASK_KEYS, TASK_OBJS_FIELDS, THREAD_ONLY_KEYS, THREAD_TASK_FIELDS,
 };
 use crate::convert::Plan;
 use crate::crv5::{Out, ZEROS};
@@ -80,6 +80,22 @@ pub struct Encoder<W: Write> {
     sighand_ref: u32,
     signal_ref: u32,
     zero_pages: u64,
+    /// A Pipe event whose first end has not come yet (it must come next).
+    pipe_wait: Option<u32>,
+    /// The current task has had an event other than Thread and Pipe.
+    task_other: bool,
+    /// The current task's TASK_OBJS came as a record kept from the source.
+    objs_kept: bool,
+    /// The last event was a SIGNAL_TASK record kept from a one-pass decode.
+    after_sig_task: bool,
+    /// Objrefs of OBJREF records kept from the source, with their object type.
+    kept_refs: HashMap<u32, u32>,
+    /// Object ids of the model's File and Pipe events so far.
+    model_ids: HashSet<u32>,
+    /// Tasks written with threads of their own (pid, comm).
+    threaded: Vec<(i32, String)>,
+    /// Parent pids of the tasks so far.
+    parents: HashSet<i32>,
     finished: bool,
     checker: crate::validate::Checker,
 }
@@ -129,6 +145,14 @@ impl<W: Write> Encoder<W> {
             sighand_ref: 0,
             signal_ref: 0,
             zero_pages: 0,
+            pipe_wait: None,
+            task_other: false,
+            objs_kept: false,
+            after_sig_task: false,
+            kept_refs: HashMap::new(),
+            model_ids: HashSet::new(),
+            threaded: Vec::new(),
+            parents: HashSet::new(),
             finished: false,
             checker: crate::validate::Checker::new(),
         }
@@ -169,14 +193,14 @@ impl<W: Write> Encoder<W> {
     }
 
     /// An objref for an object the model does not number (mm, file table,
-    /// mapped files): the lowest id the model does not use.
+    /// mapped files): the lowest id the model does not use (its files and
+    /// pipes, and objects kept as records under their own numbers).
     fn internal(&mut self) -> u32 {
         loop {
             self.next_ref += 1;
-            let used = self
-                .plan
-                .as_ref()
-                .is_some_and(|p| p.ids.contains(&self.next_ref));
+            let used = self.plan.as_ref().is_some_and(|p| {
+                p.ids.contains(&self.next_ref) || p.kept_refs.contains(&self.next_ref)
+            });
             if !used {
                 return self.next_ref;
             }
@@ -305,13 +329,19 @@ impl<W: Write> Encoder<W> {
         if let Some(p) = &self.plan {
             for (i, t) in p.tasks.iter().enumerate() {
                 tasks.push(t.clone());
-                // Threads after the first are tasks of their own, right after
-                // their leader (docs/CONVERT.md "Threads in ckpt-v21").
-                for &tid in p
-                    .threads
-                    .get(i)
-                    .map_or(&[][..], |v| v.get(1..).unwrap_or(&[]))
-                {
+                // Threads other than the task's own are tasks of their own,
+                // right after their leader (docs/CONVERT.md "Threads in
+                // ckpt-v21"); a zombie's threads are dropped.
+                let mut own = false;
+                let threads = match p.threads.get(i) {
+                    Some(v) if t.exit_state == 0 => &v[..],
+                    _ => &[][..],
+                };
+                for &tid in threads {
+                    if tid == t.pid && !own {
+                        own = true;
+                        continue;
+                    }
                     tasks.push(Task {
                         pid: tid,
                         ..t.clone()
@@ -355,18 +385,8 @@ impl<W: Write> Encoder<W> {
                 ));
             }
         }
-        if let Some(p) = &self.plan {
-            let idx = self.tasks;
-            let threaded = p.threads.get(idx).is_some_and(|v| v.len() > 1);
-            let parent_of_others = p.tasks.iter().any(|x| x.ppid == t.pid && x.pid != t.pid);
-            if threaded && parent_of_others {
-                let what = format!(
-                    "task {} ({}): threads together with child tasks (a v21 kernel lists the children before the next thread; ckpt writes threads right after their leader)",
-                    t.pid,
-                    String::from_utf8_lossy(&t.comm)
-                );
-                self.losses.item(self.out.pos, None, what)?;
-            }
+        if t.ppid != t.pid {
+            self.parents.insert(t.ppid);
         }
         self.tasks += 1;
         self.in_task = true;
@@ -379,6 +399,8 @@ impl<W: Write> Encoder<W> {
         self.table_ref = 0;
         self.task_objs = None;
         self.more_threads.clear();
+        self.task_other = false;
+        self.objs_kept = false;
         self.leader_sig = (0, None);
         self.sig_override.clear();
         self.creds_done = false;
@@ -707,8 +729,28 @@ impl<W: Write> Encoder<W> {
             if self.zombie {
                 return self.item(format!("thread {} of a zombie: dropped", t.tid));
             }
+            if self.task_other {
+                // A v21 image holds a task's other threads after its section,
+                // and a decoder gives them right after their Task.
+                self.item(format!(
+                    "thread {} after other events of its task (ckpt-v21 gives every thread right after its task; the order would change)",
+                    t.tid
+                ))?;
+            }
             self.more_threads.push(t.clone());
             return Ok(());
+        }
+        if !self.more_threads.is_empty() {
+            let before: Vec<String> = self
+                .more_threads
+                .iter()
+                .map(|x| x.tid.to_string())
+                .collect();
+            self.item(format!(
+                "thread {} before the task's own thread {} (ckpt-v21 writes the task's own thread first; the order would change)",
+                before.join(", "),
+                t.tid
+            ))?;
         }
         self.thread_written = true;
         self.flush_task(Some(t))?;
@@ -1165,6 +1207,101 @@ impl<W: Write> Encoder<W> {
         }
     }
 
+    /// Order rules of the model that a ckpt-v21 image cannot vary (docs/CONVERT.md
+    /// "Object numbering and order"), checked before `ev` is written.
+    fn order(&mut self, ev: &Event<'_>) -> Result<()> {
+        let boundary = matches!(ev, Event::Task(_) | Event::Tail);
+        if let Some(p) = self.pipe_wait.take() {
+            let end = matches!(ev, Event::File(f) if f.pipe == Some(p) && f.kind == FileKind::Pipe);
+            // At a task's end the pipe is one no file refers to (an item of its own).
+            if !end && !boundary {
+                self.item(format!(
+                    "pipe {p}: followed by {} rather than its first pipe end (ckpt-v21 writes a pipe's buffer with its first end, where the Pipe event comes back)",
+                    ev.kind_name()
+                ))?;
+            }
+        }
+        if self.objs_kept && self.in_task && !boundary {
+            self.item(format!(
+                "{} after the task's TASK_OBJS record kept from the source (ckpt-v21 writes TASK_OBJS after the task's objects; the order would change)",
+                ev.kind_name()
+            ))?;
+        }
+        if self.in_task && !matches!(ev, Event::Thread(_) | Event::Pipe(_)) && !boundary {
+            self.task_other = true;
+        }
+        Ok(())
+    }
+
+    /// A File or Pipe id must not be an objref kept from the source.
+    fn model_id(&mut self, id: u32) -> Result<()> {
+        self.model_ids.insert(id);
+        if self.kept_refs.contains_key(&id) {
+            self.item(format!(
+                "object {id} has the objref of an OBJREF record kept from the source (an objref names one object)"
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// The task's TASK_OBJS: the objrefs this encoder gave the task's
+    /// objects; from a record kept from the source (which names objects kept
+    /// as records), its non-zero fields name those objects under their own
+    /// numbers. Fields the source's decoder could not have left as they are
+    /// are items (docs/CONVERT.md "Object numbering and order").
+    fn task_objs_record(&mut self) -> Result<Vec<u8>> {
+        let st = T.st("TASK_OBJS");
+        let own = [
+            self.table_ref,
+            self.mm_ref,
+            self.fs_ref,
+            self.sighand_ref,
+            self.signal_ref,
+        ];
+        let Some(mut b) = self.task_objs.take() else {
+            let mut b = st.zeroed();
+            for ((n, _), r) in TASK_OBJS_FIELDS.iter().zip(own) {
+                st.put(&mut b, n, r as u64);
+            }
+            return Ok(b);
+        };
+        b.resize(st.size, 0);
+        let mut named = false;
+        for (i, ((n, kind), r)) in TASK_OBJS_FIELDS.iter().zip(own).enumerate() {
+            let u = st.get_i(&b, n) as i32;
+            st.put(&mut b, n, r as u64);
+            if u == 0 {
+                continue;
+            }
+            let why = if i < 2 {
+                format!("ckpt-v21 numbers the task's {kind} itself ({r})")
+            } else if r != 0 {
+                format!("the task has a {kind} of its own, written as objref {r}")
+            } else {
+                match self.kept_refs.get(&(u as u32)) {
+                    Some(&ty) if T.obj_name(ty) == *kind => {
+                        st.put(&mut b, n, u as u32 as u64);
+                        named = true;
+                        continue;
+                    }
+                    Some(&ty) => format!("objref {u} is a {} object", T.obj_name(ty)),
+                    None => format!("no {kind} object kept as a record before it has objref {u}"),
+                }
+            };
+            self.item(format!(
+                "TASK_OBJS record kept from the source: `{n}` = {u}, but {why}; written as {}",
+                st.get_i(&b, n)
+            ))?;
+        }
+        if !named {
+            self.item(
+                "TASK_OBJS record kept from the source names none of the objects kept as records (ckpt-v21 writes that record itself; it would not come back as a record)"
+                    .into(),
+            )?;
+        }
+        Ok(b)
+    }
+
     fn end_task(&mut self) -> Result<()> {
         if !self.in_task {
             return Ok(());
@@ -1173,23 +1310,7 @@ impl<W: Write> Encoder<W> {
         self.before_objects()?;
         if !self.zombie {
             self.table()?;
-            let st = T.st("TASK_OBJS");
-            let mut b = match self.task_objs.take() {
-                Some(b) => b,
-                None => st.zeroed(),
-            };
-            b.resize(st.size, 0);
-            st.put(&mut b, "files_objref", self.table_ref as u64);
-            st.put(&mut b, "mm_objref", self.mm_ref as u64);
-            for (n, r) in [
-                ("fs_objref", self.fs_ref),
-                ("sighand_objref", self.sighand_ref),
-                ("signal_objref", self.signal_ref),
-            ] {
-                if r != 0 {
-                    st.put(&mut b, n, r as u64);
-                }
-            }
+            let b = self.task_objs_record()?;
             self.rec("TASK_OBJS", b.clone())?;
             let signals = !self.sig_override.is_empty()
                 || self.sighand_ref != 0
@@ -1208,6 +1329,9 @@ impl<W: Write> Encoder<W> {
             }
             let threads = std::mem::take(&mut self.more_threads);
             let lead = self.cur_task.clone();
+            if !threads.is_empty() {
+                self.threaded.push((self.pid, self.comm.clone()));
+            }
             for t in &threads {
                 if t.tid == self.pid {
                     self.item(format!("a second thread with the task's own id {}", t.tid))?;
@@ -1246,7 +1370,8 @@ impl<W: Write> Encoder<W> {
                 }
             }
         }
-        let lost: Vec<u32> = self.pipes.keys().copied().collect();
+        let mut lost: Vec<u32> = self.pipes.keys().copied().collect();
+        lost.sort_unstable();
         for p in lost {
             self.item(format!(
                 "pipe {p} referred to by no file: its data is dropped"
@@ -1268,6 +1393,8 @@ impl<W: Write> EventSink for Encoder<W> {
             ));
         }
         self.checker.check(ev, self.out.pos)?;
+        self.order(ev)?;
+        let after_sig_task = std::mem::take(&mut self.after_sig_task);
         let mm_part = matches!(
             ev,
             Event::Vma(_) | Event::Pages(_) | Event::ZeroPages(_) | Event::VmaEnd
@@ -1291,6 +1418,14 @@ impl<W: Write> EventSink for Encoder<W> {
                 }
                 _ => None,
             };
+            if matches!(ev, Event::Pages(_) | Event::ZeroPages(_) | Event::VmaEnd) {
+                // Dropped with their VMA (listed as the zombie's memory).
+                return Ok(());
+            }
+            if let Event::Mm(_) = ev {
+                // Planned like any mm: the next task's counts follow it.
+                self.mm_index += 1;
+            }
             if let Some(what) = state {
                 // ckpt-v21 writes a zombie as TASK + comm only.
                 return self.item(format!(
@@ -1299,7 +1434,12 @@ impl<W: Write> EventSink for Encoder<W> {
                 ));
             }
         }
-        if self.mm_open && !mm_part {
+        // An mm stays open until its planned VMAs are written: a v21 decoder
+        // reads other records between them in place (the model may hold, say,
+        // an fd between an mm and its VMAs), so they are written there.
+        let end_of_task = matches!(ev, Event::Task(_) | Event::Tail);
+        let vmas_due = self.plan.is_some() && self.vmas < self.map_count;
+        if self.mm_open && !mm_part && (end_of_task || !vmas_due) {
             if let Event::Unknown(u) = ev {
                 if u.revision == Revision::CkptV21 && u.type_code == code("MM_CONTEXT") {
                     return self.close_mm(Some(u));
@@ -1327,10 +1467,15 @@ impl<W: Write> EventSink for Encoder<W> {
             Event::SigActions(a) => self.sigactions(a),
             Event::Rlimits(r) => self.rlimits(r),
             Event::Pipe(p) => {
+                self.model_id(p.id)?;
                 self.pipes.insert(p.id, p.data.to_vec());
+                self.pipe_wait = Some(p.id);
                 Ok(())
             }
-            Event::File(f) => self.file(f),
+            Event::File(f) => {
+                self.model_id(f.id)?;
+                self.file(f)
+            }
             Event::Fd(fd) => {
                 self.table()?;
                 let st = T.st("FILE_DESC");
@@ -1355,25 +1500,55 @@ impl<W: Write> EventSink for Encoder<W> {
                         u.revision, u.type_code
                     ));
                 }
-                if (u.type_code == code("SIGNAL_TASK") || u.type_code == code("SIGPENDING"))
-                    && self.in_task
-                    && !self.zombie
-                {
+                let live = self.in_task && !self.zombie;
+                if u.type_code == code("SIGNAL_TASK") && live {
+                    // What a one-pass (stream) decoder leaves of the leader's
+                    // signal mask; the convert paths read v21 twice and give
+                    // it back as the Thread's sigmask instead.
+                    self.item(
+                        "SIGNAL_TASK record kept from a one-pass decode (read back as the leader thread's signal mask, not as a record)"
+                            .into(),
+                    )?;
+                    self.sig_override.push((u.type_code, u.payload.to_vec()));
+                    self.after_sig_task = true;
+                    return Ok(());
+                }
+                if u.type_code == code("SIGPENDING") && live && after_sig_task {
                     self.sig_override.push((u.type_code, u.payload.to_vec()));
                     return Ok(());
                 }
                 // A zombie's task section is never closed with our own
                 // TASK_OBJS, so its records stay where they were.
-                if u.type_code == code("TASK_OBJS") && self.in_task && !self.zombie {
+                if u.type_code == code("TASK_OBJS") && live {
                     let mut b = vec![0u8; 8];
                     b.extend_from_slice(&u.payload);
                     self.task_objs = Some(b);
+                    self.objs_kept = true;
                     return Ok(());
+                }
+                if let Some((r, ty)) = kept_objref(u) {
+                    let r = r as u32;
+                    if self.model_ids.contains(&r) || self.kept_refs.contains_key(&r) {
+                        self.item(format!(
+                            "OBJREF record kept from the source defines objref {r} again (an objref names one object)"
+                        ))?;
+                    }
+                    self.kept_refs.insert(r, ty);
                 }
                 self.raw(u.type_code, &u.payload)
             }
             Event::Tail => {
                 self.end_task()?;
+                // Known once every task has been seen (the same in a dry run
+                // and with a plan, so that both list it in the same place).
+                for (pid, comm) in std::mem::take(&mut self.threaded) {
+                    if self.parents.contains(&pid) {
+                        let what = format!(
+                            "task {pid} ({comm}): threads together with child tasks (a v21 kernel lists the children before the next thread; ckpt writes threads right after their leader)"
+                        );
+                        self.losses.item(self.out.pos, None, what)?;
+                    }
+                }
                 if !self.tree_written {
                     self.tree()?;
                 }

@@ -202,6 +202,39 @@ struct FileObj {
     emitted: bool,
 }
 
+/// An objref defined by an OBJREF record (or a pipe's first end).
+#[derive(Clone, Copy, Debug)]
+struct Def {
+    /// `CKPT_OBJ_*` type of the object.
+    ty: u32,
+    /// Offset of the record that defined it.
+    offset: u64,
+    /// The object is kept as records of the image ([`Event::Unknown`]), under
+    /// its own number, rather than decoded into the model.
+    kept: bool,
+}
+
+/// The five objrefs of `ckpt_hdr_task_objs`, in order.
+pub(crate) const TASK_OBJS_FIELDS: [(&str, &str); 5] = [
+    ("files_objref", "FILE_TABLE"),
+    ("mm_objref", "MM"),
+    ("fs_objref", "FS"),
+    ("sighand_objref", "SIGHAND"),
+    ("signal_objref", "SIGNAL"),
+];
+
+/// The objref and object type of a ckpt-v21 OBJREF record kept as
+/// [`Event::Unknown`] (an object the model does not decode), if `u` is one.
+pub fn kept_objref(u: &Unknown<'_>) -> Option<(i32, u32)> {
+    if u.revision != Revision::CkptV21 || u.type_code != code("OBJREF") {
+        return None;
+    }
+    let p = u.payload.get(..8)?;
+    let ty = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+    let r = i32::from_le_bytes([p[4], p[5], p[6], p[7]]);
+    Some((r, ty))
+}
+
 struct Inner<I> {
     fr: Framer<I>,
     /// Events of a record that produces several (File + Fd, Pipe + File ...).
@@ -222,6 +255,16 @@ struct Inner<I> {
     table_ref: i32,
     files: HashMap<i32, FileObj>,
     pipes: HashSet<i32>,
+    /// Every objref defined so far (objrefs are unique in an image).
+    defined: HashMap<i32, Def>,
+    /// Pipe buffers read with a pipe's first end, emitted as a Pipe event
+    /// right before the first File event naming the pipe.
+    pending_pipes: HashMap<i32, Vec<u8>>,
+    /// The leader's TASK_OBJS kept as a record (it names objects kept as
+    /// records), emitted as the task's last event.
+    held_objs: Option<Event<'static>>,
+    /// The objrefs of the leader's TASK_OBJS, which its threads repeat.
+    leader_objs: Option<[i32; 5]>,
     last_offset: u64,
     /// The leader's Task, held until its TASK_CREDS (or the first other record).
     pending_task: Option<Task>,
@@ -288,6 +331,10 @@ impl<I: Input> Decoder<I> {
                 table_ref: 0,
                 files: HashMap::new(),
                 pipes: HashSet::new(),
+                defined: HashMap::new(),
+                pending_pipes: HashMap::new(),
+                held_objs: None,
+                leader_objs: None,
                 last_offset: 0,
                 pending_task: None,
                 cur_thread: None,
@@ -549,6 +596,28 @@ impl<I: Input> Inner<I> {
                     return Ok(Some(Event::Thread(t)));
                 }
             }
+            // The end of a model task (a thread's TASK continues its leader's).
+            let thread_next = name == "TASK"
+                && self
+                    .pids
+                    .get(self.task_idx)
+                    .is_some_and(|ids| ids[0] != ids[2]);
+            if !thread_next {
+                if let Some(ev) = self.held_objs.take() {
+                    return Ok(Some(ev));
+                }
+            }
+            if name == "TAIL" {
+                // A pipe whose ends were never emitted (no fd used them):
+                // kept as a Pipe event of the last task, in objref order.
+                if let Some(&r) = self.pending_pipes.keys().min() {
+                    let data = self.pending_pipes.remove(&r).unwrap_or_default();
+                    return Ok(Some(Event::Pipe(Pipe {
+                        id: r as u32,
+                        data: Cow::Owned(data),
+                    })));
+                }
+            }
         }
         if name == "SIGPENDING" && self.after_signal_task && self.leader_out && !self.in_thread_task
         {
@@ -704,6 +773,7 @@ impl<I: Input> Inner<I> {
                 self.leader_cred = 0;
                 self.cur_thread = None;
                 self.leader_out = false;
+                self.leader_objs = None;
                 let task = Task {
                     pid: ids[0],
                     ppid: ids[1],
@@ -895,42 +965,91 @@ impl<I: Input> Inner<I> {
                 if !obj.emitted {
                     obj.emitted = true;
                     let f = obj.file.clone();
+                    self.emit_file(f);
                     self.queue.push_back(fd);
-                    return Ok(Some(Event::File(f)));
+                    return Ok(self.queue.pop_front());
                 }
                 Ok(Some(fd))
             }
             "TASK_OBJS" => {
                 let (h, p) = self.expect_struct("TASK_OBJS")?;
                 let st = T.st("TASK_OBJS");
-                let (fr, mr) = (
-                    st.get_i(&p, "files_objref") as i32,
-                    st.get_i(&p, "mm_objref") as i32,
-                );
-                if fr != self.table_ref || mr != self.mm_ref {
+                let vals = TASK_OBJS_FIELDS.map(|(n, _)| st.get_i(&p, n) as i32);
+                let own = [
+                    self.table_ref,
+                    self.mm_ref,
+                    self.fs_ref,
+                    self.sighand_ref,
+                    self.signal_ref,
+                ];
+                if self.in_thread_task {
+                    // A thread shares its leader's objects: the same record.
+                    let lead = self.leader_objs.unwrap_or(own);
+                    if vals != lead {
+                        return Err(h.err(ErrorKind::Invalid {
+                            found: format!("a thread's TASK_OBJS naming objrefs {vals:?}"),
+                            expected: format!("its leader's ({lead:?})"),
+                        }));
+                    }
+                    return self.step();
+                }
+                if vals[..2] != own[..2] {
                     return Err(h.err(ErrorKind::Invalid {
-                        found: format!("files_objref {fr}, mm_objref {mr}"),
+                        found: format!("files_objref {}, mm_objref {}", vals[0], vals[1]),
                         expected: format!(
                             "the objects defined for this task ({}, {}); shared tables are not supported",
-                            self.table_ref, self.mm_ref
+                            own[0], own[1]
                         ),
                     }));
                 }
-                let others = [
-                    ("fs_objref", self.fs_ref),
-                    ("sighand_objref", self.sighand_ref),
-                    ("signal_objref", self.signal_ref),
-                ]
-                .iter()
-                .any(|(n, ours)| st.get_i(&p, n) as i32 != *ours);
-                if others && !self.in_thread_task {
-                    return Ok(Some(unknown(&h, &p[8..])));
+                self.leader_objs = Some(vals);
+                // The objrefs of objects the model decodes are the encoder's to
+                // choose (docs/CONVERT.md "Object numbering and order"): a
+                // field naming the task's own object is 0 in a kept record.
+                let mut template = p.clone();
+                let mut kept = false;
+                for (i, (field, kind)) in TASK_OBJS_FIELDS.iter().enumerate() {
+                    let (v, r) = (vals[i], own[i]);
+                    if v == r {
+                        st.put(&mut template, field, 0);
+                        continue;
+                    }
+                    if r != 0 {
+                        return Err(h.err(ErrorKind::Invalid {
+                            found: format!("{field} {v}"),
+                            expected: format!("the {kind} object defined for this task ({r})"),
+                        }));
+                    }
+                    // An object kept as records: named by its own number.
+                    match self.defined.get(&v) {
+                        None => return Err(h.err(ErrorKind::ObjrefUndefined { id: v as u32 })),
+                        Some(d) if T.obj_name(d.ty) != *kind => {
+                            return Err(h.err(ErrorKind::Invalid {
+                                found: format!(
+                                    "{field} {v}, an object of type {} (defined at offset {})",
+                                    T.obj_name(d.ty),
+                                    d.offset
+                                ),
+                                expected: format!("an object of type {kind}"),
+                            }))
+                        }
+                        Some(d) if !d.kept => {
+                            return Err(h.err(ErrorKind::Invalid {
+                                found: format!(
+                                    "{field} {v}, the {kind} of an earlier task (defined at offset {})",
+                                    d.offset
+                                ),
+                                expected: format!(
+                                    "a {kind} object of this task's own; sharing it between processes is not supported"
+                                ),
+                            }))
+                        }
+                        Some(_) => kept = true,
+                    }
                 }
-                if others {
-                    return Err(h.err(ErrorKind::Invalid {
-                        found: "a thread's TASK_OBJS naming other objects".into(),
-                        expected: "the leader's objects".into(),
-                    }));
+                if kept {
+                    // Emitted as the task's last event, where an encoder writes it.
+                    self.held_objs = Some(unknown(&h, &template[8..]));
                 }
                 self.step()
             }
@@ -1182,6 +1301,9 @@ impl<I: Input> Inner<I> {
             file.kind = FileKind::Pipe;
             file.pipe = Some(pr as u32);
             if self.pipes.insert(pr) {
+                // The pipe is an object of its own (its inode), defined by
+                // its first end and numbered in the same space.
+                self.define(&h, pr, T.obj_code("INODE"))?;
                 let data = match self.fr.peek()? {
                     Some(b) if b.code == code("PIPE_BUF") => {
                         let (_, d) = self.fr.take()?;
@@ -1189,17 +1311,10 @@ impl<I: Input> Inner<I> {
                     }
                     _ => Vec::new(),
                 };
-                self.queue.push_back(Event::Pipe(Pipe {
-                    id: pr as u32,
-                    data: Cow::Owned(data),
-                }));
+                // Emitted right before the first File naming the pipe: where
+                // an encoder writes the buffer, with the pipe's first end.
+                self.pending_pipes.insert(pr, data);
             }
-        }
-        if self.files.contains_key(&r) {
-            return Err(h.err(ErrorKind::ObjrefRedefined {
-                id: r as u32,
-                first: 0,
-            }));
         }
         self.files.insert(
             r,
@@ -1209,6 +1324,47 @@ impl<I: Input> Inner<I> {
             },
         );
         Ok(())
+    }
+
+    /// Queue the events of a file's first use: its pipe's buffer if this is
+    /// the first end emitted, then the File.
+    fn emit_file(&mut self, f: File) {
+        if let Some(p) = f.pipe {
+            if let Some(data) = self.pending_pipes.remove(&(p as i32)) {
+                self.queue.push_back(Event::Pipe(Pipe {
+                    id: p,
+                    data: Cow::Owned(data),
+                }));
+            }
+        }
+        self.queue.push_back(Event::File(f));
+    }
+
+    /// Record objref `r` (an object of type `ty`) as defined by the record at
+    /// `h`; an objref is defined once per image.
+    fn define(&mut self, h: &Hdr, r: i32, ty: u32) -> Result<()> {
+        if let Some(d) = self.defined.get(&r) {
+            return Err(h.err(ErrorKind::ObjrefRedefined {
+                id: r as u32,
+                first: d.offset,
+            }));
+        }
+        self.defined.insert(
+            r,
+            Def {
+                ty,
+                offset: h.offset,
+                kept: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Mark objref `r` as kept as records of the image (not decoded).
+    fn keep(&mut self, r: i32) {
+        if let Some(d) = self.defined.get_mut(&r) {
+            d.kept = true;
+        }
     }
 
     /// Emit the held Task (and, with a thread table, its threads after it).
@@ -1243,6 +1399,7 @@ impl<I: Input> Inner<I> {
         let st = T.st("OBJREF");
         let ty = st.get(&p, "objtype") as u32;
         let r = st.get_i(&p, "objref") as i32;
+        self.define(&h, r, ty)?;
         match T.obj_name(ty) {
             "USER_NS" => {
                 let (uh, u) = self.expect_struct("USER_NS")?;
@@ -1375,12 +1532,14 @@ impl<I: Input> Inner<I> {
                 let st = T.st("SIGNAL");
                 let plain = sh.code == code("SIGNAL") && sh.len == st.size as u64;
                 if !plain {
+                    self.keep(r);
                     return Ok(Some(unknown(&h, &p[8..])));
                 }
                 let (_, b) = self.expect_struct("SIGNAL")?;
                 let rest_zero = b[264..].iter().all(|&x| x == 0);
                 if !rest_zero {
                     // itimers or a controlling tty: kept whole, as records.
+                    self.keep(r);
                     self.queue.push_back(unknown(&sh, &b[8..]));
                     return Ok(Some(unknown(&h, &p[8..])));
                 }
@@ -1401,7 +1560,7 @@ impl<I: Input> Inner<I> {
                     if let Some(o) = self.files.get_mut(&r) {
                         o.emitted = true;
                         let f = o.file.clone();
-                        self.queue.push_back(Event::File(f));
+                        self.emit_file(f);
                     }
                 }
                 self.step()
@@ -1473,7 +1632,10 @@ impl<I: Input> Inner<I> {
                 };
                 Ok(Some(Event::Mm(self.mm.clone())))
             }
-            _ => Ok(Some(unknown(&h, &p[8..]))),
+            _ => {
+                self.keep(r);
+                Ok(Some(unknown(&h, &p[8..])))
+            }
         }
     }
 
