@@ -902,6 +902,9 @@ pub struct Encoder<W: Write> {
     in_vma: bool,
     thread: Option<Thread>,
     files: Vec<FileEv>,
+    /// Unknown records after the task's Thread: written after THREAD/CPU,
+    /// where a decoder finds them (between this task and the next).
+    after_thread: Vec<Vec<u8>>,
     zero_pages: u64,
     finished: bool,
     checker: crate::validate::Checker,
@@ -922,6 +925,7 @@ impl<W: Write> Encoder<W> {
             mm: None,
             mm_open: false,
             mm_index: 0,
+            after_thread: Vec::new(),
             vmas: 0,
             map_count: 0,
             in_vma: false,
@@ -1365,6 +1369,9 @@ impl<W: Write> Encoder<W> {
             }
         };
         self.thread_rec(&t)?;
+        for r in std::mem::take(&mut self.after_thread) {
+            self.out.put(&r)?;
+        }
         self.mm = None;
         self.in_task = false;
         Ok(())
@@ -1580,6 +1587,21 @@ impl<W: Write> EventSink for Encoder<W> {
                 h[0..2].copy_from_slice(&(u.type_code as u16).to_le_bytes());
                 h[2..4].copy_from_slice(&(len as u16).to_le_bytes());
                 h[4..8].copy_from_slice(&u.parent.to_le_bytes());
+                // FILES and THREAD/CPU are written at the task's end: a record
+                // after the Thread goes after them; one between the files and
+                // the Thread cannot keep its place.
+                if self.in_task && (self.thread.is_some() || !self.files.is_empty()) {
+                    if self.thread.is_none() {
+                        self.item(format!(
+                            "unknown record type {} between the task's files and its thread (cr-v5 writes the thread after the files; the order would change)",
+                            u.type_code
+                        ))?;
+                    }
+                    let mut r = h.to_vec();
+                    r.extend_from_slice(&u.payload);
+                    self.after_thread.push(r);
+                    return Ok(());
+                }
                 self.out.put(&h)?;
                 self.out.put(&u.payload)
             }
