@@ -1,6 +1,8 @@
 //! Conversion: any decodable input is converted to native-1, then to every
 //! other revision and back. Whatever a strict (non-lossy) conversion accepts
-//! must come back byte-identical; a refusal must list what would be lost.
+//! must come back byte-identical; a refusal must list what would be lost. For
+//! ckpt-v21 the lossy conversion must then succeed, report exactly those items
+//! and write an image that converts back (cr-v5's lossy path: not yet).
 #![no_main]
 use ckpt_format::convert::{convert_slice, ConvertOptions, TargetKernel};
 use ckpt_format::{ErrorKind, Revision};
@@ -35,7 +37,30 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(back, n1, "native-1 -> {rev} -> native-1 changed the image");
                 }
                 Err(e) => match &e.kind {
-                    ErrorKind::Unrepresentable { items } => assert!(!items.is_empty()),
+                    ErrorKind::Unrepresentable { items } if rev == Revision::CrV5 => {
+                        // cr-v5's lossy path is not asserted yet (fixtures/fuzz/open).
+                        assert!(!items.is_empty());
+                    }
+                    ErrorKind::Unrepresentable { items } => {
+                        assert!(!items.is_empty());
+                        // Lossy converts anyway, reports exactly what strict
+                        // refused, and writes an image that reads back.
+                        let mut out = Vec::new();
+                        let opts = ConvertOptions {
+                            to: rev,
+                            lossy: true,
+                            target_kernel: TargetKernel::Keep,
+                        };
+                        let report = convert_slice(&n1, &mut out, &opts)
+                            .unwrap_or_else(|e| panic!("lossy conversion to {rev} failed: {e}"));
+                        assert_eq!(
+                            &report.dropped, items,
+                            "lossy report differs from the refusal"
+                        );
+                        conv(&out, Revision::Native1, false).unwrap_or_else(|e| {
+                            panic!("lossy {rev} output does not convert back: {e}")
+                        });
+                    }
                     _ => {
                         // Anything else is a problem of the input that native-1 accepted.
                         panic!("strict conversion to {rev} failed without a refusal list: {e}")
