@@ -135,7 +135,11 @@ fn build(d: &Desc) -> ImageBuilder {
                     prot: (v.prot & 7) as u32,
                     flags: 0x70,
                     pgoff: 0,
-                    kind: if v.file.is_some() { VmaKind::File } else { VmaKind::Anon },
+                    kind: if v.file.is_some() {
+                        VmaKind::File
+                    } else {
+                        VmaKind::Anon
+                    },
                     file: v.file.clone(),
                     extras: Extras::new(),
                 },
@@ -171,7 +175,11 @@ fn build(d: &Desc) -> ImageBuilder {
             let is_pipe = kind % 2 == 1 && pipe_id.is_some();
             b.push(Event::File(File {
                 id,
-                kind: if is_pipe { FileKind::Pipe } else { FileKind::Regular },
+                kind: if is_pipe {
+                    FileKind::Pipe
+                } else {
+                    FileKind::Regular
+                },
                 path: path.clone(),
                 flags: 2,
                 mode: 0o100644,
@@ -188,7 +196,11 @@ fn build(d: &Desc) -> ImageBuilder {
     }
     if let Some((rev, code, payload)) = &d.foreign {
         b.push(Event::Unknown(Unknown {
-            revision: if rev % 2 == 0 { Revision::CrV5 } else { Revision::CkptV21 },
+            revision: if rev % 2 == 0 {
+                Revision::CrV5
+            } else {
+                Revision::CkptV21
+            },
             type_code: *code,
             parent: 0,
             payload: Cow::Owned(payload.clone()),

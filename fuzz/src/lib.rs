@@ -96,11 +96,18 @@ pub fn drain(src: &mut dyn EventSource, input_len: usize) -> (Vec<String>, Optio
         match src.next_event() {
             Ok(Some(ev)) => {
                 v.push(summarize(&ev));
-                assert!(v.len() <= limit, "{} events from {input_len} bytes", v.len());
+                assert!(
+                    v.len() <= limit,
+                    "{} events from {input_len} bytes",
+                    v.len()
+                );
             }
             Ok(None) => return (v, None),
             Err(e) => {
-                assert!(src.next_event().map(|e| e.is_none()).unwrap_or(false), "source not fused after {e}");
+                assert!(
+                    src.next_event().map(|e| e.is_none()).unwrap_or(false),
+                    "source not fused after {e}"
+                );
                 return (v, Some(e));
             }
         }
