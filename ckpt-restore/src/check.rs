@@ -1,5 +1,6 @@
 //! Compatibility checks made before anything is created: each one says what differs.
 
+use crate::caps::Caps;
 use crate::plan::{Plan, PAGE};
 use crate::{signals, sys};
 use ckpt_format::{FpuKind, VmaKind};
@@ -117,6 +118,25 @@ pub fn compat(plan: &Plan, image: &[u8]) -> Vec<String> {
         for th in &t.threads {
             if let Err(e) = signals::queue(&th.extras, "siginfo_pending") {
                 out.push(format!("thread {}: {e}", th.tid));
+            }
+        }
+    }
+    // Capabilities: never more than the caller has.
+    if plan
+        .tasks
+        .iter()
+        .any(|t| Caps::of_image(&t.task.extras).is_some())
+    {
+        match Caps::own() {
+            Err(e) => out.push(e),
+            Ok(ours) => {
+                for t in &plan.tasks {
+                    if let Some(c) = Caps::of_image(&t.task.extras) {
+                        for m in c.refusals(&ours) {
+                            out.push(format!("task {}: {m}", t.task.pid));
+                        }
+                    }
+                }
             }
         }
     }

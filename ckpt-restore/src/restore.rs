@@ -1,6 +1,7 @@
 //! Building a process from a [`Plan`]: fork a stopped child, then reshape it from the
 //! outside with injected system calls (see docs/RESTORE.md for the sequence).
 
+use crate::caps::{self, Caps};
 use crate::plan::{PageData, Plan, TaskPlan, VmaPlan, PAGE, TASK_SIZE};
 use crate::{check, signals, sys, tree, Error, Options, PidMode};
 use ckpt_format::{FileKind, FpuKind, Thread, VmaKind, VM_SHARED};
@@ -953,14 +954,64 @@ fn finish<'a>(
         libc::SYS_prctl,
         &[libc::PR_SET_PDEATHSIG as u64, 0],
     )?;
+    // Resource limits (never above the caller's: raising a hard limit needs privileges),
+    // from here while the process still has our credentials: prlimit on a process of
+    // another uid needs CAP_SYS_RESOURCE.
+    for (i, l) in t.rlimits.iter().enumerate() {
+        sys::set_rlimit(pid, i as u32, l.cur, l.max)
+            .map_err(|e| sys_err(format!("prlimit {i} {}/{}", l.cur, l.max), e))?;
+    }
+    // Capabilities (checked in step 1: never more than ours): set when the image's sets
+    // differ from ours or the uid changes (setresuid away from 0 clears them).
+    let set_caps = match Caps::of_image(&t.task.extras) {
+        Some(c) => {
+            let ours = Caps::own().map_err(Error::System)?;
+            (c != ours || change_creds).then_some((c, ours))
+        }
+        None => None,
+    };
+    if let Some((c, ours)) = set_caps {
+        let pre = caps::capset_v3(ours.eff, ours.prm, c.inh);
+        let fin = caps::capset_v3(c.eff, c.prm, c.inh);
+        sys::write_pairs(pid, &[(data + 3200, &pre), (data + 3232, &fin)])
+            .map_err(|e| sys_err("writing capset data", e))?;
+    }
     if change_creds {
         let gb: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
         if gb.len() > 4 * PAGE as usize {
             return Err(Error::Image("too many supplementary groups".into()));
         }
         sys::write_pairs(pid, &[(data + 8192, &gb)]).map_err(|e| sys_err("groups", e))?;
-        // Credentials are per thread in Linux: set them in every thread.
-        for r in remotes.iter_mut() {
+    }
+    // Credentials and capabilities are per thread in Linux: set them in every thread.
+    for r in remotes.iter_mut() {
+        if let Some((cp, ours)) = set_caps {
+            // Inheritable first (while we still hold our permitted set), then the
+            // bounding set (needs CAP_SETPCAP, which the uid change may take away).
+            if cp.inh != ours.inh {
+                r.call(
+                    "capset (inheritable)",
+                    libc::SYS_capset,
+                    &[data + 3200, data + 3208],
+                )?;
+            }
+            for bit in (0..64).filter(|b| (ours.bnd & !cp.bnd) >> b & 1 == 1) {
+                r.call(
+                    &format!("prctl(PR_CAPBSET_DROP, {bit})"),
+                    libc::SYS_prctl,
+                    &[libc::PR_CAPBSET_DROP as u64, bit],
+                )?;
+            }
+            if change_creds {
+                // Keep the permitted set across setresuid away from 0.
+                r.call(
+                    "prctl(PR_SET_KEEPCAPS, 1)",
+                    libc::SYS_prctl,
+                    &[libc::PR_SET_KEEPCAPS as u64, 1],
+                )?;
+            }
+        }
+        if change_creds {
             r.call(
                 "setgroups",
                 libc::SYS_setgroups,
@@ -976,6 +1027,40 @@ fn finish<'a>(
                 libc::SYS_setresuid,
                 &[c.uid[0] as u64, c.uid[1] as u64, c.uid[2] as u64],
             )?;
+        }
+        if let Some((cp, _)) = set_caps {
+            if change_creds {
+                r.call(
+                    "prctl(PR_SET_KEEPCAPS, 0)",
+                    libc::SYS_prctl,
+                    &[libc::PR_SET_KEEPCAPS as u64, 0],
+                )?;
+            }
+            r.call("capset", libc::SYS_capset, &[data + 3232, data + 3240])?;
+            r.call(
+                "prctl(PR_CAP_AMBIENT_CLEAR_ALL)",
+                libc::SYS_prctl,
+                &[
+                    libc::PR_CAP_AMBIENT as u64,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL as u64,
+                    0,
+                    0,
+                    0,
+                ],
+            )?;
+            for bit in (0..64).filter(|b| cp.amb >> b & 1 == 1) {
+                r.call(
+                    &format!("prctl(PR_CAP_AMBIENT_RAISE, {bit})"),
+                    libc::SYS_prctl,
+                    &[
+                        libc::PR_CAP_AMBIENT as u64,
+                        libc::PR_CAP_AMBIENT_RAISE as u64,
+                        bit,
+                        0,
+                        0,
+                    ],
+                )?;
+            }
         }
     }
     // Pending signals, the last calls but one, with every signal blocked in every thread
@@ -1037,11 +1122,6 @@ fn finish<'a>(
     // Registers, FPU, TLS, masks.
     for (tid, th) in &built {
         load_thread(pid, *tid, th)?;
-    }
-    // Resource limits (never above the caller's: raising a hard limit needs privileges).
-    for (i, l) in t.rlimits.iter().enumerate() {
-        sys::set_rlimit(pid, i as u32, l.cur, l.max)
-            .map_err(|e| sys_err(format!("prlimit {i} {}/{}", l.cur, l.max), e))?;
     }
     p.threads = built;
     Ok(())

@@ -155,6 +155,32 @@ fn broken_and_incompatible_images_are_refused_before_any_process() {
         "an integer where siginfo bytes belong",
     );
 
+    // Capabilities beyond the caller's (bit 63 exists nowhere) and an inconsistent image
+    // (effective outside permitted): never more than the caller has.
+    let caps = rewrite(&good, |ev, _| {
+        if let Event::Task(t) = ev {
+            let bnd = t.extras.u64("cap_bnd").unwrap();
+            t.extras.set_u64("cap_bnd", bnd | 1 << 63);
+        }
+    });
+    refused(
+        dir.path(),
+        &caps,
+        pid,
+        "bounding-set capabilities the caller lacks: 0x8000000000000000",
+    );
+    let eff = rewrite(&good, |ev, _| {
+        if let Event::Task(t) = ev {
+            t.extras.set_u64("cap_prm", 0);
+        }
+    });
+    refused(
+        dir.path(),
+        &eff,
+        pid,
+        "effective capabilities outside the permitted set",
+    );
+
     // Another kernel's vdso.
     let vd = rewrite(&good, |ev, kind| {
         if let (Event::Pages(p), Some(VmaKind::Vdso)) = (ev, kind) {

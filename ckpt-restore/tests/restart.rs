@@ -436,3 +436,58 @@ fn unblocked_pending_signal_and_pending_sigstop() {
     procs.0.clear();
     assert_eq!(std::fs::read(&out).unwrap(), want);
 }
+
+/// Capability sets (bounding set reduced, permitted/effective/inheritable/ambient chosen by
+/// the program, in both threads) survive the restart, as root (uid 0) and with uid 65534
+/// (where restore's setresuid away from 0 would clear them): the Cap* lines the program
+/// prints at the end equal an uninterrupted run's.
+#[test]
+fn capability_sets_with_and_without_a_uid_change() {
+    for uid in ["0", "65534"] {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["80", uid];
+        let want = reference("restore_caps", &args, dir.path());
+        let text = String::from_utf8_lossy(&want).into_owned();
+        for l in [
+            "main CapPrm:\t0000000000800421\n",
+            "main CapEff:\t0000000000800020\n",
+            "main CapInh:\t0000000000000401\n",
+            "main CapAmb:\t0000000000000400\n",
+            "worker CapAmb:\t0000000000000400\n",
+            "worker CapPrm:\t0000000000800421\n",
+        ] {
+            assert!(text.contains(l), "uid {uid}: no {l:?} in {text}");
+        }
+        assert!(text.contains(&format!("uids {uid} {uid} {uid}\n")));
+        // Capturing a process of another uid needs CAP_SYS_RESOURCE (prlimit64), which
+        // this environment's root may lack: for 65534 the run is made as root and the
+        // image's credentials are edited to 65534 (all else is the same program state).
+        let out = dir.path().join("run.out");
+        let mut procs = Procs::default();
+        let pid = spawn("restore_caps", &["80", "0"], &out, dir.path());
+        procs.0.push(pid);
+        let img = dir.path().join("img");
+        wait_lines(&out, 20);
+        capture_kill(pid, &img);
+        if uid != "0" {
+            let bytes = std::fs::read(&img).unwrap();
+            let edited = edit(&bytes, |ev| {
+                if let ckpt_format::Event::Task(t) = ev {
+                    t.creds.uid = [65534; 4];
+                    t.creds.gid = [65534; 4];
+                    t.creds.groups.clear();
+                }
+            });
+            std::fs::write(&img, edited).unwrap();
+        }
+        let new = restore(&img, &["--pid-same"]);
+        assert_eq!(new, pid);
+        assert_eq!(wait_exit(new, LIMIT), 0);
+        procs.0.clear();
+        assert_eq!(
+            String::from_utf8_lossy(&std::fs::read(&out).unwrap()),
+            text,
+            "uid {uid}"
+        );
+    }
+}
