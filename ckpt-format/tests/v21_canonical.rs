@@ -566,3 +566,15 @@ fn a_zombie_with_memory_is_refused() {
         "{items:#?}"
     );
 }
+
+#[test]
+fn a_pipe_of_no_task_is_refused() {
+    // What the decoder gives for a pipe end defined before any task and used by no fd.
+    let ev = vec![header(), pipe(4, b"lost"), Event::Tail];
+    let items = refused(&native(&ev));
+    assert_eq!(
+        items,
+        ["pipe 4 referred to by no file: its data is dropped"],
+        "{items:#?}"
+    );
+}

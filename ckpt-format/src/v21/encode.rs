@@ -1370,6 +1370,13 @@ impl<W: Write> Encoder<W> {
                 }
             }
         }
+        self.lost_pipes()?;
+        self.in_task = false;
+        Ok(())
+    }
+
+    /// An item for every pipe no file referred to (its buffer has no place).
+    fn lost_pipes(&mut self) -> Result<()> {
         let mut lost: Vec<u32> = self.pipes.keys().copied().collect();
         lost.sort_unstable();
         for p in lost {
@@ -1378,7 +1385,6 @@ impl<W: Write> Encoder<W> {
             ))?;
         }
         self.pipes.clear();
-        self.in_task = false;
         Ok(())
     }
 }
@@ -1539,6 +1545,8 @@ impl<W: Write> EventSink for Encoder<W> {
             }
             Event::Tail => {
                 self.end_task()?;
+                // Pipes of no task (before the first one).
+                self.lost_pipes()?;
                 // Known once every task has been seen (the same in a dry run
                 // and with a plan, so that both list it in the same place).
                 for (pid, comm) in std::mem::take(&mut self.threaded) {
