@@ -978,8 +978,13 @@ fn finish<'a>(
     }
     if change_creds {
         let gb: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
-        if gb.len() > 4 * PAGE as usize {
-            return Err(Error::Image("too many supplementary groups".into()));
+        // The argument pages end at data + 3 pages: groups get the last one.
+        if gb.len() > PAGE as usize {
+            return Err(Error::Image(format!(
+                "{} supplementary groups: this restorer passes at most {}",
+                c.groups.len(),
+                PAGE / 4
+            )));
         }
         sys::write_pairs(pid, &[(data + 8192, &gb)]).map_err(|e| sys_err("groups", e))?;
     }
