@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 /// The x86-64 `[vsyscall]` page: fixed, provided by the kernel.
 pub const VSYSCALL: u64 = 0xffff_ffff_ff60_0000;
+/// Supplementary groups the restorer passes (one argument page of u32).
+pub const MAX_GROUPS: usize = 1024;
 /// Page size the restorer supports.
 pub const PAGE: u64 = 4096;
 
@@ -366,6 +368,12 @@ impl Plan {
             if t.task.exit_state != 0 {
                 return err(format!(
                     "task {pid} is a zombie: zombies are not restored yet"
+                ));
+            }
+            if t.task.creds.groups.len() > MAX_GROUPS {
+                return err(format!(
+                    "task {pid} has {} supplementary groups: this restorer passes at most {MAX_GROUPS}",
+                    t.task.creds.groups.len()
                 ));
             }
             if t.threads.is_empty() {
