@@ -261,26 +261,25 @@ fn root_dir_confines_every_path() {
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
 }
 
+/// Capture `restore_tree` (root → A → B) into DIR/tree.img and kill it; returns the
+/// image path and the three pids (all gone).
+fn captured_tree(dir: &Path) -> (std::path::PathBuf, i32, i32, i32) {
+    let out = dir.join("run.out");
+    let root = spawn("restore_tree", &["100000"], &out, dir);
+    let mut procs = Procs(vec![root]);
+    wait_lines(&out, 3);
+    let (a, b) = tree_members(root);
+    let img = dir.join("tree.img");
+    capture_kill_tree(root, &img, &[root, a, b]);
+    procs.0.clear();
+    (img, root, a, b)
+}
+
 /// A process tree the kernel's rules cannot rebuild is refused up front, with the reason.
 #[test]
 fn impossible_trees_are_refused_before_any_process() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run.out");
-    let root = spawn("restore_tree", &["100000"], &out, dir.path());
-    let mut procs = Procs(vec![root]);
-    wait_lines(&out, 3);
-    let a = loop {
-        if let Some(&a) = children_of(root).first() {
-            if !children_of(a).is_empty() {
-                break a;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    };
-    let b = children_of(a)[0];
-    let img = dir.path().join("tree.img");
-    capture_kill_tree(root, &img, &[root, a, b]);
-    procs.0.clear();
+    let (img, root, a, b) = captured_tree(dir.path());
     let good = std::fs::read(&img).unwrap();
     let edit = |pid: i32, f: &dyn Fn(&mut ckpt_format::Task)| {
         rewrite(&good, |ev, _| {
@@ -325,22 +324,7 @@ fn impossible_trees_are_refused_before_any_process() {
 #[test]
 fn tree_failing_half_way_leaves_no_process() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run.out");
-    let root = spawn("restore_tree", &["100000"], &out, dir.path());
-    let mut procs = Procs(vec![root]);
-    wait_lines(&out, 3);
-    let a = loop {
-        if let Some(&a) = children_of(root).first() {
-            if !children_of(a).is_empty() {
-                break a;
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    };
-    let b = children_of(a)[0];
-    let img = dir.path().join("tree.img");
-    capture_kill_tree(root, &img, &[root, a, b]);
-    procs.0.clear();
+    let (img, root, a, b) = captured_tree(dir.path());
     // Hold B's pid (the holder's child is orphaned to us, the subreaper).
     let held = std::process::Command::new(progs_dir().join("restore_holdpid"))
         .arg(b.to_string())
@@ -348,7 +332,7 @@ fn tree_failing_half_way_leaves_no_process() {
         .unwrap();
     assert!(held.status.success(), "{held:?}");
     assert_eq!(String::from_utf8_lossy(&held.stdout), format!("held {b}\n"));
-    procs.0.push(b);
+    let _procs = Procs(vec![b]);
 
     let (code, stdout, err) = run_restore(&["--pid-same", img.to_str().unwrap()]);
     assert_eq!(code, 1, "stdout {stdout:?} stderr {err:?}");

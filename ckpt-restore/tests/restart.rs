@@ -130,22 +130,6 @@ fn asleep_in_nanosleep_and_read() {
     assert_eq!(std::fs::read(&out).unwrap(), want);
 }
 
-/// The members of `restore_tree`'s tree: (A, B) below `root`.
-fn tree_members(root: i32) -> (i32, i32) {
-    let t0 = std::time::Instant::now();
-    loop {
-        let a = children_of(root);
-        if a.len() == 1 {
-            let b = children_of(a[0]);
-            if b.len() == 1 {
-                return (a[0], b[0]);
-            }
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "tree of {root}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// root leads its session and group; A (root's child) leads its own group in that
 /// session; B (A's child) is in A's group.
 fn assert_tree_ids(root: i32, a: i32, b: i32) {

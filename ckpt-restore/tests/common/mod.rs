@@ -259,3 +259,19 @@ pub fn restore_all(img: &Path, extra: &[&str]) -> Vec<i32> {
         })
         .collect()
 }
+
+/// The members of `restore_tree`'s tree: (A, B) below `root`.
+pub fn tree_members(root: i32) -> (i32, i32) {
+    let t0 = Instant::now();
+    loop {
+        let a = children_of(root);
+        if a.len() == 1 {
+            let b = children_of(a[0]);
+            if b.len() == 1 {
+                return (a[0], b[0]);
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "tree of {root}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
