@@ -104,7 +104,9 @@ pub fn detect(b: &[u8]) -> Result<Detected> {
     if u16le(b, 0) == Some(1) && u16le(b, 2) == Some(224) {
         let rev = u16le(b, 22).unwrap_or(0);
         return Ok(match u16le(b, 232) {
-            Some(101) | None => Detected::Supported(Revision::CrV5),
+            // A TASK, or the TAIL of an image without a task (what the
+            // decoder accepts, and what a lossy conversion of one writes).
+            Some(101) | Some(5001) | None => Detected::Supported(Revision::CrV5),
             Some(2) => Detected::Unsupported(format!(
                 "Linux-CR era A v9..v13 (cr_hdr with HEAD_ARCH, CR_VERSION {rev})"
             )),
@@ -185,5 +187,25 @@ mod legacy_tests {
             detect(&ckpt_header(3)).unwrap(),
             Detected::Unsupported(_)
         ));
+    }
+
+    #[test]
+    fn era_a_tells_tasks_and_a_task_less_tail_from_head_arch() {
+        let mut head = vec![0u8; 232];
+        head[0] = 1;
+        head[2] = 224;
+        head[8..16].copy_from_slice(&CHECKPOINT_MAGIC_HEAD.to_le_bytes());
+        for (code, v5) in [(101u16, true), (5001, true), (2, false), (7, false)] {
+            let mut b = head.clone();
+            b.extend_from_slice(&code.to_le_bytes());
+            b.extend_from_slice(&[0; 6]);
+            let d = detect(&b).unwrap();
+            assert_eq!(
+                d == Detected::Supported(Revision::CrV5),
+                v5,
+                "{code}: {d:?}"
+            );
+        }
+        assert_eq!(detect(&head).unwrap(), Detected::Supported(Revision::CrV5));
     }
 }

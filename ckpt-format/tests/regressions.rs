@@ -65,8 +65,8 @@ fn fuzz_regressions_replay() {
 /// Inputs named `convert-*.bin` also replay the `convert` fuzz target's
 /// promise: what converts to native-1 converts to every other revision and
 /// back byte-identically, or is refused with a list of what would be lost;
-/// for ckpt-v21 the lossy conversion then reports exactly that list and
-/// writes an image that converts back.
+/// the lossy conversion then reports exactly that list and writes an image
+/// that converts back.
 #[test]
 fn fuzz_convert_regressions_replay() {
     use ckpt_format::convert::{convert_slice, ConvertOptions, ConvertReport, TargetKernel};
@@ -105,11 +105,12 @@ fn fuzz_convert_regressions_replay() {
                             "{name}: strict conversion to {rev} failed without a refusal list: {e}"
                         ),
                     };
-                    if rev == Revision::CkptV21 {
-                        let (img, report) = conv_with(&n1, rev, true).unwrap();
-                        assert_eq!(&report.dropped, items, "{name}: lossy report");
-                        conv(&img, Revision::Native1).unwrap();
-                    }
+                    let (img, report) = conv_with(&n1, rev, true)
+                        .unwrap_or_else(|e| panic!("{name}: lossy conversion to {rev}: {e}"));
+                    assert_eq!(&report.dropped, items, "{name}: lossy report to {rev}");
+                    conv(&img, Revision::Native1).unwrap_or_else(|e| {
+                        panic!("{name}: lossy {rev} output does not convert back: {e}")
+                    });
                 }
             }
         }

@@ -1,8 +1,8 @@
 //! Conversion: any decodable input is converted to native-1, then to every
 //! other revision and back. Whatever a strict (non-lossy) conversion accepts
-//! must come back byte-identical; a refusal must list what would be lost. For
-//! ckpt-v21 the lossy conversion must then succeed, report exactly those items
-//! and write an image that converts back (cr-v5's lossy path: not yet).
+//! must come back byte-identical; a refusal must list what would be lost. The
+//! lossy conversion must then succeed, report exactly those items and write an
+//! image that converts back.
 #![no_main]
 use ckpt_format::convert::{convert_slice, ConvertOptions, TargetKernel};
 use ckpt_format::{ErrorKind, Revision};
@@ -37,10 +37,6 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(back, n1, "native-1 -> {rev} -> native-1 changed the image");
                 }
                 Err(e) => match &e.kind {
-                    ErrorKind::Unrepresentable { items } if rev == Revision::CrV5 => {
-                        // cr-v5's lossy path is not asserted yet (fixtures/fuzz/open).
-                        assert!(!items.is_empty());
-                    }
                     ErrorKind::Unrepresentable { items } => {
                         assert!(!items.is_empty());
                         // Lossy converts anyway, reports exactly what strict

@@ -1093,6 +1093,13 @@ impl<W: Write> Encoder<W> {
     }
 
     fn mm(&mut self, m: &Mm) -> Result<()> {
+        self.mm_planned(m, true)
+    }
+
+    /// Write an MM record. `planned`: an Mm event of the image, counted by
+    /// the plan; otherwise the empty mm the encoder adds to a task without
+    /// one (no VMAs, no plan entry).
+    fn mm_planned(&mut self, m: &Mm, planned: bool) -> Result<()> {
         if self.mm.is_some() {
             return self.item("a second mm: dropped".into());
         }
@@ -1107,16 +1114,18 @@ impl<W: Write> Encoder<W> {
         }
         self.extras("mm", &m.extras, &["mm_objref"])?;
         let count = match &self.plan {
-            Some(p) => *p.map_counts.get(self.mm_index).ok_or_else(|| {
+            Some(p) if planned => *p.map_counts.get(self.mm_index).ok_or_else(|| {
                 Error::invalid(
                     self.out.pos,
                     "more mm events than the plan",
                     "a plan of this image",
                 )
             })?,
-            None => 0,
+            _ => 0,
         };
-        self.mm_index += 1;
+        if planned {
+            self.mm_index += 1;
+        }
         self.map_count = count;
         self.vmas = 0;
         let st = T.st("MM");
@@ -1321,7 +1330,7 @@ impl<W: Write> Encoder<W> {
         self.close_mm(None)?;
         if self.mm.is_none() {
             self.item("no mm (cr-v5 requires one): an empty mm written".into())?;
-            self.mm(&Mm::default())?;
+            self.mm_planned(&Mm::default(), false)?;
             self.close_mm(None)?;
         }
         let files = std::mem::take(&mut self.files);
@@ -1526,10 +1535,18 @@ impl<W: Write> EventSink for Encoder<W> {
             return Ok(());
         }
         // The mm section ends at the first event that is not part of it.
-        let mm_part = matches!(
-            ev,
-            Event::Vma(_) | Event::Pages(_) | Event::ZeroPages(_) | Event::VmaEnd
-        );
+        // Events that write nothing (dropped as items) do not end it: the
+        // MM record counts the VMAs after them, and a VMA is not cut.
+        let mm_part = match ev {
+            Event::Vma(_) | Event::Pages(_) | Event::ZeroPages(_) | Event::VmaEnd => true,
+            Event::Fs(_)
+            | Event::SigActions(_)
+            | Event::Rlimits(_)
+            | Event::Pipe(_)
+            | Event::Error(_) => true,
+            Event::Unknown(u) => u.revision != Revision::CrV5,
+            _ => false,
+        };
         if self.mm_open && !mm_part {
             if let Event::Unknown(u) = ev {
                 if u.revision == Revision::CrV5 && u.type_code == code("MM_CONTEXT") {
