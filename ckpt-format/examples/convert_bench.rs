@@ -30,24 +30,12 @@ fn make_native(path: &std::path::Path, gib: u64) {
     let pages = gib * (1 << 30) / 4096;
     let f = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let mut enc = native::Encoder::new(f);
-    let header = Header {
-        revision: Revision::Native1,
-        arch: Arch::X86_64,
-        page_size: 4096,
-        kernel: Kernel {
-            major: 2,
-            minor: 6,
-            patch: 33,
-            release: b"2.6.33".to_vec(),
-            version: b"#1".to_vec(),
-            machine: b"x86_64".to_vec(),
-        },
-        time: 0,
-        flags: 0,
-        tool: String::new(),
-        tool_version: String::new(),
-        extras: Extras::new(),
-    };
+    let header = Header::new(
+        Revision::Native1,
+        Arch::X86_64,
+        Kernel::from_uname(b"2.6.33", b"#1", b"x86_64"),
+        0,
+    );
     let start = 0x7f00_0000_0000u64;
     let evs = [
         Event::Header(header),

@@ -277,15 +277,11 @@ pub fn running_kernel() -> Result<Kernel> {
     };
     let release = read("/proc/sys/kernel/osrelease")?;
     let version = read("/proc/sys/kernel/version")?;
-    let (major, minor, patch) = parse_release(&String::from_utf8_lossy(&release));
-    Ok(Kernel {
-        major,
-        minor,
-        patch,
-        release,
-        version,
-        machine: std::env::consts::ARCH.as_bytes().to_vec(),
-    })
+    Ok(Kernel::from_uname(
+        &release,
+        &version,
+        std::env::consts::ARCH.as_bytes(),
+    ))
 }
 
 /// Rewrites the header for the target; everything else passes through.

@@ -154,6 +154,28 @@ pub struct Kernel {
     pub machine: Vec<u8>,
 }
 
+impl Kernel {
+    /// A kernel from its `uname` strings; the version numbers are read from `release`
+    /// as [`crate::convert::parse_release`] does (`2.6.33-ckpt` → 2, 6, 33).
+    ///
+    /// ```
+    /// let k = ckpt_format::Kernel::from_uname(b"2.6.27-rc6-cr5", b"#5 SMP", b"i686");
+    /// assert_eq!((k.major, k.minor, k.patch), (2, 6, 27));
+    /// ```
+    pub fn from_uname(release: &[u8], version: &[u8], machine: &[u8]) -> Kernel {
+        let (major, minor, patch) =
+            crate::convert::parse_release(&String::from_utf8_lossy(release));
+        Kernel {
+            major,
+            minor,
+            patch,
+            release: release.to_vec(),
+            version: version.to_vec(),
+            machine: machine.to_vec(),
+        }
+    }
+}
+
 /// The image header: what wrote the image, when, for which kernel and CPU.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Header {
@@ -175,6 +197,24 @@ pub struct Header {
     pub tool_version: String,
     /// Revision-specific fields without a named place here.
     pub extras: Extras,
+}
+
+impl Header {
+    /// A header of `revision` for `arch` tasks under `kernel`, written at `time`: 4096-byte
+    /// pages, no flags, no writer identity, no extras.
+    pub fn new(revision: Revision, arch: Arch, kernel: Kernel, time: u64) -> Header {
+        Header {
+            revision,
+            arch,
+            page_size: 4096,
+            kernel,
+            time,
+            flags: 0,
+            tool: String::new(),
+            tool_version: String::new(),
+            extras: Extras::new(),
+        }
+    }
 }
 
 /// One task (a process, or the thread-group leader of a multi-threaded process).

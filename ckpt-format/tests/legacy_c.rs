@@ -154,22 +154,13 @@ fn crv5_expected() -> Vec<Event<'static>> {
     let w4 = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|a| a.to_le_bytes()).collect() };
     vec![
         Event::Header(Header {
-            revision: Revision::CrV5,
-            arch: Arch::X86_32,
-            page_size: 4096,
-            kernel: Kernel {
-                major: 2,
-                minor: 6,
-                patch: 27,
-                release: b"2.6.27-rc6-cr5".to_vec(),
-                version: b"#5 SMP Thu Sep 11 2008".to_vec(),
-                machine: b"i686".to_vec(),
-            },
-            time: 1221264000,
             flags: 1,
-            tool: String::new(),
-            tool_version: String::new(),
-            extras: Extras::new(),
+            ..Header::new(
+                Revision::CrV5,
+                Arch::X86_32,
+                Kernel::from_uname(b"2.6.27-rc6-cr5", b"#5 SMP Thu Sep 11 2008", b"i686"),
+                1221264000,
+            )
         }),
         Event::Task(Task {
             pid: 4242,
@@ -289,22 +280,13 @@ fn v21_expected() -> Vec<Event<'static>> {
     w.pipe = Some(4);
     vec![
         Event::Header(Header {
-            revision: Revision::CkptV21,
-            arch: Arch::X86_64,
-            page_size: 4096,
-            kernel: Kernel {
-                major: 2,
-                minor: 6,
-                patch: 33,
-                release: b"2.6.33-ckpt-v21".to_vec(),
-                version: b"#21 SMP Sat May 1 2010".to_vec(),
-                machine: b"x86_64".to_vec(),
-            },
-            time: 1272700000,
             flags: 1,
-            tool: String::new(),
-            tool_version: String::new(),
-            extras: Extras::new(),
+            ..Header::new(
+                Revision::CkptV21,
+                Arch::X86_64,
+                Kernel::from_uname(b"2.6.33-ckpt-v21", b"#21 SMP Sat May 1 2010", b"x86_64"),
+                1272700000,
+            )
         }),
         Event::Task(Task {
             pid: 300,

@@ -78,22 +78,13 @@ pub fn v21_events() -> Vec<Event<'static>> {
     let two = [page(1), page(2)].concat();
     vec![
         Event::Header(Header {
-            revision: Revision::CkptV21,
-            arch: Arch::X86_64,
-            page_size: 4096,
-            kernel: Kernel {
-                major: 2,
-                minor: 6,
-                patch: 33,
-                release: b"2.6.33-ckpt".to_vec(),
-                version: b"#1 SMP".to_vec(),
-                machine: b"x86_64".to_vec(),
-            },
-            time: 1_272_000_000,
             flags: 1,
-            tool: String::new(),
-            tool_version: String::new(),
-            extras: Extras::new(),
+            ..Header::new(
+                Revision::CkptV21,
+                Arch::X86_64,
+                Kernel::from_uname(b"2.6.33-ckpt", b"#1 SMP", b"x86_64"),
+                1_272_000_000,
+            )
         }),
         Event::Task(Task {
             pid: 100,
