@@ -1315,7 +1315,10 @@ fn write_parallel(pid: i32, pairs: &[(u64, &[u8])]) -> std::io::Result<()> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("writer panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("writer panicked")))
+            })
             .collect::<std::io::Result<Vec<()>>>()
             .map(|_| ())
     })
