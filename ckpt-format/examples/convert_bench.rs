@@ -1,10 +1,14 @@
 //! Conversion benchmark: a native-1 image of N GiB of page data is converted
 //! to ckpt-v21 and back, file to file, through `convert::convert` (the stream
 //! path: bounded memory; a legacy target spools the input to a temporary file
-//! and reads it twice). Prints throughput (input bytes / wall time), peak RSS
-//! (VmHWM) and, as the baseline, a plain copy of the same file.
+//! and reads it twice). Prints throughput (input bytes / wall time, median of
+//! `CKPT_BENCH_RUNS` runs, default 3), the highest peak RSS (VmHWM) of those runs
+//! and, as baselines in the same run, copies of the same file: through user
+//! space with 1 MiB `read`/`write` (what a converter must at least do) and with
+//! `copy_file_range` (in the kernel, no user-space pass over the bytes).
 //!
 //! `cargo run --release -p ckpt-format --example convert_bench -- [GiB...]`
+//! (files go to `$TMPDIR`; a tmpfs there takes the disk out of the file-to-file rows)
 
 use ckpt_format::convert::{convert, convert_seekable, ConvertOptions, TargetKernel};
 use ckpt_format::*;
@@ -47,6 +51,11 @@ fn make_native(path: &std::path::Path, gib: u64) {
         }),
         Event::Thread(Thread {
             tid: 1,
+            // Three empty GDT TLS slots, as ckpt-capture records them (ckpt-v21 has no
+            // form for "no TLS at all").
+            tls: (0..3u32)
+                .flat_map(|i| ckpt_format::layout::derive::desc_to_user(0, i))
+                .collect(),
             ..Thread::default()
         }),
         Event::Mm(Mm::default()),
@@ -82,43 +91,81 @@ fn make_native(path: &std::path::Path, gib: u64) {
     enc.finish().unwrap();
 }
 
+fn runs() -> usize {
+    std::env::var("CKPT_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
+/// Runs `f` [`runs`] times; prints the median time as throughput over `size` bytes and the
+/// highest peak RSS.
+fn timed(label: &str, size: u64, out_bytes: impl Fn() -> Option<u64>, mut f: impl FnMut()) {
+    let mut secs = Vec::new();
+    let mut hwm = 0;
+    for _ in 0..runs() {
+        reset_hwm();
+        let t = Instant::now();
+        f();
+        secs.push(t.elapsed().as_secs_f64());
+        hwm = hwm.max(vm_hwm_kib());
+    }
+    secs.sort_by(f64::total_cmp);
+    let med = secs[secs.len() / 2];
+    let out = out_bytes().map_or(String::new(), |n| format!("  ({size} -> {n} bytes)"));
+    println!(
+        "{label:<30} {:>6.2} GB/s  {:>7.2} s  peak RSS {:>6.1} MiB{out}",
+        size as f64 / med / 1e9,
+        med,
+        hwm as f64 / 1024.0,
+    );
+}
+
 fn run(label: &str, from: &std::path::Path, to: &std::path::Path, rev: Revision, seek: bool) {
     let size = std::fs::metadata(from).unwrap().len();
-    reset_hwm();
-    let t = Instant::now();
-    let input = std::fs::File::open(from).unwrap();
     let sink = to.as_os_str() == "/dev/null";
-    let out: Box<dyn Write> = if sink {
-        Box::new(std::io::sink())
-    } else {
-        Box::new(BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(to).unwrap(),
-        ))
-    };
-    let opts = ConvertOptions {
-        to: rev,
-        lossy: false,
-        target_kernel: TargetKernel::Keep,
-    };
-    if seek {
-        convert_seekable(input, out, &opts).unwrap();
-    } else {
-        convert(input, out, &opts).unwrap();
-    }
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "{label:<24} {:>6.2} GB/s  {:>7.2} s  peak RSS {:>6.1} MiB  ({} -> {} bytes)",
-        size as f64 / secs / 1e9,
-        secs,
-        vm_hwm_kib() as f64 / 1024.0,
-        size,
-        if sink {
-            0
+    let out_bytes = || (!sink).then(|| std::fs::metadata(to).unwrap().len());
+    timed(label, size, out_bytes, || {
+        let input = std::fs::File::open(from).unwrap();
+        let out: Box<dyn Write> = if sink {
+            Box::new(std::io::sink())
         } else {
-            std::fs::metadata(to).unwrap().len()
+            let _ = std::fs::remove_file(to);
+            Box::new(BufWriter::with_capacity(
+                1 << 20,
+                std::fs::File::create(to).unwrap(),
+            ))
+        };
+        let opts = ConvertOptions {
+            to: rev,
+            lossy: false,
+            target_kernel: TargetKernel::Keep,
+        };
+        if seek {
+            convert_seekable(input, out, &opts).unwrap();
+        } else {
+            convert(input, out, &opts).unwrap();
         }
+    });
+}
+
+/// A copy through user space: 1 MiB `read`, then `write`.
+fn copy_user(from: &std::path::Path, to: &std::path::Path) {
+    use std::io::Read;
+    let _ = std::fs::remove_file(to);
+    let (mut i, mut o) = (
+        std::fs::File::open(from).unwrap(),
+        std::fs::File::create(to).unwrap(),
     );
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = i.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        o.write_all(&buf[..n]).unwrap();
+    }
 }
 
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
@@ -161,22 +208,28 @@ fn main() {
         let back = dir.join("back.native");
         make_native(&native, gib);
         println!("== {gib} GiB of pages");
-        reset_hwm();
-        let t = Instant::now();
-        std::io::copy(
-            &mut std::fs::File::open(&native).unwrap(),
-            &mut std::fs::File::create(dir.join("copy")).unwrap(),
-        )
-        .unwrap();
-        let secs = t.elapsed().as_secs_f64();
         let size = std::fs::metadata(&native).unwrap().len();
-        println!(
-            "{:<24} {:>6.2} GB/s  {:>7.2} s  peak RSS {:>6.1} MiB",
-            "baseline: file copy",
-            size as f64 / secs / 1e9,
-            secs,
-            vm_hwm_kib() as f64 / 1024.0
+        let copy = dir.join("copy");
+        timed(
+            "baseline: copy, read/write",
+            size,
+            || None,
+            || copy_user(&native, &copy),
         );
+        timed(
+            "baseline: copy_file_range",
+            size,
+            || None,
+            || {
+                let _ = std::fs::remove_file(&copy);
+                std::io::copy(
+                    &mut std::fs::File::open(&native).unwrap(),
+                    &mut std::fs::File::create(&copy).unwrap(),
+                )
+                .unwrap();
+            },
+        );
+        let _ = std::fs::remove_file(&copy);
         let null = std::path::Path::new("/dev/null");
         run(
             "native-1 -> ckpt-v21 (sink)",
