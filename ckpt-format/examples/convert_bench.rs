@@ -7,7 +7,8 @@
 //! space with 1 MiB `read`/`write` (what a converter must at least do) and with
 //! `copy_file_range` (in the kernel, no user-space pass over the bytes).
 //!
-//! `cargo run --release -p ckpt-format --example convert_bench -- [GiB...]`
+//! `cargo run --release -p ckpt-format --example convert_bench -- [GiB...]` (fractions
+//! allowed: `.ci/run` smoke-runs it with 0.01); exits 1 when the round trip differs.
 //! (files go to `$TMPDIR`; a tmpfs there takes the disk out of the file-to-file rows)
 
 use ckpt_format::convert::{convert, convert_seekable, ConvertOptions, TargetKernel};
@@ -30,8 +31,8 @@ fn reset_hwm() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn make_native(path: &std::path::Path, gib: u64) {
-    let pages = gib * (1 << 30) / 4096;
+fn make_native(path: &std::path::Path, gib: f64) {
+    let pages = (gib * (1u64 << 30) as f64 / 4096.0) as u64;
     let f = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let mut enc = native::Encoder::new(f);
     let header = Header::new(
@@ -195,11 +196,11 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 }
 
 fn main() {
-    let sizes: Vec<u64> = std::env::args()
+    let sizes: Vec<f64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let sizes = if sizes.is_empty() { vec![1] } else { sizes };
+    let sizes = if sizes.is_empty() { vec![1.0] } else { sizes };
     let dir = std::env::temp_dir().join(format!("ckpt-convert-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for gib in sizes {
@@ -267,7 +268,12 @@ fn main() {
             true,
         );
         run("ckpt-v21 -> native-1", &v21, &back, Revision::Native1, true);
-        println!("round trip byte-identical: {}", same_file(&native, &back));
+        let same = same_file(&native, &back);
+        println!("round trip byte-identical: {same}");
+        if !same {
+            eprintln!("native-1 -> ckpt-v21 -> native-1 did not give the input back");
+            std::process::exit(1);
+        }
         for f in ["in.native", "out.v21", "back.native", "copy"] {
             let _ = std::fs::remove_file(dir.join(f));
         }
