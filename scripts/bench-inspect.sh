@@ -6,7 +6,9 @@
 #
 #   scripts/bench-inspect.sh            # 2 GiB image + 131,072-chunk image
 #   CKPT_BENCH_GIB=1 scripts/bench-inspect.sh
+#   CKPT_BENCH_GIB=0.01 CKPT_BENCH_CHUNKS=1000 CKPT_BENCH_RUNS=1 ...   (smoke run, .ci/run)
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 DIR=${CKPT_BENCH_DIR:-/tmp/ckpt-inspect-bench}
 GIB=${CKPT_BENCH_GIB:-2}
@@ -16,9 +18,10 @@ cargo build -q --release -p ckpt-inspect --bin ckpt-inspect --example gen_bench_
 BIN=target/release/ckpt-inspect
 GEN=target/release/examples/gen_bench_image
 BIG=$DIR/big-${GIB}g.img
-CHUNKS=$DIR/chunks-131072.img
+NCHUNKS=${CKPT_BENCH_CHUNKS:-131072}
+CHUNKS=$DIR/chunks-$NCHUNKS.img
 [ -s "$BIG" ] || "$GEN" big "$BIG" "$GIB"
-[ -s "$CHUNKS" ] || "$GEN" chunks "$CHUNKS" 131072
+[ -s "$CHUNKS" ] || "$GEN" chunks "$CHUNKS" "$NCHUNKS"
 
 # best-of-$RUNS wall time of a command, in milliseconds (3 decimals)
 best() {

@@ -5,7 +5,8 @@
 //! cargo run --release -p ckpt-inspect --example gen_bench_image -- big OUT [GiB]
 //! cargo run --release -p ckpt-inspect --example gen_bench_image -- chunks OUT [N]
 //! ```
-//! `big`: one task, one VMA, GiB of stored pages in 256-page chunks (default 2).
+//! `big`: one task, one VMA, GiB of stored pages in 256-page chunks (default 2; fractions
+//! allowed).
 //! `chunks`: N PAGES records of one page each (default 131072), every other page.
 
 use ckpt_format::build::ImageBuilder;
@@ -21,16 +22,22 @@ fn main() -> Result<()> {
         std::process::exit(2);
     }
     let shape = args[1].as_str();
-    let n: u64 = args
+    let n: f64 = args
         .get(3)
         .and_then(|s| s.parse().ok())
         .unwrap_or(match shape {
-            "big" => 2,
-            _ => 131_072,
+            "big" => 2.0,
+            _ => 131_072.0,
         });
     let f = std::fs::File::create(&args[2]).map_err(|e| Error::io(0, &e))?;
     let mut enc = Encoder::new(BufWriter::with_capacity(1 << 20, f));
-    enc.event(&Event::Header(ImageBuilder::x86_64_header()))?;
+    // No writer identity: legacy headers have no place for it, and the native-1 ->
+    // ckpt-v21 -> native-1 round trip of `scripts/bench-convert.sh` must be byte-identical.
+    enc.event(&Event::Header(Header {
+        tool: String::new(),
+        tool_version: String::new(),
+        ..ImageBuilder::x86_64_header()
+    }))?;
     enc.event(&Event::Task(Task {
         pid: 4242,
         tgid: 4242,
@@ -47,13 +54,19 @@ fn main() -> Result<()> {
             rsp: 0x7ffc_0000_1000,
             ..Regs::default()
         },
+        // Three empty GDT TLS slots, as ckpt-capture records them: the image then converts
+        // to ckpt-v21 without loss (`scripts/bench-convert.sh`).
+        tls: (0..3u32)
+            .flat_map(|i| ckpt_format::layout::derive::desc_to_user(0, i))
+            .collect(),
         ..Thread::default()
     }))?;
+    enc.event(&Event::Mm(Mm::default()))?;
     let ps = 4096u64;
     let base = 0x7f00_0000_0000u64;
     let (chunk, chunks, stride) = match shape {
-        "big" => (256u64, n * (1 << 30) / ps / 256, 1u64),
-        "chunks" => (1, n, 2),
+        "big" => (256u64, (n * (1u64 << 30) as f64) as u64 / ps / 256, 1u64),
+        "chunks" => (1, n as u64, 2),
         _ => {
             eprintln!("unknown shape {shape}");
             std::process::exit(2);
