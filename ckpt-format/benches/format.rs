@@ -40,6 +40,7 @@ fn generate(path: &Path, chunks: u64, pages_per_chunk: u64) {
         comm: b"bench".to_vec(),
         ..Task::default()
     }));
+    b.push(Event::Mm(Mm::default()));
     for ev in &b.events {
         enc.event(ev).unwrap();
     }
