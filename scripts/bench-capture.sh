@@ -11,6 +11,7 @@
 # Prints one line per measurement and a JSON summary line at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 OUT=${1:-target/bench-capture}
 shift || true
 SIZES=${*:-512 2048}
@@ -23,7 +24,6 @@ if [[ -z "${CKPT_CAPTURE:-}" ]]; then
 fi
 cc -O2 -o "$OUT/memhog" fixtures/progs/memhog.c
 
-now() { date +%s.%N; }
 start_hog() { # $1 MiB, $2 rand|zero -> sets HOG
     rm -f "$OUT/hog.fifo"; mkfifo "$OUT/hog.fifo"
     "$OUT/memhog" "$1" "$2" >"$OUT/hog.fifo" &
@@ -34,7 +34,6 @@ stop_hog() { kill "$HOG" 2>/dev/null || true; wait "$HOG" 2>/dev/null || true; }
 trap stop_hog EXIT
 
 RUNS=${RUNS:-5}
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 summary="{"
 for mb in $SIZES; do
     start_hog "$mb" rand

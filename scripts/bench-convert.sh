@@ -17,6 +17,7 @@
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 DIR=${1:-/tmp/ckpt-convert-bench}
 shift || true
 SIZES=${*:-1 4}
@@ -29,7 +30,6 @@ GEN=$TD/release/examples/gen_bench_image
 TIMEFORMAT='%R %U %S'
 # "wall user sys" seconds of a command (its output discarded)
 timed() { { time "$@" >/dev/null 2>&1; } 2>&1; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 summary="{"
 for gib in $SIZES; do
     in=$DIR/in.img v21=$DIR/out.v21 back=$DIR/back.img copy=$DIR/copy

@@ -12,6 +12,7 @@
 #        page reporting), first-touch costs swing both sides together by 2x between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 OUT=${1:-target/bench-restore}
 shift || true
 SIZES=${*:-512 2048}
@@ -35,9 +36,7 @@ int main(int argc, char **argv) {
 }
 C
 cc -O2 -o "$OUT/touch" "$OUT/touch.c"
-now() { date +%s.%N; }
 RUNS=${RUNS:-3}
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 summary="{"
 for mb in $SIZES; do
     rm -f "$OUT/hog.fifo"; mkfifo "$OUT/hog.fifo"

@@ -54,9 +54,7 @@ fn make_native(path: &std::path::Path, gib: f64) {
             tid: 1,
             // Three empty GDT TLS slots, as ckpt-capture records them (ckpt-v21 has no
             // form for "no TLS at all").
-            tls: (0..3u32)
-                .flat_map(|i| ckpt_format::layout::derive::desc_to_user(0, i))
-                .collect(),
+            tls: ckpt_format::layout::derive::empty_tls(),
             ..Thread::default()
         }),
         Event::Mm(Mm::default()),

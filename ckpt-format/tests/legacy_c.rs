@@ -317,9 +317,7 @@ fn v21_expected() -> Vec<Event<'static>> {
                 xfeatures: 0,
                 data: (0..512u32).map(|i| 255u32.wrapping_sub(i) as u8).collect(),
             }),
-            tls: (0..3u32)
-                .flat_map(|i| ckpt_format::layout::derive::desc_to_user(0, i))
-                .collect(),
+            tls: ckpt_format::layout::derive::empty_tls(),
             sigmask: 0,
             extras: thread_ex,
         }),

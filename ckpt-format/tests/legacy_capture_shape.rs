@@ -51,9 +51,7 @@ fn thread(tid: i32, rip: u64, sigmask: u64) -> Thread {
             data: (0..2688u32).map(|i| (i as u8) ^ (tid as u8)).collect(),
         }),
         // As ckpt-capture records it: three empty GDT TLS slots.
-        tls: (0..3u32)
-            .flat_map(|i| ckpt_format::layout::derive::desc_to_user(0, i))
-            .collect(),
+        tls: ckpt_format::layout::derive::empty_tls(),
         sigmask,
         extras: x,
     }

@@ -106,9 +106,7 @@ pub fn v21_events() -> Vec<Event<'static>> {
                 data: (0..832u32).map(|i| i as u8).collect(),
             }),
             // Three empty GDT TLS slots, as ckpt-capture records them.
-            tls: (0..3u32)
-                .flat_map(|i| ckpt_format::layout::derive::desc_to_user(0, i))
-                .collect(),
+            tls: ckpt_format::layout::derive::empty_tls(),
             sigmask: 0,
             extras: Extras::new(),
         }),

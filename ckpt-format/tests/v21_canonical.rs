@@ -148,9 +148,7 @@ fn thread(tid: i32) -> Event<'static> {
             eflags: 0x246,
             ..Regs::default()
         },
-        tls: (0..3u32)
-            .flat_map(|i| ckpt_format::layout::derive::desc_to_user(0, i))
-            .collect(),
+        tls: ckpt_format::layout::derive::empty_tls(),
         ..Thread::default()
     })
 }

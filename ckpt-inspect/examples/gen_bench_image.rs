@@ -56,9 +56,7 @@ fn main() -> Result<()> {
         },
         // Three empty GDT TLS slots, as ckpt-capture records them: the image then converts
         // to ckpt-v21 without loss (`scripts/bench-convert.sh`).
-        tls: (0..3u32)
-            .flat_map(|i| ckpt_format::layout::derive::desc_to_user(0, i))
-            .collect(),
+        tls: ckpt_format::layout::derive::empty_tls(),
         ..Thread::default()
     }))?;
     enc.event(&Event::Mm(Mm::default()))?;

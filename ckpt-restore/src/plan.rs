@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 /// The x86-64 `[vsyscall]` page: fixed, provided by the kernel.
 pub const VSYSCALL: u64 = 0xffff_ffff_ff60_0000;
-/// Supplementary groups the restorer passes (one argument page of u32).
-pub const MAX_GROUPS: usize = 1024;
 /// Page size the restorer supports.
 pub const PAGE: u64 = 4096;
+/// Supplementary groups the restorer passes: one argument page of `u32` (1024).
+pub const MAX_GROUPS: usize = PAGE as usize / 4;
 
 /// Where the contents of a run of pages are.
 #[derive(Clone, Debug)]

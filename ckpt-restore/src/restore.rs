@@ -2,7 +2,7 @@
 //! outside with injected system calls (see docs/RESTORE.md for the sequence).
 
 use crate::caps::{self, Caps};
-use crate::plan::{PageData, Plan, TaskPlan, VmaPlan, PAGE, TASK_SIZE};
+use crate::plan::{PageData, Plan, TaskPlan, VmaPlan, MAX_GROUPS, PAGE, TASK_SIZE};
 use crate::{check, signals, sys, tree, Error, Options, PidMode};
 use ckpt_format::{FileKind, FpuKind, Thread, VmaKind, VM_SHARED};
 use ckpt_sys::ptrace::{self, WaitStatus};
@@ -978,12 +978,12 @@ fn finish<'a>(
     }
     if change_creds {
         let gb: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
-        // The argument pages end at data + 3 pages: groups get the last one.
-        if gb.len() > PAGE as usize {
+        // The argument pages end at data + 3 pages: groups get the last one. Plan::new
+        // refuses more than MAX_GROUPS before anything is created; this guards the page.
+        if c.groups.len() > MAX_GROUPS {
             return Err(Error::Image(format!(
-                "{} supplementary groups: this restorer passes at most {}",
-                c.groups.len(),
-                PAGE / 4
+                "{} supplementary groups: this restorer passes at most {MAX_GROUPS}",
+                c.groups.len()
             )));
         }
         sys::write_pairs(pid, &[(data + 8192, &gb)]).map_err(|e| sys_err("groups", e))?;

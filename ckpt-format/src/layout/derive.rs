@@ -106,6 +106,13 @@ pub fn seg_encode(sel: u64) -> Option<u16> {
     })
 }
 
+/// The three GDT TLS slots of a thread that set none, as `PTRACE_GET_THREAD_AREA` returns
+/// them and ckpt-capture records them (`Thread::tls`: three empty `user_desc`, 48 bytes).
+/// ckpt-v21 has no form for "no TLS at all", so images meant to convert use this.
+pub fn empty_tls() -> Vec<u8> {
+    (0..3u32).flat_map(|i| desc_to_user(0, i)).collect()
+}
+
 /// Convert one 8-byte GDT descriptor (TLS slot `idx`) to the 16-byte
 /// `struct user_desc` that `PTRACE_GET_THREAD_AREA` returns (`fill_user_desc`).
 pub fn desc_to_user(desc: u64, idx: u32) -> [u8; 16] {
