@@ -70,6 +70,9 @@ pub struct Options {
     pub leave: Leave,
     /// Record sockets and anonymous inodes as unsupported files instead of failing.
     pub allow_unsupported: bool,
+    /// With [`Leave::Killed`] and without `tree`: kill the process even though its
+    /// children are not captured (they are orphaned). Refused otherwise.
+    pub orphan_children: bool,
     /// Pages per `Pages` event (default 256).
     pub chunk_pages: usize,
     /// Objects the output goes to (checked against the target's fds).
@@ -90,6 +93,7 @@ impl Options {
             tree: false,
             leave: Leave::Running,
             allow_unsupported: false,
+            orphan_children: false,
             chunk_pages: 256,
             output: Vec::new(),
             batch_bytes: live::BATCH_BYTES,
@@ -117,6 +121,11 @@ pub struct Stats {
     pub frozen: Duration,
     /// Total time of the capture.
     pub total: Duration,
+    /// What the image records without its state (`--allow-unsupported`): restore leaves
+    /// these out. One line each.
+    pub left_out: Vec<String>,
+    /// Things the user should know (e.g. the image would not restore here). One each.
+    pub warnings: Vec<String>,
 }
 
 impl Stats {
@@ -164,8 +173,11 @@ pub enum ErrorKind {
     Target,
     /// The target holds something we cannot capture (socket, eventfd ...).
     Unsupported,
-    /// Refused to write the image into an object the target holds.
+    /// Refused to write the image into an object the target holds, or to orphan
+    /// children with `--kill`.
     Refused,
+    /// `--kill` refused: the image would not be restorable here (target left running).
+    Unrestorable,
     /// The kernel lacks a facility we need.
     Facility,
     /// Our own I/O (writing the image) or another system error.
@@ -196,7 +208,8 @@ impl CaptureError {
             | ErrorKind::Permission
             | ErrorKind::Target
             | ErrorKind::Unsupported
-            | ErrorKind::Refused => 1,
+            | ErrorKind::Refused
+            | ErrorKind::Unrestorable => 1,
             ErrorKind::Facility | ErrorKind::Io => 3,
         }
     }
@@ -251,6 +264,14 @@ pub trait Producer {
         stats: &mut Stats,
         progress: &mut dyn Progress,
     ) -> Result<(), CaptureError>;
+
+    /// Called once the image is completely written and committed (renamed into place,
+    /// or flushed into a stream): the live backend kills its target here with
+    /// [`Leave::Killed`], so that a failed write never costs the process. Dropping the
+    /// producer without this call releases whatever it holds unharmed.
+    fn after_commit(&mut self) -> Result<(), CaptureError> {
+        Ok(())
+    }
 }
 
 /// Forwards events, remembering whether a VMA is open so that a failure can close it.
@@ -325,9 +346,8 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// Capture into any writer (e.g. stdout). On failure the stream ends with an `Error`
-/// event. `opts.output` should identify `w` (see [`ident_of_fd`]) for the self-write check.
-pub fn capture_to_writer(
+/// Run `producer` into a native-1 encoder over `w`; the statistics with `bytes` set.
+fn write_image(
     producer: &mut dyn Producer,
     w: impl Write,
     progress: Option<&mut dyn Progress>,
@@ -341,52 +361,40 @@ pub fn capture_to_writer(
     Ok(s)
 }
 
-/// Capture into `path`: written to a temporary file in the same directory and renamed
-/// into place only on success (removed on failure). `opts` is only used for the
-/// self-write check of an existing `path`; pass the same options as to the producer.
+/// Capture into any writer (e.g. stdout). On failure the stream ends with an `Error`
+/// event. `opts.output` should identify `w` (see [`ident_of_fd`]) for the self-write
+/// check. The target is killed ([`Leave::Killed`]) only after the last byte is written.
+pub fn capture_to_writer(
+    producer: &mut dyn Producer,
+    mut w: impl Write,
+    progress: Option<&mut dyn Progress>,
+) -> Result<Stats, CaptureError> {
+    let s = write_image(producer, &mut w, progress)?;
+    w.flush()
+        .map_err(|e| CaptureError::new(ErrorKind::Io, format!("writing the image: {e}")))?;
+    producer.after_commit()?;
+    Ok(s)
+}
+
+/// Capture into `path`, opened by [`ckpt_format::output::Output`]: a new or regular
+/// file is written to a temporary file in the same directory and renamed into place
+/// only on success (removed on failure); an existing FIFO or device is written
+/// through, never replaced; a symbolic link is followed; a directory is refused. The
+/// target is killed ([`Leave::Killed`]) only after the image is committed. `opts` is
+/// unused (kept for compatibility: the self-write check uses the producer's options).
 pub fn capture_to_path(
     producer: &mut dyn Producer,
     _opts: &Options,
     path: &Path,
     progress: Option<&mut dyn Progress>,
 ) -> Result<Stats, CaptureError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        CaptureError::new(
-            ErrorKind::Io,
-            format!("{}: not a file name", path.display()),
-        )
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.ckpt-tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| CaptureError::new(ErrorKind::Io, format!("create {}: {e}", tmp.display())))?;
-    let r = capture_to_writer(producer, &f, progress);
-    match r {
-        Ok(s) => {
-            std::fs::rename(&tmp, path).map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                CaptureError::new(
-                    ErrorKind::Io,
-                    format!("rename {} to {}: {e}", tmp.display(), path.display()),
-                )
-            })?;
-            Ok(s)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    let mut out = ckpt_format::output::Output::create(path)
+        .map_err(|e| CaptureError::new(ErrorKind::Io, e.to_string()))?;
+    let s = write_image(producer, &mut out, progress)?;
+    out.commit()
+        .map_err(|e| CaptureError::new(ErrorKind::Io, format!("writing the image: {e}")))?;
+    producer.after_commit()?;
+    Ok(s)
 }
 
 /// The [`OutputIdent`] of one of our descriptors (e.g. 1 for stdout).

@@ -17,6 +17,7 @@ use ckpt_format::{
     Kernel, Mm, PageChunk, Pipe, Regs, Revision, Rlimit, SigAction, Task, Thread, Vma, VmaKind,
     ZeroRun,
 };
+use ckpt_restore::plan::Collector;
 use ckpt_sys::freeze::{Frozen, Release};
 use ckpt_sys::inject::Injector;
 use ckpt_sys::mem::{self, PageScan, Select};
@@ -39,12 +40,19 @@ const NSIG: u64 = 64;
 /// The live capture backend (a [`Producer`]).
 pub struct LiveCapture {
     opts: Options,
+    /// With [`Leave::Killed`]: the frozen processes, killed by
+    /// [`Producer::after_commit`] once the image is safely written (dropped = left
+    /// running).
+    held: Vec<Proc>,
 }
 
 impl LiveCapture {
     /// A capture of `opts.pid` (and its descendants with `opts.tree`).
     pub fn new(opts: Options) -> LiveCapture {
-        LiveCapture { opts }
+        LiveCapture {
+            opts,
+            held: Vec::new(),
+        }
     }
 }
 
@@ -112,30 +120,187 @@ impl Producer for LiveCapture {
         let frozen_at = Instant::now();
         let mut procs = freeze_all(pid, self.opts.tree)?;
         check_output(&procs, &self.opts)?;
-        sink.event(&Event::Header(header(pid))).map_err(fmt_err)?;
-        let mut shared = Shared::default();
-        for (i, p) in procs.iter().enumerate() {
-            capture_task(p, i == 0, &self.opts, &mut shared, sink, stats, progress)?;
+        // The header first: a refusal below then leaves a stream that says why (Header,
+        // Error, Tail) instead of one that is not an image at all.
+        let mut checker = Collector::for_checks();
+        let hdr = Event::Header(header(pid));
+        sink.event(&hdr).map_err(fmt_err)?;
+        let _ = checker.push(0, hdr, None);
+        if self.opts.leave == Leave::Killed && !self.opts.tree && !self.opts.orphan_children {
+            refuse_orphans(pid)?;
         }
+        if !self.opts.allow_unsupported {
+            refuse_unsupported(&procs)?;
+        }
+        // The restorability check sees every event as it is written (page contents
+        // are not kept but the vdso's), so it costs no second pass over the image.
+        {
+            let mut tee = Tee {
+                sink,
+                check: &mut checker,
+            };
+            let mut shared = Shared::default();
+            for (i, p) in procs.iter().enumerate() {
+                capture_task(
+                    p,
+                    i == 0,
+                    &self.opts,
+                    &mut shared,
+                    &mut tee,
+                    stats,
+                    progress,
+                )?;
+            }
+        }
+        let _ = checker.push(0, Event::Tail, None);
+        let problems = match checker.finish_unchecked() {
+            Ok(plan) => {
+                stats.left_out = plan.left_out.clone();
+                ckpt_restore::check::restorable(&plan, &[], std::path::Path::new("/"))
+            }
+            Err(e) => vec![e.0],
+        };
+        if !problems.is_empty() {
+            if self.opts.leave == Leave::Killed {
+                return Err(CaptureError::new(
+                    ErrorKind::Unrestorable,
+                    format!(
+                        "not killed, left running: ckpt-restore would refuse this image here:\n  {}",
+                        problems.join("\n  ")
+                    ),
+                ));
+            }
+            stats.warnings.push(format!(
+                "ckpt-restore would refuse this image here:\n  {}",
+                problems.join("\n  ")
+            ));
+        }
+        stats.frozen = frozen_at.elapsed();
         let how = match self.opts.leave {
             Leave::Running => Release::Run,
             Leave::Stopped => Release::Stop,
-            Leave::Killed => Release::Kill,
+            Leave::Killed => {
+                // Killed only once the image is written and committed: after_commit.
+                self.held = procs;
+                return Ok(());
+            }
         };
-        let mut first_err = None;
-        for p in procs.iter_mut().rev() {
-            if let Some(f) = p.frozen.as_mut() {
-                if let Err(e) = f.release(how) {
-                    first_err
-                        .get_or_insert(CaptureError::sys(&format!("release pid {}", p.pid), e));
-                }
+        release_all(&mut procs, how)
+    }
+
+    fn after_commit(&mut self) -> Result<(), CaptureError> {
+        let mut procs = std::mem::take(&mut self.held);
+        release_all(&mut procs, Release::Kill)
+    }
+}
+
+/// Release every frozen process, children first; the first error is returned after
+/// every process has been tried.
+fn release_all(procs: &mut [Proc], how: Release) -> Result<(), CaptureError> {
+    let mut first_err = None;
+    for p in procs.iter_mut().rev() {
+        if let Some(f) = p.frozen.as_mut() {
+            if let Err(e) = f.release(how) {
+                first_err.get_or_insert(CaptureError::sys(&format!("release pid {}", p.pid), e));
             }
         }
-        stats.frozen = frozen_at.elapsed();
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every event goes to the image and to the restorability check.
+struct Tee<'a> {
+    sink: &'a mut dyn EventSink,
+    check: &'a mut Collector,
+}
+
+impl EventSink for Tee<'_> {
+    fn event(&mut self, ev: &Event<'_>) -> ckpt_format::Result<()> {
+        self.sink.event(ev)?;
+        self.check.event(ev)
+    }
+    fn finish(&mut self) -> ckpt_format::Result<()> {
+        self.sink.finish()
+    }
+}
+
+/// `--kill` of a process whose children are not captured with it would orphan them.
+fn refuse_orphans(pid: i32) -> Result<(), CaptureError> {
+    let kids = procfs::children(pid).map_err(sys(format!("children of {pid}")))?;
+    if kids.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = kids
+        .iter()
+        .map(|&k| match procfs::stat(k) {
+            Ok(s) => format!("{k} ({})", String::from_utf8_lossy(&s.comm)),
+            Err(_) => k.to_string(),
+        })
+        .collect();
+    Err(CaptureError::new(
+        ErrorKind::Refused,
+        format!(
+            "not killed, left running: pid {pid} has {} child process(es) that --kill would orphan: {}; capture them with it (--tree), or say --orphan-children to kill pid {pid} alone",
+            kids.len(),
+            names.join(", ")
+        ),
+    ))
+}
+
+/// What `capture_fds` cannot capture, for every fd of every frozen process, found
+/// before anything is written: one refusal naming all of them.
+fn refuse_unsupported(procs: &[Proc]) -> Result<(), CaptureError> {
+    let mut items: Vec<(String, String)> = Vec::new();
+    for p in procs.iter().filter(|p| p.frozen.is_some()) {
+        let pid = p.pid;
+        let fds = procfs::list_fds(pid).map_err(sys(format!("pid {pid} fds")))?;
+        for fd in fds {
+            let Ok(link) = procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) else {
+                continue;
+            };
+            let Ok(st) = files::stat_fd(pid, fd) else {
+                continue;
+            };
+            if let Some(what) = unsupported_kind(&link, st.st_mode) {
+                items.push((
+                    what.clone(),
+                    format!(
+                        "pid {pid} fd {fd} is {} ({})",
+                        ckpt_restore::plan::article(&what),
+                        String::from_utf8_lossy(&link)
+                    ),
+                ));
+            }
         }
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let lines = ckpt_restore::plan::grouped(&items);
+    Err(CaptureError::new(
+        ErrorKind::Unsupported,
+        format!(
+            "{} object(s) ckpt-capture cannot capture (--allow-unsupported records them as left out, and restore goes without them):\n  {}",
+            items.len(),
+            lines.join("\n  ")
+        ),
+    ))
+}
+
+/// The kind of an fd `capture_fds` cannot capture ("socket", "eventfd" ...), if so.
+fn unsupported_kind(link: &[u8], mode: u32) -> Option<String> {
+    if let Some(a) = link.strip_prefix(b"anon_inode:") {
+        let l = String::from_utf8_lossy(a);
+        return Some(l.trim_matches(|c| c == '[' || c == ']').to_string());
+    }
+    match mode & libc::S_IFMT {
+        libc::S_IFREG | libc::S_IFDIR | libc::S_IFCHR | libc::S_IFIFO => None,
+        libc::S_IFSOCK => Some("socket".into()),
+        libc::S_IFBLK => Some("block device".into()),
+        _ => Some("special file".into()),
     }
 }
 

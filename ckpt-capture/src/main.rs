@@ -27,9 +27,14 @@ struct Cli {
     /// Kill the target after a successful capture.
     #[arg(long, group = "leave")]
     kill: bool,
-    /// Record sockets and anonymous inodes as unsupported files instead of failing.
+    /// Record sockets and anonymous inodes as unsupported files instead of failing
+    /// (restore then goes without them, and says so).
     #[arg(long)]
     allow_unsupported: bool,
+    /// With --kill and without --tree: kill the process even though its children are
+    /// not captured (they are orphaned). Refused otherwise.
+    #[arg(long, requires = "kill")]
+    orphan_children: bool,
     /// Print the statistics as one JSON line on stderr.
     #[arg(long)]
     json: bool,
@@ -56,6 +61,7 @@ fn main() {
     let mut opts = Options::new(cli.pid);
     opts.tree = cli.tree;
     opts.allow_unsupported = cli.allow_unsupported;
+    opts.orphan_children = cli.orphan_children;
     opts.leave = if cli.leave_stopped {
         Leave::Stopped
     } else if cli.kill {
@@ -108,6 +114,12 @@ fn main() {
     }
     match r {
         Ok(stats) => {
+            for l in &stats.left_out {
+                eprintln!("ckpt-capture: left out (restore goes without it): {l}");
+            }
+            for w in &stats.warnings {
+                eprintln!("ckpt-capture: warning: {w}");
+            }
             if cli.json {
                 eprintln!("{}", stats.to_json());
             } else {

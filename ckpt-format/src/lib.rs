@@ -37,6 +37,7 @@ pub mod input;
 pub mod layout;
 pub mod model;
 pub mod native;
+pub mod output;
 pub mod schema;
 pub mod v21;
 pub mod validate;

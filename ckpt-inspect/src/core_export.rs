@@ -432,18 +432,15 @@ pub fn export_core(img: &[u8], opts: ExportOptions, out: &Path) -> Result<Export
     let notes = notes(&c);
     let ps = c.page_size.max(1);
 
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let tmp = tempfile::NamedTempFile::new_in(&parent).map_err(|e| {
-        Error(format!(
-            "{}: cannot create a temporary file: {e}",
-            parent.display()
-        ))
-    })?;
+    // A new or regular file is replaced through a temporary file; a FIFO or device is
+    // written through; a directory is refused (ckpt_format::output).
+    let mut outf = ckpt_format::output::Output::create(out)
+        .map_err(|e| Error(format!("{}: {e}", out.display())))?;
     let werr = |e: &dyn fmt::Display| Error(format!("{}: {e}", out.display()));
-    let mut buf = StreamingBuffer::new(BufWriter::with_capacity(1 << 20, tmp.as_file()));
+    let mut buf = StreamingBuffer::new(BufWriter::with_capacity(
+        1 << 20,
+        Counted { w: &mut outf, n: 0 },
+    ));
     {
         let mut w = Writer::new(Endianness::Little, true, &mut buf);
         w.reserve_file_header();
@@ -525,9 +522,9 @@ pub fn export_core(img: &[u8], opts: ExportOptions, out: &Path) -> Result<Export
     buf.flush().map_err(|e| werr(&e))?;
     let mut inner = buf.into_inner();
     inner.flush().map_err(|e| werr(&e))?;
+    let bytes = inner.get_ref().n;
     drop(inner);
-    let bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
-    tmp.persist(out).map_err(|e| werr(&e.error))?;
+    outf.commit().map_err(|e| werr(&e))?;
     Ok(ExportReport {
         pid: c.task.as_ref().map_or(0, |t| t.pid),
         threads: c.threads.len(),
@@ -535,6 +532,23 @@ pub fn export_core(img: &[u8], opts: ExportOptions, out: &Path) -> Result<Export
         loads_with_data: segs.iter().filter(|s| s.pieces.is_some()).count(),
         bytes,
     })
+}
+
+/// Counts the bytes written through it (the output may be a FIFO: no size to stat).
+struct Counted<W> {
+    w: W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let k = self.w.write(b)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
 }
 
 /// Register names in `NT_PRSTATUS` order (for documentation and tests).

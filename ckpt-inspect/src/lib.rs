@@ -4,6 +4,7 @@
 //! files, a bounded stream for pipes), writes its report to any `io::Write`,
 //! and returns a [`Failure`] that carries the exit code (docs/INSPECT.md).
 
+pub mod check;
 pub mod core_export;
 pub mod diff;
 pub mod fmt;

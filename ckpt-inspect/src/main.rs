@@ -63,6 +63,19 @@ enum Cmd {
         /// The image (`-` for stdin).
         image: String,
     },
+    /// Would ckpt-restore restore it here? "restorable here: yes", or "no" and every
+    /// reason (the check ckpt-restore and ckpt-capture --kill run). Exit 0 yes, 1 no.
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        /// Print JSON (docs/JSON.md).
+        #[arg(long)]
+        json: bool,
+        /// Resolve the image's paths inside DIR (as `ckpt-restore --root DIR`).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: std::path::PathBuf,
+        /// The image (`-` for stdin).
+        image: String,
+    },
     /// Convert an image to another revision.
     #[command(after_help = EXIT_CODES)]
     Convert {
@@ -260,6 +273,10 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             let mut img = Image::open(&image)?;
             verify::run(&mut img, json, out)
         }
+        Cmd::Check { json, root, image } => {
+            let mut img = Image::open(&image)?;
+            ckpt_inspect::check::run(&mut img, json, &root, out)
+        }
         Cmd::Convert {
             to,
             lossy,
@@ -421,34 +438,19 @@ fn convert(
         out.flush()?;
         rep
     } else {
-        let dest = Path::new(output);
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".ckpt-convert-")
-            .tempfile_in(dir)
-            .map_err(|e| Failure::io(format!("cannot create a file in {}", dir.display()), e))?;
+        // A new or regular file is replaced through a temporary file; a FIFO or device
+        // is written through; a directory is refused (ckpt_format::output).
+        let mut outf = ckpt_format::output::Output::create(Path::new(output))
+            .map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
         let rep = {
-            let mut bw = io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+            let mut bw = io::BufWriter::with_capacity(1 << 16, &mut outf);
             let rep = write(&mut bw)?;
             bw.flush()
                 .map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
             rep
         };
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // tempfile creates 0600; an image is an ordinary file.
-            let _ = tmp
-                .as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644));
-        }
-        tmp.as_file()
-            .sync_all()
+        outf.commit()
             .map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
-        tmp.persist(dest)
-            .map_err(|e| Failure::io(format!("cannot rename into {output}"), e.error))?;
         rep
     };
     pb.finish();

@@ -254,3 +254,101 @@ pub fn vdso_matches(
     }
     Ok(())
 }
+
+/// Everything that would make `ckpt-restore` refuse this plan here, found without
+/// creating anything: the plan's own problems ([`Plan::problems`]), the machine and the
+/// caller ([`compat`]), the process tree ([`crate::tree::plan_tree`]) and the files it
+/// opens (present under `root`, mapped files still the captured inode). One message
+/// each; empty = restorable here. `ckpt-capture --kill` runs this before killing, and
+/// `ckpt-inspect check` on any image.
+pub fn restorable(plan: &Plan, image: &[u8], root: &std::path::Path) -> Vec<String> {
+    let mut out = plan.problems();
+    let adopted;
+    let plan = match own_vdso() {
+        Ok((ours, _)) => {
+            let mut p = plan.clone();
+            if p.adopt_vvar(&vvar_pieces(&ours)) > 0 {
+                adopted = p;
+                &adopted
+            } else {
+                plan
+            }
+        }
+        Err(_) => plan, // compat names it
+    };
+    out.extend(compat(plan, image));
+    if let Err(e) = crate::tree::plan_tree(&plan.tasks, sys::my_session()) {
+        out.push(e);
+    }
+    out.extend(files_present(plan, root));
+    out
+}
+
+/// The files the restore opens exist under `root` (the deleted ones are
+/// [`Plan::problems`]); a mapped file is still the captured inode.
+pub fn files_present(plan: &Plan, root: &std::path::Path) -> Vec<String> {
+    use ckpt_format::FileKind;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let under = |p: &[u8]| {
+        use std::os::unix::ffi::OsStrExt;
+        let rel = std::ffi::OsStr::from_bytes(p.strip_prefix(b"/").unwrap_or(p));
+        root.join(rel)
+    };
+    let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    let deleted = |p: &[u8]| p.ends_with(b" (deleted)");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut need = |what: String, p: &[u8], ino: Option<u64>, out: &mut Vec<String>| {
+        if deleted(p) || !seen.insert(p.to_vec()) {
+            return;
+        }
+        match std::fs::metadata(under(p)) {
+            Err(e) => out.push(format!("{what} {}: {e}", show(p))),
+            Ok(m) => {
+                if let Some(want) = ino.filter(|&i| i != 0) {
+                    if m.ino() != want {
+                        out.push(format!(
+                            "{what} {} is not the captured one (inode {}, captured {want}): it changed since the capture",
+                            show(p),
+                            m.ino()
+                        ));
+                    }
+                }
+            }
+        }
+    };
+    for t in &plan.tasks {
+        let pid = t.task.pid;
+        if let Some(exe) = t.mm.as_ref().and_then(|m| m.exe.as_deref()) {
+            need(format!("pid {pid}: executable"), exe, None, &mut out);
+        }
+        if let Some(fs) = t.fs.as_ref().filter(|f| !f.cwd.is_empty()) {
+            need(format!("pid {pid}: cwd"), &fs.cwd, None, &mut out);
+        }
+        for v in &t.vmas {
+            if let (VmaKind::File, Some(f)) = (v.vma.kind, &v.vma.file) {
+                need(
+                    format!("pid {pid}: mapped file"),
+                    f,
+                    v.vma.extras.u64("ino"),
+                    &mut out,
+                );
+            }
+        }
+        for fd in &t.fds {
+            let f = &plan.files[&fd.file];
+            if matches!(
+                f.kind,
+                FileKind::Regular | FileKind::Directory | FileKind::CharDevice | FileKind::Fifo
+            ) {
+                need(
+                    format!("pid {pid} fd {}: file", fd.fd),
+                    &f.path,
+                    None,
+                    &mut out,
+                );
+            }
+        }
+    }
+    out
+}

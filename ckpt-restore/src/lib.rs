@@ -78,6 +78,13 @@ impl Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Error::Image(s) if s.contains('\n') => {
+                write!(f, "image cannot be restored:")?;
+                for l in s.lines() {
+                    write!(f, "\n  {l}")?;
+                }
+                Ok(())
+            }
             Error::Image(s) => write!(f, "image cannot be restored: {s}"),
             Error::Incompatible(v) => {
                 write!(f, "image is not compatible with this machine:")?;
@@ -104,6 +111,15 @@ impl From<PlanError> for Error {
 /// Restore a checked plan. `image` holds the bytes that [`plan::PageData::Mapped`]
 /// ranges refer to (the buffer the plan was collected from; empty if none).
 pub fn restore_plan(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32>, Error> {
+    if plan.pages_elided {
+        return Err(Error::Image(
+            "this plan was collected for checks only (page contents not kept)".into(),
+        ));
+    }
+    // Said on every restore of such an image, before anything is created.
+    for l in &plan.left_out {
+        eprintln!("ckpt-restore: left out (captured with --allow-unsupported, not restored): {l}");
+    }
     restore::restore(plan, image, opts)
 }
 

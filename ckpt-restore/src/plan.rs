@@ -86,6 +86,13 @@ pub struct Plan {
     pub files: BTreeMap<u32, File>,
     /// Pipe objects by id, with their buffered bytes.
     pub pipes: BTreeMap<u32, Vec<u8>>,
+    /// What the image holds but this restore leaves out, one line each ("pid 7 fd 5
+    /// (socket, socket:[123])"): objects `ckpt-capture --allow-unsupported` recorded
+    /// without their state. Their fds are not in the tasks' tables.
+    pub left_out: Vec<String>,
+    /// Collected by [`Collector::for_checks`]: page contents (but the vdso's) are not
+    /// kept, so the plan serves checks only and is refused by the restorer.
+    pub pages_elided: bool,
 }
 
 /// A reason the image cannot be restored, found before anything is created.
@@ -102,16 +109,284 @@ fn err<T>(s: impl Into<String>) -> Result<T, PlanError> {
     Err(PlanError(s.into()))
 }
 
+/// Consumes the events of an image one by one (an [`ckpt_format::EventSink`] too, so a
+/// producer can feed it while it writes the image) and makes a [`Plan`] of them.
+pub struct Collector {
+    header: Option<Header>,
+    tasks: Vec<TaskPlan>,
+    files: BTreeMap<u32, File>,
+    pipes: BTreeMap<u32, Vec<u8>>,
+    tail: bool,
+    in_vma: bool,
+    keep_pages: bool,
+    failed: Option<String>,
+    events: u64,
+}
+
+impl Collector {
+    /// A collector that keeps page contents (to restore from).
+    pub fn new() -> Collector {
+        Collector {
+            header: None,
+            tasks: Vec::new(),
+            files: BTreeMap::new(),
+            pipes: BTreeMap::new(),
+            tail: false,
+            in_vma: false,
+            keep_pages: true,
+            failed: None,
+            events: 0,
+        }
+    }
+
+    /// A collector for checks only: page contents are dropped except the vdso's (which
+    /// the compatibility check compares with this kernel's); memory stays small however
+    /// large the image. Its plan cannot be restored ([`Plan::pages_elided`]).
+    pub fn for_checks() -> Collector {
+        Collector {
+            keep_pages: false,
+            ..Collector::new()
+        }
+    }
+
+    /// Take one event. `off` is its byte offset (for messages), `base` the mapped image
+    /// the event may borrow page contents from.
+    pub fn push(&mut self, off: u64, ev: Event<'_>, base: Option<&[u8]>) -> Result<(), PlanError> {
+        if let Some(f) = &self.failed {
+            return Err(PlanError(f.clone()));
+        }
+        let r = self.push_inner(off, ev, base);
+        if let Err(e) = &r {
+            self.failed = Some(e.0.clone());
+        }
+        r
+    }
+
+    fn push_inner(
+        &mut self,
+        off: u64,
+        ev: Event<'_>,
+        base: Option<&[u8]>,
+    ) -> Result<(), PlanError> {
+        self.events += 1;
+        if self.tail {
+            return err("broken image: events after the tail");
+        }
+        let tasks = &mut self.tasks;
+        let need_task = |tasks: &mut Vec<TaskPlan>, what: &str| -> Result<(), PlanError> {
+            if tasks.is_empty() {
+                return err(format!(
+                    "broken image: {what} at offset {off} before any task"
+                ));
+            }
+            Ok(())
+        };
+        match ev {
+            Event::Header(h) => {
+                if self.header.is_some() {
+                    return err("broken image: second header");
+                }
+                self.header = Some(h);
+            }
+            Event::Task(t) => {
+                if self.in_vma {
+                    return err("broken image: task inside a VMA");
+                }
+                tasks.push(TaskPlan {
+                    task: t,
+                    ..Default::default()
+                })
+            }
+            Event::Thread(t) => {
+                need_task(tasks, "thread")?;
+                tasks.last_mut().unwrap().threads.push(t);
+            }
+            Event::Mm(m) => {
+                need_task(tasks, "mm")?;
+                tasks.last_mut().unwrap().mm = Some(m);
+            }
+            Event::Vma(v) => {
+                need_task(tasks, "vma")?;
+                if self.in_vma {
+                    return err("broken image: VMA inside a VMA");
+                }
+                self.in_vma = true;
+                tasks.last_mut().unwrap().vmas.push(VmaPlan {
+                    vma: v,
+                    pages: Vec::new(),
+                    zeros: Vec::new(),
+                });
+            }
+            Event::Pages(p) => {
+                let Some(v) = tasks.last_mut().and_then(|t| t.vmas.last_mut()) else {
+                    return err("broken image: pages outside a VMA");
+                };
+                if !self.in_vma {
+                    return err("broken image: pages outside a VMA");
+                }
+                let runs: Vec<(u64, u64)> = if p.addrs.is_runs() {
+                    p.addrs.runs().collect()
+                } else {
+                    p.addrs.to_runs(PAGE as u32).runs().collect()
+                };
+                let n: u64 = runs.iter().map(|r| r.1).sum();
+                if (p.data.len() as u64) != n.saturating_mul(PAGE) {
+                    return err(format!(
+                        "broken image: pages event at offset {off}: {} bytes for {n} pages",
+                        p.data.len()
+                    ));
+                }
+                let data = match (&p.data, base) {
+                    _ if !self.keep_pages && v.vma.kind != VmaKind::Vdso => {
+                        PageData::Owned(Vec::new())
+                    }
+                    (std::borrow::Cow::Borrowed(d), Some(b))
+                        if (d.as_ptr() as usize) >= (b.as_ptr() as usize)
+                            && (d.as_ptr() as usize + d.len())
+                                <= (b.as_ptr() as usize + b.len()) =>
+                    {
+                        PageData::Mapped {
+                            off: d.as_ptr() as usize - b.as_ptr() as usize,
+                            len: d.len(),
+                        }
+                    }
+                    _ => PageData::Owned(p.data.to_vec()),
+                };
+                v.pages.push(PagesPlan { runs, data });
+            }
+            Event::ZeroPages(z) => {
+                let Some(v) = tasks.last_mut().and_then(|t| t.vmas.last_mut()) else {
+                    return err("broken image: zero pages outside a VMA");
+                };
+                if !self.in_vma {
+                    return err("broken image: zero pages outside a VMA");
+                }
+                v.zeros.push((z.start, z.count));
+            }
+            Event::VmaEnd => {
+                if !self.in_vma {
+                    return err("broken image: VMA end without a VMA");
+                }
+                self.in_vma = false;
+            }
+            Event::Fs(f) => {
+                need_task(tasks, "fs")?;
+                tasks.last_mut().unwrap().fs = Some(f);
+            }
+            Event::SigActions(s) => {
+                need_task(tasks, "sigactions")?;
+                tasks.last_mut().unwrap().sigactions = s;
+            }
+            Event::Rlimits(r) => {
+                need_task(tasks, "rlimits")?;
+                tasks.last_mut().unwrap().rlimits = r;
+            }
+            Event::Pipe(p) => {
+                if self.pipes.insert(p.id, p.data.to_vec()).is_some() {
+                    return err(format!("broken image: pipe {} defined twice", p.id));
+                }
+            }
+            Event::File(f) => {
+                if let Some(pid) = f.pipe {
+                    if !self.pipes.contains_key(&pid) {
+                        return err(format!(
+                            "broken image: file {} refers to undefined pipe {pid}",
+                            f.id
+                        ));
+                    }
+                }
+                if self.files.contains_key(&f.id) {
+                    return err(format!("broken image: file {} defined twice", f.id));
+                }
+                self.files.insert(f.id, f);
+            }
+            Event::Fd(fd) => {
+                need_task(tasks, "fd")?;
+                if !self.files.contains_key(&fd.file) {
+                    return err(format!(
+                        "broken image: fd {} refers to undefined file {}",
+                        fd.fd, fd.file
+                    ));
+                }
+                tasks.last_mut().unwrap().fds.push(fd);
+            }
+            Event::Error(e) => {
+                return err(format!(
+                    "incomplete image: the writer reported an error: {}",
+                    String::from_utf8_lossy(&e)
+                ))
+            }
+            Event::Unknown(u) => {
+                return err(format!(
+                    "image holds a {} record of type {} this restorer does not understand; restoring without it would not be exact",
+                    u.revision, u.type_code
+                ))
+            }
+            Event::Tail => self.tail = true,
+        }
+        Ok(())
+    }
+
+    /// The plan of everything pushed, checked: every reason it cannot be restored is
+    /// named ([`Plan::problems`], one per line, grouped by kind when there are many).
+    pub fn finish(self) -> Result<Plan, PlanError> {
+        let plan = self.finish_unchecked()?;
+        let problems = plan.problems();
+        if !problems.is_empty() {
+            return Err(PlanError(problems.join("\n")));
+        }
+        Ok(plan)
+    }
+
+    /// The plan of everything pushed, with only the stream's own structure checked (a
+    /// header, a tail, every reference defined): for listing every problem of an image
+    /// that [`Collector::finish`] would refuse at the first.
+    pub fn finish_unchecked(self) -> Result<Plan, PlanError> {
+        if let Some(f) = self.failed {
+            return Err(PlanError(f));
+        }
+        let Some(header) = self.header else {
+            return err("broken image: no header");
+        };
+        if !self.tail {
+            return err("broken image: truncated (no tail)");
+        }
+        let mut plan = Plan {
+            header,
+            tasks: self.tasks,
+            files: self.files,
+            pipes: self.pipes,
+            left_out: Vec::new(),
+            pages_elided: !self.keep_pages,
+        };
+        plan.adopt_vsyscall();
+        plan.leave_out_unsupported();
+        Ok(plan)
+    }
+}
+
+impl Default for Collector {
+    fn default() -> Self {
+        Collector::new()
+    }
+}
+
+impl ckpt_format::EventSink for Collector {
+    fn event(&mut self, ev: &Event<'_>) -> ckpt_format::Result<()> {
+        // A check-only observer: a problem is kept for `finish`, never stops the writer.
+        let _ = self.push(0, ev.clone(), None);
+        Ok(())
+    }
+    fn finish(&mut self) -> ckpt_format::Result<()> {
+        Ok(())
+    }
+}
+
 impl Plan {
     /// Drain `src` into a plan and check it. `base` is the mapped image the source
     /// reads from, if any: page data borrowed from it is kept by reference.
     pub fn collect(src: &mut dyn EventSource, base: Option<&[u8]>) -> Result<Plan, PlanError> {
-        let mut header: Option<Header> = None;
-        let mut tasks: Vec<TaskPlan> = Vec::new();
-        let mut files = BTreeMap::new();
-        let mut pipes = BTreeMap::new();
-        let mut tail = false;
-        let mut in_vma = false;
+        let mut c = Collector::new();
         loop {
             let off = src.offset();
             let ev = match src.next_event() {
@@ -119,174 +394,32 @@ impl Plan {
                 Ok(None) => break,
                 Err(e) => return err(format!("broken image: {e}")),
             };
-            if tail {
-                return err("broken image: events after the tail");
-            }
-            let cur = tasks.last_mut();
-            let need_task = |c: Option<&mut TaskPlan>, what: &str| -> Result<(), PlanError> {
-                if c.is_none() {
-                    return err(format!(
-                        "broken image: {what} at offset {off} before any task"
-                    ));
-                }
-                Ok(())
-            };
-            match ev {
-                Event::Header(h) => {
-                    if header.is_some() {
-                        return err("broken image: second header");
-                    }
-                    header = Some(h);
-                }
-                Event::Task(t) => {
-                    if in_vma {
-                        return err("broken image: task inside a VMA");
-                    }
-                    tasks.push(TaskPlan {
-                        task: t,
-                        ..Default::default()
-                    })
-                }
-                Event::Thread(t) => {
-                    need_task(cur, "thread")?;
-                    tasks.last_mut().unwrap().threads.push(t);
-                }
-                Event::Mm(m) => {
-                    need_task(cur, "mm")?;
-                    tasks.last_mut().unwrap().mm = Some(m);
-                }
-                Event::Vma(v) => {
-                    need_task(cur, "vma")?;
-                    if in_vma {
-                        return err("broken image: VMA inside a VMA");
-                    }
-                    in_vma = true;
-                    tasks.last_mut().unwrap().vmas.push(VmaPlan {
-                        vma: v,
-                        pages: Vec::new(),
-                        zeros: Vec::new(),
-                    });
-                }
-                Event::Pages(p) => {
-                    let Some(v) = tasks.last_mut().and_then(|t| t.vmas.last_mut()) else {
-                        return err("broken image: pages outside a VMA");
-                    };
-                    if !in_vma {
-                        return err("broken image: pages outside a VMA");
-                    }
-                    let runs: Vec<(u64, u64)> = if p.addrs.is_runs() {
-                        p.addrs.runs().collect()
-                    } else {
-                        p.addrs.to_runs(PAGE as u32).runs().collect()
-                    };
-                    let n: u64 = runs.iter().map(|r| r.1).sum();
-                    if (p.data.len() as u64) != n.saturating_mul(PAGE) {
-                        return err(format!(
-                            "broken image: pages event at offset {off}: {} bytes for {n} pages",
-                            p.data.len()
-                        ));
-                    }
-                    let data = match (&p.data, base) {
-                        (std::borrow::Cow::Borrowed(d), Some(b))
-                            if (d.as_ptr() as usize) >= (b.as_ptr() as usize)
-                                && (d.as_ptr() as usize + d.len())
-                                    <= (b.as_ptr() as usize + b.len()) =>
-                        {
-                            PageData::Mapped {
-                                off: d.as_ptr() as usize - b.as_ptr() as usize,
-                                len: d.len(),
-                            }
-                        }
-                        _ => PageData::Owned(p.data.to_vec()),
-                    };
-                    v.pages.push(PagesPlan { runs, data });
-                }
-                Event::ZeroPages(z) => {
-                    let Some(v) = tasks.last_mut().and_then(|t| t.vmas.last_mut()) else {
-                        return err("broken image: zero pages outside a VMA");
-                    };
-                    if !in_vma {
-                        return err("broken image: zero pages outside a VMA");
-                    }
-                    v.zeros.push((z.start, z.count));
-                }
-                Event::VmaEnd => {
-                    if !in_vma {
-                        return err("broken image: VMA end without a VMA");
-                    }
-                    in_vma = false;
-                }
-                Event::Fs(f) => {
-                    need_task(cur, "fs")?;
-                    tasks.last_mut().unwrap().fs = Some(f);
-                }
-                Event::SigActions(s) => {
-                    need_task(cur, "sigactions")?;
-                    tasks.last_mut().unwrap().sigactions = s;
-                }
-                Event::Rlimits(r) => {
-                    need_task(cur, "rlimits")?;
-                    tasks.last_mut().unwrap().rlimits = r;
-                }
-                Event::Pipe(p) => {
-                    if pipes.insert(p.id, p.data.to_vec()).is_some() {
-                        return err(format!("broken image: pipe {} defined twice", p.id));
-                    }
-                }
-                Event::File(f) => {
-                    if let Some(pid) = f.pipe {
-                        if !pipes.contains_key(&pid) {
-                            return err(format!(
-                                "broken image: file {} refers to undefined pipe {pid}",
-                                f.id
-                            ));
-                        }
-                    }
-                    if files.contains_key(&f.id) {
-                        return err(format!("broken image: file {} defined twice", f.id));
-                    }
-                    files.insert(f.id, f);
-                }
-                Event::Fd(fd) => {
-                    need_task(cur, "fd")?;
-                    if !files.contains_key(&fd.file) {
-                        return err(format!(
-                            "broken image: fd {} refers to undefined file {}",
-                            fd.fd, fd.file
-                        ));
-                    }
-                    tasks.last_mut().unwrap().fds.push(fd);
-                }
-                Event::Error(e) => {
-                    return err(format!(
-                        "incomplete image: the writer reported an error: {}",
-                        String::from_utf8_lossy(&e)
-                    ))
-                }
-                Event::Unknown(u) => {
-                    return err(format!(
-                        "image holds a {} record of type {} this restorer does not understand; restoring without it would not be exact",
-                        u.revision, u.type_code
-                    ))
-                }
-                Event::Tail => tail = true,
-            }
+            c.push(off, ev, base)?;
         }
-        let Some(header) = header else {
-            return err("broken image: no header");
-        };
-        if !tail {
-            return err("broken image: truncated (no tail)");
+        c.finish()
+    }
+
+    /// Files recorded as unsupported (`ckpt-capture --allow-unsupported`) are left out:
+    /// their fds are removed from the tables and listed in [`Plan::left_out`].
+    fn leave_out_unsupported(&mut self) {
+        for t in &mut self.tasks {
+            let pid = t.task.pid;
+            let files = &self.files;
+            let left = &mut self.left_out;
+            t.fds.retain(|fd| {
+                let f = &files[&fd.file];
+                if f.extras.u64("unsupported").unwrap_or(0) == 0 {
+                    return true;
+                }
+                left.push(format!(
+                    "pid {pid} fd {} ({}, {})",
+                    fd.fd,
+                    f.kind.name(),
+                    String::from_utf8_lossy(&f.path)
+                ));
+                false
+            });
         }
-        let mut plan = Plan {
-            header,
-            tasks,
-            files,
-            pipes,
-        };
-        plan.adopt_vsyscall();
-        plan.check()?;
-        Ok(plan)
     }
 
     /// Revisions without a special-mapping kind (ckpt-v21, cr-v5) hold the `[vsyscall]`
@@ -345,64 +478,91 @@ impl Plan {
         n
     }
 
-    /// Structural checks that the decoder does not make but the restorer relies on.
-    fn check(&self) -> Result<(), PlanError> {
+    /// Every reason this plan cannot be restored, found without looking at the machine
+    /// (structure the decoder does not check, objects this restorer cannot recreate),
+    /// one message each, objects grouped by kind when there are many. Empty = none.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut objects: Vec<(String, String)> = Vec::new();
         if self.header.arch != Arch::X86_64 {
-            return err(format!(
+            out.push(format!(
                 "image is for {}, this restorer runs {} tasks only",
                 self.header.arch,
                 Arch::X86_64
             ));
         }
         if self.header.page_size as u64 != PAGE {
-            return err(format!(
+            out.push(format!(
                 "image page size {} differs from this machine's {PAGE}",
                 self.header.page_size
             ));
         }
         if self.tasks.is_empty() {
-            return err("image holds no task");
+            out.push("image holds no task".into());
         }
+        let deleted = |p: &[u8]| p.ends_with(b" (deleted)");
+        let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
         for t in &self.tasks {
             let pid = t.task.pid;
             if t.task.exit_state != 0 {
-                return err(format!(
-                    "task {pid} is a zombie: zombies are not restored yet"
+                objects.push((
+                    "zombie".into(),
+                    format!("pid {pid} is a zombie: zombies are not restored yet"),
                 ));
+                continue;
             }
             if t.task.creds.groups.len() > MAX_GROUPS {
-                return err(format!(
+                out.push(format!(
                     "task {pid} has {} supplementary groups: this restorer passes at most {MAX_GROUPS}",
                     t.task.creds.groups.len()
                 ));
             }
             if t.threads.is_empty() {
-                return err(format!("task {pid} has no thread"));
-            }
-            if t.threads.iter().filter(|th| th.tid == pid).count() != 1 {
-                return err(format!("task {pid} has no (or two) leader thread(s)"));
+                out.push(format!("task {pid} has no thread"));
+            } else if t.threads.iter().filter(|th| th.tid == pid).count() != 1 {
+                out.push(format!("task {pid} has no (or two) leader thread(s)"));
             }
             if t.mm.is_none() || t.vmas.is_empty() {
-                return err(format!("task {pid} has no address space"));
+                out.push(format!("task {pid} has no address space"));
+            }
+            if let Some(exe) = t.mm.as_ref().and_then(|m| m.exe.as_deref()) {
+                if deleted(exe) {
+                    objects.push((
+                        "deleted executable".into(),
+                        format!(
+                            "pid {pid} runs {}, deleted before the capture; its contents are not in the image",
+                            show(exe)
+                        ),
+                    ));
+                }
+            }
+            if let Some(fs) = &t.fs {
+                if deleted(&fs.cwd) {
+                    objects.push((
+                        "deleted directory".into(),
+                        format!("pid {pid} cwd {} was deleted", show(&fs.cwd)),
+                    ));
+                }
             }
             let mut prev_end = 0u64;
             for v in &t.vmas {
                 let m = &v.vma;
                 let is_vsyscall = m.start == VSYSCALL && m.kind == VmaKind::Other;
                 if m.start % PAGE != 0 || m.end % PAGE != 0 || m.end <= m.start {
-                    return err(format!(
+                    out.push(format!(
                         "task {pid}: VMA {:#x}-{:#x} not page aligned",
                         m.start, m.end
                     ));
+                    continue;
                 }
                 if !is_vsyscall && m.end > TASK_SIZE {
-                    return err(format!(
+                    out.push(format!(
                         "task {pid}: VMA {:#x}-{:#x} beyond the 47-bit user address space",
                         m.start, m.end
                     ));
                 }
                 if m.start < prev_end {
-                    return err(format!(
+                    out.push(format!(
                         "task {pid}: VMA {:#x}-{:#x} overlaps the previous one",
                         m.start, m.end
                     ));
@@ -416,7 +576,7 @@ impl Plan {
                 for p in &v.pages {
                     for &(s, c) in &p.runs {
                         if !inside(s, c) {
-                            return err(format!(
+                            out.push(format!(
                                 "task {pid}: pages {s:#x}+{c} outside their VMA {:#x}-{:#x}",
                                 m.start, m.end
                             ));
@@ -425,43 +585,122 @@ impl Plan {
                 }
                 for &(s, c) in &v.zeros {
                     if !inside(s, c) {
-                        return err(format!(
+                        out.push(format!(
                             "task {pid}: zero pages {s:#x}+{c} outside their VMA {:#x}-{:#x}",
                             m.start, m.end
                         ));
                     }
                 }
-                if m.kind == VmaKind::File && m.file.is_none() {
-                    return err(format!(
+                match (&m.kind, &m.file) {
+                    (VmaKind::File, None) => out.push(format!(
                         "task {pid}: file VMA {:#x}-{:#x} without a path",
                         m.start, m.end
-                    ));
+                    )),
+                    (VmaKind::File, Some(f)) if deleted(f) => {
+                        let kind = if f.starts_with(b"/memfd:") {
+                            "mapped memfd"
+                        } else {
+                            "mapped deleted file"
+                        };
+                        objects.push((
+                            kind.into(),
+                            format!(
+                                "pid {pid} maps {} at {:#x}-{:#x}: the file was deleted; its contents are not in the image",
+                                show(f),
+                                m.start,
+                                m.end
+                            ),
+                        ));
+                    }
+                    _ => {}
                 }
             }
             for fd in &t.fds {
                 let f = &self.files[&fd.file];
                 if fd.fd < 0 {
-                    return err(format!("task {pid}: negative fd {}", fd.fd));
+                    out.push(format!("task {pid}: negative fd {}", fd.fd));
+                    continue;
                 }
                 match f.kind {
                     FileKind::Socket | FileKind::Other => {
-                        return err(format!(
-                            "task {pid} fd {} is {} ({}): not restorable",
-                            fd.fd,
-                            f.kind.name(),
-                            String::from_utf8_lossy(&f.path)
-                        ))
+                        let path = show(&f.path);
+                        let kind = if f.kind == FileKind::Socket {
+                            "socket".to_string()
+                        } else {
+                            path.strip_prefix("anon_inode:")
+                                .map(|s| s.trim_matches(|c| c == '[' || c == ']').to_string())
+                                .unwrap_or_else(|| "special file".into())
+                        };
+                        objects.push((
+                            kind.clone(),
+                            format!("pid {pid} fd {} is {} ({path})", fd.fd, article(&kind)),
+                        ));
                     }
                     FileKind::Pipe if f.pipe.is_none() => {
-                        return err(format!(
+                        out.push(format!(
                             "task {pid} fd {}: pipe without a pipe object",
                             fd.fd
-                        ))
+                        ));
+                    }
+                    _ if deleted(&f.path) => {
+                        let kind = if f.path.starts_with(b"/memfd:") {
+                            "memfd"
+                        } else {
+                            "deleted file"
+                        };
+                        objects.push((
+                            kind.into(),
+                            format!(
+                                "pid {pid} fd {} is a {kind} ({}); its contents are not in the image",
+                                fd.fd,
+                                show(&f.path)
+                            ),
+                        ));
                     }
                     _ => {}
                 }
             }
         }
-        Ok(())
+        if !objects.is_empty() {
+            out.push(format!(
+                "{} object(s) this restorer cannot recreate:",
+                objects.len()
+            ));
+            out.extend(grouped(&objects).into_iter().map(|l| format!("  {l}")));
+        }
+        out
     }
+}
+
+/// "a socket", "an eventfd".
+pub fn article(kind: &str) -> String {
+    let an = kind
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {kind}", if an { "an" } else { "a" })
+}
+
+/// More `(kind, line)` items than this are listed under one heading per kind.
+pub const GROUP_ABOVE: usize = 8;
+
+/// `(kind, line)` items as lines: as they are when there are few, else under a heading
+/// per kind (`socket (12):`), kinds in order of first appearance.
+pub fn grouped(items: &[(String, String)]) -> Vec<String> {
+    if items.len() <= GROUP_ABOVE {
+        return items.iter().map(|(_, l)| l.clone()).collect();
+    }
+    let mut kinds: Vec<&str> = Vec::new();
+    for (k, _) in items {
+        if !kinds.contains(&k.as_str()) {
+            kinds.push(k);
+        }
+    }
+    let mut out = Vec::new();
+    for k in kinds {
+        let lines: Vec<&String> = items.iter().filter(|i| i.0 == k).map(|i| &i.1).collect();
+        out.push(format!("{k} ({}):", lines.len()));
+        out.extend(lines.into_iter().map(|l| format!("  {l}")));
+    }
+    out
 }

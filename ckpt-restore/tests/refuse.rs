@@ -207,7 +207,7 @@ fn broken_and_incompatible_images_are_refused_before_any_process() {
             f.kind = ckpt_format::FileKind::Socket;
         }
     });
-    refused(dir.path(), &sock, pid, "not restorable");
+    refused(dir.path(), &sock, pid, "is a socket");
 
     // The untouched image restores (and the pid is the original one).
     let p = dir.path().join("good.img");

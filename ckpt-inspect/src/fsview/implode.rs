@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::ErrorKind as IoKind;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Options of [`implode`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -249,16 +249,10 @@ pub fn implode(dir: &Path, out: &Path, opts: &ImplodeOptions) -> Result<ImplodeR
     let d = Dir { root: dir };
     let header = read_header(&d)?;
     let rev = opts.rev.unwrap_or(header.revision);
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::NamedTempFile::new_in(&parent).map_err(|e| {
-        Error(format!(
-            "{}: cannot create a temporary file: {e}",
-            parent.display()
-        ))
-    })?;
+    // A new or regular file is replaced through a temporary file; a FIFO or device is
+    // written through; a directory is refused (ckpt_format::output).
+    let mut outf = ckpt_format::output::Output::create(out)
+        .map_err(|e| Error(format!("{}: {e}", out.display())))?;
     let order = d.string("order")?;
     let mut st = State {
         d,
@@ -268,7 +262,7 @@ pub fn implode(dir: &Path, out: &Path, opts: &ImplodeOptions) -> Result<ImplodeR
         events: 0,
     };
     {
-        let mut enc = encoder(rev, tmp.as_file());
+        let mut enc = encoder(rev, std::io::BufWriter::with_capacity(1 << 16, &mut outf));
         let mut header = Some(header);
         for (ln, line) in order.lines().enumerate() {
             let line = line.trim();
@@ -375,8 +369,8 @@ pub fn implode(dir: &Path, out: &Path, opts: &ImplodeOptions) -> Result<ImplodeR
             .map_err(|e| Error(format!("{}: {e}", out.display())))?;
     }
     check_stray(&st)?;
-    tmp.persist(out)
-        .map_err(|e| Error(format!("{}: {}", out.display(), e.error)))?;
+    outf.commit()
+        .map_err(|e| Error(format!("{}: {e}", out.display())))?;
     Ok(ImplodeReport {
         revision: rev,
         events: st.events,

@@ -1,0 +1,270 @@
+//! Issue 15: the live path never harms what it touches. Each test reproduces a harm
+//! seen with an earlier version (output objects replaced, children orphaned, a process
+//! killed whose image would be refused) and checks it cannot happen.
+
+mod common;
+use common::*;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn counting_on(t: &mut Target, n: usize) {
+    let mut last: u64 = t.line().parse().unwrap();
+    for _ in 0..n {
+        let v: u64 = t.line().parse().unwrap();
+        assert_eq!(v, last + 1);
+        last = v;
+    }
+}
+
+fn capture(args: &[&str], out: &Path, pid: i32) -> Output {
+    Command::new(bin())
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .arg(pid.to_string())
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn mknod(p: &Path, major: u32, minor: u32) {
+    let st = Command::new("mknod")
+        .arg(p)
+        .args(["c", &major.to_string(), &minor.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mknod (the live tests run as root)");
+}
+
+fn no_leftovers(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("ckpt-tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+/// `-o` at a device, a FIFO, a symlink or a directory: written through / followed /
+/// refused, never replaced by a regular file (`-o /dev/full` used to replace it).
+#[test]
+fn output_objects_are_never_replaced() {
+    let mut t = Target::spawn("counter", &[]);
+    t.line();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // A device that fails every write (as /dev/full; made here so a regression cannot
+    // replace the machine's): the capture fails, the device stays, the target runs.
+    let full = d.join("full");
+    mknod(&full, 1, 7);
+    let rdev = std::fs::metadata(&full).unwrap().rdev();
+    let o = capture(&[], &full, t.pid());
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let md = std::fs::symlink_metadata(&full).unwrap();
+    assert!(md.file_type().is_char_device(), "the device was replaced");
+    assert_eq!(md.rdev(), rdev);
+    counting_on(&mut t, 3);
+
+    // A null device: written through, still a device.
+    let null = d.join("null");
+    mknod(&null, 1, 3);
+    let o = capture(&[], &null, t.pid());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::symlink_metadata(&null)
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    counting_on(&mut t, 3);
+
+    // A FIFO with a reader: the reader gets the whole image; the FIFO stays.
+    let fifo = d.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let f2 = fifo.clone();
+    let reader = std::thread::spawn(move || std::fs::read(&f2).unwrap());
+    let o = capture(&[], &fifo, t.pid());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = reader.join().unwrap();
+    let evs = decode(&bytes);
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, ckpt_format::Event::Task(x) if x.pid == t.pid())));
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+
+    // A symlink: the file it names is written, the link stays a link.
+    let real = d.join("real.img");
+    std::fs::write(&real, b"old").unwrap();
+    let link = d.join("link.img");
+    std::os::unix::fs::symlink("real.img", &link).unwrap();
+    let o = capture(&[], &link, t.pid());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(!decode(&std::fs::read(&real).unwrap()).is_empty());
+
+    // A directory: refused, untouched, target running.
+    let sub = d.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let o = capture(&[], &sub, t.pid());
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is a directory"), "{}", stderr(&o));
+    assert!(std::fs::metadata(&sub).unwrap().is_dir());
+    assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 0);
+    no_leftovers(d);
+    counting_on(&mut t, 3);
+}
+
+/// `--kill` without `--tree` of a process with children used to orphan them.
+#[test]
+fn kill_without_tree_refuses_to_orphan_children() {
+    let mut t = Target::spawn("tree", &[]);
+    let ready = t.line();
+    let kids: Vec<i32> = ready
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    let o = capture(&["--kill"], &img, t.pid());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains(&format!("{} (tree)", kids[0])), "{e}");
+    assert!(e.contains("--tree"), "{e}");
+    assert!(!img.exists(), "no image on refusal");
+    // All three still there and not stopped.
+    for p in [t.pid(), kids[0], kids[1]] {
+        let st = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        let state = st.rsplit(") ").next().unwrap().chars().next().unwrap();
+        assert!(matches!(state, 'S' | 'R'), "pid {p} in state {state}");
+    }
+    // The parent still works: it reads the pipe the grandchild filled.
+    t.send("go\n");
+    assert_eq!(t.line(), "got from-grandchild");
+}
+
+/// `--orphan-children` says it explicitly.
+#[test]
+fn kill_with_orphan_children_kills_only_the_process() {
+    let mut t = Target::spawn("tree", &[]);
+    let kids: Vec<i32> = t
+        .line()
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let o = capture(
+        &["--kill", "--orphan-children"],
+        &dir.path().join("img"),
+        t.pid(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(t.child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    let _ = kids; // they die of PR_SET_PDEATHSIG (the fixture's own cleanup)
+}
+
+/// `--kill` of a process whose image ckpt-restore would refuse (a deleted file, a
+/// memfd): the target used to be killed and the image refused at restore. Now the
+/// check runs first: exit 1 naming every object, the target left running.
+#[test]
+fn kill_is_refused_when_the_image_would_not_restore() {
+    let mut t = Target::spawn("deleted", &[]);
+    let ready = t.line();
+    let fds: Vec<i32> = ready
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    let o = capture(&["--kill"], &img, t.pid());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("not killed, left running"), "{e}");
+    assert!(
+        e.contains(&format!("fd {} is a deleted file", fds[0])),
+        "{e}"
+    );
+    assert!(e.contains(&format!("fd {} is a memfd", fds[1])), "{e}");
+    assert!(e.contains("maps /memfd:ckpt-test"), "{e}");
+    assert!(!img.exists(), "no image on refusal");
+    no_leftovers(dir.path());
+    counting_on(&mut t, 3);
+
+    // Without --kill the image is written, with a warning that it would not restore;
+    // `ckpt-inspect check` on it says no, with the same reasons.
+    let o = capture(&[], &img, t.pid());
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("ckpt-restore would refuse this image here"),
+        "{e}"
+    );
+    let mut im = ckpt_inspect::source::Image::open(img.to_str().unwrap()).unwrap();
+    let r = ckpt_inspect::check::check(&mut im, Path::new("/"));
+    assert!(!r.restorable);
+    let all = r.reasons.join("\n");
+    assert!(
+        all.contains(&format!("fd {} is a deleted file", fds[0])),
+        "{all}"
+    );
+    assert!(all.contains(&format!("fd {} is a memfd", fds[1])), "{all}");
+    counting_on(&mut t, 3);
+}
+
+/// An image of a plain process is "restorable here: yes", and `--kill` of it works.
+#[test]
+fn a_restorable_process_checks_yes_and_is_killed() {
+    let mut t = Target::spawn("counter", &[]);
+    t.line();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    let o = capture(&[], &img, t.pid());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    let mut im = ckpt_inspect::source::Image::open(img.to_str().unwrap()).unwrap();
+    let r = ckpt_inspect::check::check(&mut im, Path::new("/"));
+    assert!(r.restorable, "{:?}", r.reasons);
+    assert_eq!(ckpt_inspect::check::text(&r), "restorable here: yes\n");
+    counting_on(&mut t, 2);
+    let o = capture(&["--kill"], &img, t.pid());
+    assert!(o.status.success(), "{}", stderr(&o));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(t.child.wait().unwrap().signal(), Some(libc::SIGKILL));
+}
+
+/// Every unsupported object is named in one refusal, not only the first.
+#[test]
+fn every_unsupported_object_is_named() {
+    let mut t = Target::spawn("sock", &[]);
+    let r: Vec<i32> = t
+        .line()
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let o = capture(&[], &dir.path().join("img"), t.pid());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("3 object(s)"), "{e}");
+    assert!(e.contains(&format!("fd {} is a socket", r[0])), "{e}");
+    assert!(e.contains(&format!("fd {} is a socket", r[1])), "{e}");
+    assert!(e.contains(&format!("fd {} is an eventfd", r[2])), "{e}");
+    counting_on(&mut t, 3);
+}
