@@ -1,0 +1,77 @@
+#!/bin/sh
+# /init of the initramfs built by scripts/kexec-harness.sh (busybox sh, pid 1).
+# ckpt.role=from: start the workloads, capture them to /persist, kexec into /kexec/vmlinuz
+# with an initramfs carrying /persist. ckpt.role=to: restore every /persist/*.ckpt and wait
+# for the workloads to finish. Lines starting with "@@" are the markers the harness times.
+export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+role=
+run=6
+for a in $(cat /proc/cmdline); do
+  case $a in
+    ckpt.role=*) role=${a#ckpt.role=} ;;
+    ckpt.run=*) run=${a#ckpt.run=} ;;
+  esac
+done
+echo "@@ init $role $(uname -r)"
+off() { sync; echo o >/proc/sysrq-trigger; sleep 10; }
+
+if [ "$role" = from ]; then
+  cd /
+  /opt/kexec/kexec_workload counter 0 8 boot:20 &
+  echo $! >/tmp/pid.counter
+  /opt/kexec/kexec_workload threads 4 2 boot:20 &
+  echo $! >/tmp/pid.threads
+  /usr/bin/python3.11 -I -S /opt/kexec/kexec_workload.py python 20 &
+  echo $! >/tmp/pid.python
+  sleep "$run"
+  # The recipe (docs/KEXEC-UPGRADE.md): capture to a persistent place, then kexec.
+  echo "@@ capture-start"
+  for w in counter threads python; do
+    # (stderr to a file: on a terminal ckpt-capture draws a progress bar)
+    ckpt-capture --kill -o /persist/$w.ckpt "$(cat /tmp/pid.$w)" 2>/tmp/capture.$w ||
+      echo "@@ error capture $w"
+    tail -n 3 /tmp/capture.$w
+  done
+  echo "@@ capture-end"
+  echo "@@ load-start"
+  # TO's initramfs: the base archive, zeros up to a 4-byte boundary (the kernel looks for a
+  # following archive only there), then /persist as an uncompressed cpio.
+  cp /kexec/base.cpio.gz /tmp/to.img
+  n=$(stat -c %s /tmp/to.img)
+  head -c $(((4 - n % 4) % 4)) /dev/zero >>/tmp/to.img
+  find persist | cpio -o -H newc >>/tmp/to.img 2>/dev/null
+  kexec -l /kexec/vmlinuz --initrd=/tmp/to.img \
+    --append="console=ttyS0 panic=-1 quiet ckpt.role=to" || echo "@@ error kexec-load"
+  echo "@@ load-end"
+  echo "@@ kexec-e"
+  kexec -e
+  echo "@@ error kexec-e"
+  off
+fi
+
+if [ "$role" = to ]; then
+  cd /
+  echo "@@ restore-start"
+  pids=
+  for i in /persist/*.ckpt; do
+    p=$(ckpt-restore "$i") || { echo "@@ error restore $i"; continue; }
+    pids="$pids $p"
+  done
+  echo "@@ restore-end$pids"
+  # Wait for the restored workloads to finish (they print PASS/FAIL themselves).
+  t=0
+  while [ $t -lt 600 ]; do
+    live=0
+    for p in $pids; do
+      [ -r /proc/$p/stat ] && [ "$(cut -d' ' -f3 /proc/$p/stat)" != Z ] && live=1
+    done
+    [ $live = 0 ] && break
+    sleep 1
+    t=$((t + 1))
+  done
+  echo "@@ done"
+fi
+off
