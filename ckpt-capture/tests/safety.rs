@@ -268,3 +268,48 @@ fn every_unsupported_object_is_named() {
     assert!(e.contains(&format!("fd {} is an eventfd", r[2])), "{e}");
     counting_on(&mut t, 3);
 }
+
+/// `--allow-unsupported`: the capture, `show` and `check` list what a restore leaves out.
+#[test]
+fn allow_unsupported_lists_what_is_left_out() {
+    let mut t = Target::spawn("sock", &[]);
+    let r: Vec<i32> = t
+        .line()
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    let o = capture(&["--allow-unsupported"], &img, t.pid());
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    for fd in &r {
+        assert!(
+            e.contains(&format!(
+                "left out (restore goes without it): pid {} fd {fd} (",
+                t.pid()
+            )),
+            "{e}"
+        );
+    }
+    let mut im = ckpt_inspect::source::Image::open(img.to_str().unwrap()).unwrap();
+    let (s, err) = ckpt_inspect::summary::summarise(&mut im);
+    assert!(err.is_none());
+    assert_eq!(s.left_out.len(), 3, "{:?}", s.left_out);
+    let text = ckpt_inspect::render::show_text(&s, None);
+    assert!(text.contains("LEFT OUT: 3 fd(s)"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "pid {} fd {} (other, anon_inode:[eventfd])",
+            t.pid(),
+            r[2]
+        )),
+        "{text}"
+    );
+    let mut im = ckpt_inspect::source::Image::open(img.to_str().unwrap()).unwrap();
+    let c = ckpt_inspect::check::check(&mut im, Path::new("/"));
+    assert!(c.restorable, "{:?}", c.reasons);
+    assert_eq!(c.left_out.len(), 3);
+    counting_on(&mut t, 3);
+}

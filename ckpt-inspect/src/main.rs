@@ -257,6 +257,12 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Cmd::Show { json, image } => {
             let mut img = Image::open(&image)?;
             let (s, err) = summary::summarise(&mut img);
+            // Said on stderr too, every time (also with --json).
+            for l in &s.left_out {
+                eprintln!(
+                    "ckpt-inspect: left out by a restore (captured with --allow-unsupported): {l}"
+                );
+            }
             let text = if json {
                 render::show_json(&s, err.as_ref())
             } else {

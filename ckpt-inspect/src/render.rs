@@ -41,6 +41,16 @@ pub fn show_text(s: &Summary, error: Option<&ckpt_format::Error>) -> String {
     for m in &s.writer_errors {
         let _ = writeln!(o, "INCOMPLETE: the writer recorded an error: {m}");
     }
+    if !s.left_out.is_empty() {
+        let _ = writeln!(
+            o,
+            "LEFT OUT: {} fd(s) recorded without their state (--allow-unsupported); a restore goes without them:",
+            s.left_out.len()
+        );
+        for l in &s.left_out {
+            let _ = writeln!(o, "  {l}");
+        }
+    }
     if !s.tasks.is_empty() {
         let _ = writeln!(o, "\nTask tree");
         tree(s, &mut o);

@@ -41,6 +41,10 @@ pub struct Summary {
     pub writer_errors: Vec<String>,
     /// Records the decoder did not understand (kept as unknown events).
     pub unknown_records: u64,
+    /// Fds whose file was recorded without its state (`ckpt-capture
+    /// --allow-unsupported`): a restore leaves them out. "pid P fd N (kind, path)".
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
     /// Totals.
     pub totals: Totals,
 }
@@ -244,6 +248,7 @@ struct FileInfo {
     flags: u32,
     pos: u64,
     pipe: Option<u32>,
+    unsupported: bool,
 }
 
 /// Builds a [`Summary`] from events. Feed every event with [`Summariser::event`],
@@ -401,6 +406,7 @@ impl Summariser {
                     flags: f.flags,
                     pos: f.pos,
                     pipe: f.pipe,
+                    unsupported: f.extras.u64("unsupported").unwrap_or(0) != 0,
                 };
                 self.obj_index.insert(f.id, s.objects.len());
                 s.objects.push(ObjectSummary {
@@ -416,6 +422,15 @@ impl Summariser {
             Event::Fd(fd) => {
                 let Some(t) = s.tasks.last_mut() else { return };
                 let info = self.files.get(&fd.file);
+                if let Some(i) = info.filter(|i| i.unsupported) {
+                    s.left_out.push(format!(
+                        "pid {} fd {} ({}, {})",
+                        t.pid,
+                        fd.fd,
+                        i.kind.name(),
+                        i.path
+                    ));
+                }
                 t.fds.push(FdSummary {
                     fd: fd.fd,
                     file: fd.file,

@@ -344,3 +344,73 @@ fn tree_failing_half_way_leaves_no_process() {
     // The holder is untouched.
     assert_eq!(ids_of(b).0, std::process::id() as i32);
 }
+
+/// Issue 15 point 6: an image with objects recorded as unsupported
+/// (`ckpt-capture --allow-unsupported`) restores without them, and says so on stderr
+/// every time, naming each (it used to say nothing).
+#[test]
+fn left_out_objects_are_listed_on_every_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, _pid) = image(dir.path());
+    // Add a socket and an eventfd recorded as unsupported, as fds 7 and 9 of the task.
+    let mut extra_id = 1000;
+    let with = {
+        let mut src = ckpt_format::open_slice(&good).unwrap();
+        let mut out = Vec::new();
+        let mut enc = ckpt_format::encoder(Revision::Native1, &mut out);
+        while let Some(ev) = src.next_event().unwrap() {
+            let ev = ev.into_owned();
+            if matches!(ev, Event::Tail) {
+                for (fd, kind, path) in [
+                    (7, ckpt_format::FileKind::Socket, &b"socket:[4242]"[..]),
+                    (
+                        9,
+                        ckpt_format::FileKind::Other,
+                        &b"anon_inode:[eventfd]"[..],
+                    ),
+                ] {
+                    extra_id += 1;
+                    let mut x = ckpt_format::Extras::new();
+                    x.set_u64("unsupported", 1);
+                    enc.event(&Event::File(ckpt_format::File {
+                        id: extra_id,
+                        kind,
+                        path: path.to_vec(),
+                        flags: 2,
+                        mode: 0,
+                        pos: 0,
+                        pipe: None,
+                        extras: x,
+                    }))
+                    .unwrap();
+                    enc.event(&Event::Fd(ckpt_format::Fd {
+                        fd,
+                        cloexec: false,
+                        file: extra_id,
+                    }))
+                    .unwrap();
+                }
+            }
+            enc.event(&ev).unwrap();
+        }
+        enc.finish().unwrap();
+        drop(enc);
+        out
+    };
+    let p = dir.path().join("with.img");
+    std::fs::write(&p, &with).unwrap();
+    for _ in 0..2 {
+        let (code, out, err) = run_restore(&["--pid-any", p.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        let pid: i32 = out.trim().parse().unwrap();
+        let _procs = Procs(vec![pid]);
+        assert!(
+            err.contains("left out") && err.contains("fd 7 (socket, socket:[4242])"),
+            "{err}"
+        );
+        assert!(err.contains("fd 9 (other, anon_inode:[eventfd])"), "{err}");
+        assert!(!Path::new(&format!("/proc/{pid}/fd/7")).exists());
+        assert!(!Path::new(&format!("/proc/{pid}/fd/9")).exists());
+        assert!(Path::new(&format!("/proc/{pid}/fd/1")).exists());
+    }
+}
