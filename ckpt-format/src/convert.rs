@@ -27,108 +27,12 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::{Input, SliceInput, StreamInput};
 use crate::model::*;
-use crate::{crv5, v21, EventSink, EventSource, ReadOptions};
+use crate::stream::{EventSink, EventSource, ReadOptions};
+use crate::{crv5, v21};
+
+pub use crate::legacy::{Buffered, LegacyRevision, LegacySink, Plan};
+pub use crate::model::parse_release;
 use std::io::{self, Read, Seek, Write};
-
-/// What a legacy encoder must know before it writes the records that count
-/// or list what follows (cr-v5 `map_count`; v21 TREE, `map_count`, HEADER_ARCH).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    /// Task identities, in the order of the Task events (extras cleared).
-    pub tasks: Vec<Task>,
-    /// Number of VMAs after each Mm event, in order.
-    pub map_counts: Vec<u32>,
-    /// Kind and size of the first FPU area of the image, if any.
-    pub first_fpu: Option<(FpuKind, usize)>,
-    /// Number of Fd events of each task, in order.
-    pub nfds: Vec<u32>,
-    /// Object ids the model uses (files, pipes); an encoder numbering objects
-    /// of its own picks the lowest ids not in this set, as a kernel would.
-    pub ids: std::collections::BTreeSet<u32>,
-    /// Thread ids of each task, in the order of its Thread events.
-    pub threads: Vec<Vec<i32>>,
-    /// Objrefs of objects kept as ckpt-v21 records (OBJREF records passed as
-    /// `Unknown`): written under their own numbers, so an encoder numbering
-    /// objects of its own skips them too.
-    pub kept_refs: std::collections::BTreeSet<u32>,
-}
-
-impl Plan {
-    /// Account for one event.
-    pub fn observe(&mut self, ev: &Event<'_>) {
-        match ev {
-            Event::Task(t) => {
-                let mut t = t.clone();
-                t.extras = Extras::new();
-                self.tasks.push(t);
-                self.nfds.push(0);
-                self.threads.push(Vec::new());
-            }
-            Event::File(f) => {
-                self.ids.insert(f.id);
-                if let Some(p) = f.pipe {
-                    self.ids.insert(p);
-                }
-            }
-            Event::Pipe(p) => {
-                self.ids.insert(p.id);
-            }
-            Event::Fd(_) => {
-                if let Some(c) = self.nfds.last_mut() {
-                    *c = c.saturating_add(1);
-                }
-            }
-            Event::Mm(_) => self.map_counts.push(0),
-            Event::Vma(_) => {
-                if let Some(c) = self.map_counts.last_mut() {
-                    *c = c.saturating_add(1);
-                }
-            }
-            Event::Unknown(u) => {
-                if let Some((r, _)) = v21::kept_objref(u) {
-                    self.kept_refs.insert(r as u32);
-                }
-            }
-            Event::Thread(t) => {
-                if let Some(v) = self.threads.last_mut() {
-                    v.push(t.tid);
-                }
-                if self.first_fpu.is_none() {
-                    if let Some(f) = &t.fpu {
-                        self.first_fpu = Some((f.kind, f.data.len()));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// A legacy encoder: an [`EventSink`] that also reports what it dropped.
-pub trait LegacySink: EventSink {
-    /// Items dropped or defaulted (lossy mode).
-    fn items(&self) -> &[String];
-    /// Lossless rewrites worth telling (zero runs written as pages ...).
-    fn notes(&self) -> &[String];
-}
-
-impl<W: Write> LegacySink for crv5::Encoder<W> {
-    fn items(&self) -> &[String] {
-        crv5::Encoder::items(self)
-    }
-    fn notes(&self) -> &[String] {
-        crv5::Encoder::notes(self)
-    }
-}
-
-impl<W: Write> LegacySink for v21::Encoder<W> {
-    fn items(&self) -> &[String] {
-        v21::Encoder::items(self)
-    }
-    fn notes(&self) -> &[String] {
-        v21::Encoder::notes(self)
-    }
-}
 
 /// The encoder of legacy revision `rev` with an optional plan (None = dry run).
 pub fn legacy_encoder<'w, W: Write + 'w>(
@@ -138,63 +42,9 @@ pub fn legacy_encoder<'w, W: Write + 'w>(
     lossy: bool,
 ) -> Option<Box<dyn LegacySink + 'w>> {
     match rev {
-        Revision::CrV5 => Some(Box::new(crv5::Encoder::new(w, plan, lossy))),
-        Revision::CkptV21 => Some(Box::new(v21::Encoder::new(w, plan, lossy))),
+        Revision::CrV5 => Some(crv5::Codec::encoder(w, plan, lossy)),
+        Revision::CkptV21 => Some(v21::Codec::encoder(w, plan, lossy)),
         Revision::Native1 => None,
-    }
-}
-
-/// A strict legacy encoder without a plan: keeps every event (owned) until
-/// the tail, then plans, checks and writes. Memory grows with the image; use
-/// [`convert`] / [`convert_slice`] for bounded memory.
-pub struct Buffered<W: Write> {
-    rev: Revision,
-    w: Option<W>,
-    events: Vec<Event<'static>>,
-}
-
-impl<W: Write> Buffered<W> {
-    /// Buffer events for `rev`, to be written to `w` at `finish`.
-    pub fn new(rev: Revision, w: W) -> Self {
-        Buffered {
-            rev,
-            w: Some(w),
-            events: Vec::new(),
-        }
-    }
-}
-
-impl<W: Write> EventSink for Buffered<W> {
-    fn event(&mut self, ev: &Event<'_>) -> Result<()> {
-        self.events.push(ev.clone().into_owned());
-        Ok(())
-    }
-    fn finish(&mut self) -> Result<()> {
-        let Some(w) = self.w.take() else {
-            return Ok(());
-        };
-        let mut plan = Plan::default();
-        let mut dry = legacy_encoder(self.rev, io::sink(), None, true)
-            .ok_or_else(|| Error::invalid(0, "native-1", "a legacy revision"))?;
-        for ev in &self.events {
-            plan.observe(ev);
-            dry.event(ev)?;
-        }
-        dry.finish()?;
-        if !dry.items().is_empty() {
-            return Err(Error::new(
-                0,
-                ErrorKind::Unrepresentable {
-                    items: dry.items().to_vec(),
-                },
-            ));
-        }
-        let mut enc = legacy_encoder(self.rev, w, Some(plan), false)
-            .ok_or_else(|| Error::invalid(0, "native-1", "a legacy revision"))?;
-        for ev in self.events.drain(..) {
-            enc.event(&ev)?;
-        }
-        enc.finish()
     }
 }
 
@@ -252,18 +102,6 @@ pub struct ConvertReport {
     pub retargeted: Vec<String>,
     /// Lossless rewrites (zero runs written out as pages ...).
     pub notes: Vec<String>,
-}
-
-/// Parse `major.minor.patch` from a release string (`6.1.0-13-amd64` → 6, 1, 0);
-/// the patch level saturates at 255 as in `LINUX_VERSION_CODE`.
-pub fn parse_release(r: &str) -> (u16, u16, u16) {
-    let mut nums = r
-        .split(|c: char| !c.is_ascii_digit())
-        .take(3)
-        .map(|s| s.parse::<u32>().unwrap_or(0));
-    let mut n = || nums.next().unwrap_or(0);
-    let (a, b, c) = (n(), n(), n());
-    (a.min(255) as u16, b.min(255) as u16, c.min(255) as u16)
 }
 
 /// The running kernel, read from `/proc/sys/kernel` (no unsafe `uname(2)`).
@@ -574,77 +412,5 @@ impl Spool {
 impl Drop for Spool {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn release_numbers() {
-        assert_eq!(parse_release("6.1.0-13-amd64"), (6, 1, 0));
-        assert_eq!(parse_release("2.6.27-rc6"), (2, 6, 27));
-        assert_eq!(parse_release("4.19.300"), (4, 19, 255));
-        assert_eq!(parse_release("weird"), (0, 0, 0));
-    }
-}
-
-/// What a legacy encoder could not carry. Strict: the first item is refused as
-/// `Unrepresentable`. Lossy: every item is listed. Notes tell lossless
-/// rewrites (zero runs written out as pages ...). Shared by the cr-v5 and
-/// ckpt-v21 encoders.
-#[derive(Debug, Default)]
-pub(crate) struct Losses {
-    pub(crate) lossy: bool,
-    pub(crate) items: Vec<String>,
-    pub(crate) notes: Vec<String>,
-}
-
-impl Losses {
-    pub(crate) fn new(lossy: bool) -> Self {
-        Losses {
-            lossy,
-            ..Losses::default()
-        }
-    }
-
-    /// One item that cannot be represented; `task` names the current task
-    /// (pid, comm); `pos` is the output offset for the error.
-    pub(crate) fn item(&mut self, pos: u64, task: Option<(i64, &str)>, what: String) -> Result<()> {
-        let what = match task {
-            Some((pid, comm)) => format!("task {pid} ({comm}): {what}"),
-            None => what,
-        };
-        if !self.lossy {
-            return Err(Error::new(
-                pos,
-                ErrorKind::Unrepresentable { items: vec![what] },
-            ));
-        }
-        self.items.push(what);
-        Ok(())
-    }
-
-    /// An item for every extras key of `ex` that is not in `placed`.
-    pub(crate) fn unplaced_extras(
-        &mut self,
-        pos: u64,
-        task: Option<(i64, &str)>,
-        rev: Revision,
-        ctx: &str,
-        ex: &Extras,
-        placed: &[&str],
-    ) -> Result<()> {
-        for (k, v) in &ex.0 {
-            if !placed.contains(&k.as_str()) {
-                self.item(
-                    pos,
-                    task,
-                    format!("{ctx} extra `{k}` = {v:?} has no place in {rev}"),
-                )?;
-            }
-        }
-        Ok(())
     }
 }

@@ -154,17 +154,28 @@ pub struct Kernel {
     pub machine: Vec<u8>,
 }
 
+/// Parse `major.minor.patch` from a release string (`6.1.0-13-amd64` → 6, 1, 0);
+/// the patch level saturates at 255 as in `LINUX_VERSION_CODE`.
+pub fn parse_release(r: &str) -> (u16, u16, u16) {
+    let mut nums = r
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let mut n = || nums.next().unwrap_or(0);
+    let (a, b, c) = (n(), n(), n());
+    (a.min(255) as u16, b.min(255) as u16, c.min(255) as u16)
+}
+
 impl Kernel {
     /// A kernel from its `uname` strings; the version numbers are read from `release`
-    /// as [`crate::convert::parse_release`] does (`2.6.33-ckpt` → 2, 6, 33).
+    /// as [`parse_release`] does (`2.6.33-ckpt` → 2, 6, 33).
     ///
     /// ```
     /// let k = ckpt_format::Kernel::from_uname(b"2.6.27-rc6-cr5", b"#5 SMP", b"i686");
     /// assert_eq!((k.major, k.minor, k.patch), (2, 6, 27));
     /// ```
     pub fn from_uname(release: &[u8], version: &[u8], machine: &[u8]) -> Kernel {
-        let (major, minor, patch) =
-            crate::convert::parse_release(&String::from_utf8_lossy(release));
+        let (major, minor, patch) = parse_release(&String::from_utf8_lossy(release));
         Kernel {
             major,
             minor,
@@ -1015,5 +1026,18 @@ impl Event<'_> {
             }),
             Event::Tail => Event::Tail,
         }
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use crate::model::parse_release;
+
+    #[test]
+    fn release_numbers() {
+        assert_eq!(parse_release("6.1.0-13-amd64"), (6, 1, 0));
+        assert_eq!(parse_release("2.6.27-rc6"), (2, 6, 27));
+        assert_eq!(parse_release("4.19.300"), (4, 19, 255));
+        assert_eq!(parse_release("weird"), (0, 0, 0));
     }
 }

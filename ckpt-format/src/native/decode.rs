@@ -4,8 +4,8 @@ use super::payload::{revision_from_code, Cur};
 use super::*;
 use crate::input::Input;
 use crate::model::*;
+use crate::stream::{EventSource, RawRecord, ReadOptions, RecordSource};
 use crate::validate::Checker;
-use crate::{EventSource, RawRecord, ReadOptions, RecordSource};
 use std::borrow::Cow;
 
 /// Most signals a SIGACTIONS record may describe.

@@ -3,8 +3,8 @@
 use super::payload::{arch_code, fpu_code, revision_code, Put};
 use super::*;
 use crate::model::*;
+use crate::stream::EventSink;
 use crate::validate::Checker;
-use crate::EventSink;
 use std::borrow::Cow;
 use std::io::{BufWriter, Write};
 use zerocopy::IntoBytes;
