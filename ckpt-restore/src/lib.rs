@@ -133,6 +133,56 @@ pub fn restore_bytes(bytes: &[u8], opts: &Options) -> Result<Vec<i32>, Error> {
     restore_plan(&plan, bytes, opts)
 }
 
+/// Restore an image read from a stream (a pipe, stdin): decoded with bounded buffers;
+/// input that is not an image is refused from its first bytes; page contents go to an
+/// unlinked temporary file in `$TMPDIR` (not memory) while the whole image is checked,
+/// page checksums included, before anything is created, then they are written into the
+/// new processes from that file's mapping, as from a mapped image file.
+pub fn restore_reader(r: impl std::io::Read, opts: &Options) -> Result<Vec<i32>, Error> {
+    let mut src = ckpt_format::open_reader(r).map_err(|e| {
+        Error::Image(format!(
+            "the input is not a checkpoint image this restorer reads: {e}"
+        ))
+    })?;
+    let spool = tempfile_in_tmp()
+        .map_err(|e| Error::System(format!("creating a temporary file for the stream: {e}")))?;
+    let spool2 = spool
+        .try_clone()
+        .map_err(|e| Error::System(format!("temporary file: {e}")))?;
+    let mut c = plan::Collector::spooling(spool2);
+    loop {
+        let off = src.offset();
+        let ev = match src.next_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            Err(e) => return Err(Error::Image(format!("broken image: {e}"))),
+        };
+        if let Err(e) = c.push(off, ev, None) {
+            return Err(match c.take_spool_error() {
+                Some(_) => Error::System(e.0),
+                None => Error::Image(e.0),
+            });
+        }
+    }
+    drop(src);
+    let plan = c.finish()?;
+    let len = spool
+        .metadata()
+        .map_err(|e| Error::System(format!("temporary file: {e}")))?
+        .len();
+    if len == 0 {
+        return restore_plan(&plan, &[], opts);
+    }
+    let map = sys::map_image(&spool)
+        .map_err(|e| Error::System(format!("mapping the spooled page contents: {e}")))?;
+    restore_plan(&plan, &map, opts)
+}
+
+/// An unlinked temporary file in `$TMPDIR` (or /tmp).
+fn tempfile_in_tmp() -> std::io::Result<std::fs::File> {
+    tempfile::tempfile()
+}
+
 /// Map an image file read-only (populated ahead, read sequentially).
 pub fn map_image(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     sys::map_image(f)

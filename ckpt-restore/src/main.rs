@@ -1,7 +1,6 @@
 //! `ckpt-restore [--pid-same | --pid-any] [--leave-stopped] [--root DIR] [--json] IMAGE|-`
 use ckpt_restore::{Options, PidMode};
 use clap::Parser;
-use std::io::Read;
 use std::path::PathBuf;
 
 /// Recreate a captured process so that it continues exactly; prints its pid(s).
@@ -47,27 +46,47 @@ fn main() {
         eprintln!("ckpt-restore: {msg}");
         std::process::exit(code);
     };
-    let owned: Vec<u8>;
     let map: memmap2::Mmap;
-    let bytes: &[u8] = if cli.image.as_os_str() == "-" {
-        let mut v = Vec::new();
-        if let Err(e) = std::io::stdin().lock().read_to_end(&mut v) {
-            fail(3, format!("reading standard input: {e}"));
+    let result = if cli.image.as_os_str() == "-" {
+        // A regular file on stdin is mapped like any image file; anything else (a pipe)
+        // is streamed with bounded memory (ckpt_restore::restore_reader).
+        use std::os::fd::AsFd;
+        let as_file = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::fs::File::from)
+            .filter(|f| f.metadata().is_ok_and(|m| m.is_file() && m.len() > 0));
+        match as_file {
+            Some(f) => {
+                map = match ckpt_restore::map_image(&f) {
+                    Ok(m) => m,
+                    Err(e) => fail(3, format!("standard input: {e}")),
+                };
+                ckpt_restore::restore_bytes(&map, &opts)
+            }
+            None => ckpt_restore::restore_reader(std::io::stdin().lock(), &opts),
         }
-        owned = v;
-        &owned
     } else {
         let f = match std::fs::File::open(&cli.image) {
             Ok(f) => f,
-            Err(e) => fail(1, format!("{}: {e}", cli.image.display())),
+            Err(e) => fail(3, format!("{}: {e}", cli.image.display())),
         };
-        map = match ckpt_restore::map_image(&f) {
-            Ok(m) => m,
-            Err(e) => fail(1, format!("{}: {e}", cli.image.display())),
-        };
-        &map
+        let md = f.metadata().ok();
+        if md.as_ref().is_some_and(|m| m.is_file() && m.len() == 0) {
+            ckpt_restore::restore_bytes(&[], &opts)
+        } else if md.is_some_and(|m| m.is_file()) {
+            map = match ckpt_restore::map_image(&f) {
+                Ok(m) => m,
+                Err(e) => fail(3, format!("{}: {e}", cli.image.display())),
+            };
+            ckpt_restore::restore_bytes(&map, &opts)
+        } else {
+            // A FIFO or a device given by name: a stream like stdin.
+            ckpt_restore::restore_reader(std::io::BufReader::new(f), &opts)
+        }
     };
-    match ckpt_restore::restore_bytes(bytes, &opts) {
+    match result {
         Ok(pids) => {
             if cli.json {
                 println!("{}", serde_json::json!({ "pids": pids }));

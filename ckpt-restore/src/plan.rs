@@ -121,6 +121,11 @@ pub struct Collector {
     keep_pages: bool,
     failed: Option<String>,
     events: u64,
+    /// Page contents written here instead of kept in memory ([`Collector::spooling`]),
+    /// with the bytes written so far.
+    spool: Option<(std::fs::File, u64)>,
+    /// The first error writing the spool.
+    spool_err: Option<std::io::Error>,
 }
 
 impl Collector {
@@ -136,7 +141,26 @@ impl Collector {
             keep_pages: true,
             failed: None,
             events: 0,
+            spool: None,
+            spool_err: None,
         }
+    }
+
+    /// A collector for a stream (`ckpt-restore -`): page contents not lent from a mapped
+    /// image are appended to `spool` (an unlinked temporary file) and recorded as
+    /// [`PageData::Mapped`] ranges of it, so memory stays bounded by the largest record
+    /// whatever the image's size; map the spool and pass it as the restore's `image`.
+    pub fn spooling(spool: std::fs::File) -> Collector {
+        Collector {
+            spool: Some((spool, 0)),
+            ..Collector::new()
+        }
+    }
+
+    /// The error that stopped writing the spool, if any (then [`Collector::push`] has
+    /// failed with a message naming it).
+    pub fn take_spool_error(&mut self) -> Option<std::io::Error> {
+        self.spool_err.take()
     }
 
     /// A collector for checks only: page contents are dropped except the vdso's (which
@@ -250,7 +274,23 @@ impl Collector {
                             len: d.len(),
                         }
                     }
-                    _ => PageData::Owned(p.data.to_vec()),
+                    _ => match &mut self.spool {
+                        Some((f, at)) => {
+                            use std::io::Write;
+                            if let Err(e) = f.write_all(&p.data) {
+                                let m = format!("spooling the page contents of the stream: {e}");
+                                self.spool_err = Some(e);
+                                return err(m);
+                            }
+                            let off = *at as usize;
+                            *at += p.data.len() as u64;
+                            PageData::Mapped {
+                                off,
+                                len: p.data.len(),
+                            }
+                        }
+                        None => PageData::Owned(p.data.to_vec()),
+                    },
                 };
                 v.pages.push(PagesPlan { runs, data });
             }
