@@ -53,7 +53,11 @@ pub fn check(img: &mut Image, root: &Path) -> CheckReport {
         Ok(p) => p,
         Err(e) => return not(e.0),
     };
-    let reasons = ckpt_restore::check::restorable(&plan, &[], root);
+    let mut reasons = ckpt_restore::check::restorable(&plan, &[], root);
+    // A restore now (default pid mode) also needs the children's pids free.
+    if let Err(e) = ckpt_restore::check::child_pids_free(&plan) {
+        reasons.push(e);
+    }
     CheckReport {
         restorable: reasons.is_empty(),
         reasons,

@@ -352,3 +352,39 @@ pub fn files_present(plan: &Plan, root: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// Every process of a tree that has its parent in the image must get its captured pid
+/// back: its parent may hold that pid (`waitpid(pid)`, a shell's job table) and would
+/// spin or wait forever on a stale one. Lists every such pid that is taken now, with
+/// its holder and the parent that knows it (empty list = `Ok`). The root's pid may
+/// change: its parent is not restored.
+pub fn child_pids_free(plan: &Plan) -> Result<(), String> {
+    let pids: std::collections::HashMap<i32, &[u8]> = plan
+        .tasks
+        .iter()
+        .map(|t| (t.task.pid, t.task.comm.as_slice()))
+        .collect();
+    let mut taken = Vec::new();
+    for t in &plan.tasks {
+        let Some(parent) = pids.get(&t.task.ppid) else {
+            continue;
+        };
+        if let Ok(st) = procfs::stat(t.task.pid) {
+            taken.push(format!(
+                "pid {} ({}) is taken by a running {}; its parent {} ({}) would hold a stale pid",
+                t.task.pid,
+                String::from_utf8_lossy(&t.task.comm),
+                String::from_utf8_lossy(&st.comm),
+                t.task.ppid,
+                String::from_utf8_lossy(parent)
+            ));
+        }
+    }
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the tree cannot get its pids back:\n  {}\n(--pid-any restores it under new pids anyway)",
+        taken.join("\n  ")
+    ))
+}

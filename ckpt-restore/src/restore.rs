@@ -362,6 +362,9 @@ pub fn restore(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32>, Er
         return Err(Error::Incompatible(problems));
     }
     let tree = tree::plan_tree(&plan.tasks, sys::my_session()).map_err(Error::Image)?;
+    if opts.pid_mode == PidMode::Prefer {
+        check::child_pids_free(plan).map_err(Error::Pid)?;
+    }
     for w in &tree.warnings {
         eprintln!("ckpt-restore: {w}");
     }
@@ -1375,10 +1378,17 @@ fn inject_clone(
     let set = opts.pid_mode != PidMode::Any;
     let mut r = attempt(set, main)?;
     if r < 0 && set {
-        if opts.pid_mode == PidMode::Same {
+        // A child process under another pid would leave its restored parent holding a
+        // stale one (a `sh` waiting for it spins): only `--pid-any` accepts that.
+        if opts.pid_mode == PidMode::Same || what == "process" {
             return Err(Error::Pid(format!(
-                "{idw} {want} is not available: {}",
-                std::io::Error::from_raw_os_error((-r) as i32)
+                "{idw} {want} is not available: {}{}",
+                std::io::Error::from_raw_os_error((-r) as i32),
+                if what == "process" {
+                    "; its restored parent would hold a stale pid (--pid-any accepts new pids for every process)"
+                } else {
+                    ""
+                }
             )));
         }
         eprintln!(
