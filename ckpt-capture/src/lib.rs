@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod live;
+mod uncarried;
 
 use ckpt_format::{Event, EventSink};
 use std::fmt;

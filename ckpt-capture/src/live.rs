@@ -67,6 +67,8 @@ struct Shared {
     next_id: u32,
     files: Vec<(i32, i32, u64, u64, u32)>, // pid, fd, dev, ino, id
     pipes: HashMap<(u64, u64), u32>,
+    /// Parent-death signals to record, by pid (found by [`crate::uncarried`]).
+    pdeath: HashMap<i32, u64>,
 }
 
 impl Shared {
@@ -129,8 +131,32 @@ impl Producer for LiveCapture {
         if self.opts.leave == Leave::Killed && !self.opts.tree && !self.opts.orphan_children {
             refuse_orphans(pid)?;
         }
-        if !self.opts.allow_unsupported {
-            refuse_unsupported(&procs)?;
+        // Everything that cannot be carried, named at once: unsupported fds, and the
+        // state a restore would lose (crate::uncarried).
+        let found = crate::uncarried::check(
+            &procs
+                .iter()
+                .map(|p| crate::uncarried::Target {
+                    pid: p.pid,
+                    stat: &p.stat,
+                    tids: p.frozen.as_ref().map(|f| f.threads()),
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        let fds = if self.opts.allow_unsupported {
+            Ok(())
+        } else {
+            refuse_unsupported(&procs)
+        };
+        match (fds, found.refusal()) {
+            (Ok(()), None) => {}
+            (Err(e), None) | (Ok(()), Some(e)) => return Err(e),
+            (Err(a), Some(b)) => {
+                return Err(CaptureError::new(
+                    ErrorKind::Unsupported,
+                    format!("{}\n{}", a.msg, b.msg),
+                ))
+            }
         }
         // The restorability check sees every event as it is written (page contents
         // are not kept but the vdso's), so it costs no second pass over the image.
@@ -139,7 +165,10 @@ impl Producer for LiveCapture {
                 sink,
                 check: &mut checker,
             };
-            let mut shared = Shared::default();
+            let mut shared = Shared {
+                pdeath: found.pdeath,
+                ..Shared::default()
+            };
             for (i, p) in procs.iter().enumerate() {
                 capture_task(
                     p,
@@ -346,10 +375,16 @@ fn freeze_all(root: i32, tree: bool) -> Result<Vec<Proc>, CaptureError> {
             Ok(f) => f,
             Err(e) if e.is_gone() && pid != root => continue,
             Err(e) if e.is_permission() => {
+                if let Some(t) = crate::uncarried::tracer_of(pid) {
+                    return Err(CaptureError::new(
+                        ErrorKind::Unsupported,
+                        format!("pid {pid} is traced by pid {t} (a debugger or strace): ptrace relations are not carried, and a traced process cannot be seized"),
+                    ));
+                }
                 return Err(CaptureError::new(
                     ErrorKind::Permission,
                     format!("cannot trace pid {pid}: {e} (ckpt-capture needs CAP_SYS_PTRACE or the same user and ptrace permission)"),
-                ))
+                ));
             }
             Err(e) if e.is_gone() => {
                 return Err(CaptureError::new(
@@ -765,6 +800,9 @@ fn capture_task(
     let real_ppid = p.stat.field(4) as i32;
     if is_root {
         tx.set_u64("real_ppid", real_ppid as u64);
+    }
+    if let Some(&sig) = shared.pdeath.get(&pid) {
+        tx.set_u64("pdeath_signal", sig);
     }
     let task = Task {
         pid,

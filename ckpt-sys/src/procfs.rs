@@ -90,10 +90,15 @@ impl Stat {
     }
 }
 
-/// Read `/proc/PID/stat` (or `/proc/PID/task/TID/stat` with `tid`).
+/// Read `/proc/PID/stat`.
 pub fn stat(pid: pid_t) -> Result<Stat> {
-    parse_stat(&read(&format!("/proc/{pid}/stat"))?)
-        .ok_or_else(|| SysError::other(format!("parse /proc/{pid}/stat"), "malformed"))
+    stat_at(&pid.to_string())
+}
+
+/// Read `/proc/PATH/stat`, e.g. `PATH` = `"PID/task/TID"` for one thread.
+pub fn stat_at(path_pid: &str) -> Result<Stat> {
+    parse_stat(&read(&format!("/proc/{path_pid}/stat"))?)
+        .ok_or_else(|| SysError::other(format!("parse /proc/{path_pid}/stat"), "malformed"))
 }
 
 fn parse_stat(b: &[u8]) -> Option<Stat> {

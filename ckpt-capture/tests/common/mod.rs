@@ -16,7 +16,15 @@ pub fn progs_dir() -> PathBuf {
 
 /// The fixtures these tests use (`fixtures/progs/NAME.c`).
 pub const PROGS: &[&str] = &[
-    "counter", "threads", "files", "tree", "sock", "churn", "signals", "deleted",
+    "counter",
+    "threads",
+    "files",
+    "tree",
+    "sock",
+    "churn",
+    "signals",
+    "deleted",
+    "uncarried",
 ];
 
 /// Compile the [`PROGS`] fixtures (once per test binary).

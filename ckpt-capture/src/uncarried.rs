@@ -1,0 +1,556 @@
+//! State that ckpt does not carry yet, found while the targets are frozen and before
+//! anything is written, so that the capture is refused (naming each piece, pid by pid)
+//! instead of producing an image whose restore would quietly lose it.
+//!
+//! What is looked at, per process (docs/CAPTURE.md, "Refused: state not carried yet"):
+//!
+//! | state | how it is read | refused when |
+//! |---|---|---|
+//! | POSIX timers | `/proc/PID/timers` | any |
+//! | `ITIMER_REAL` (`alarm`), `ITIMER_VIRTUAL`, `ITIMER_PROF` | injected `getitimer` | armed |
+//! | child subreaper | injected `prctl(PR_GET_CHILD_SUBREAPER)` | set |
+//! | parent-death signal | injected `prctl(PR_GET_PDEATHSIG)` in every thread | set on the root process (its parent is not restored) or on a non-leader thread; the leader's of a child in the image is carried (`pdeath_signal`) |
+//! | THP disabled, memory-deny-write-execute, KSM merge-any | injected `prctl(PR_GET_THP_DISABLE / PR_GET_MDWE / PR_GET_MEMORY_MERGE)` | set |
+//! | dumpable | injected `prctl(PR_GET_DUMPABLE)` | not what a restore by this user gives |
+//! | securebits, timer slack | injected `prctl(PR_GET_SECUREBITS / PR_GET_TIMERSLACK)` | not ckpt-capture's own |
+//! | seccomp | `Seccomp:` of `/proc/PID/status` | not 0 (filters are not captured) |
+//! | nice, policy, RT priority, CPU affinity, I/O priority (every thread), `oom_score_adj`, `coredump_filter`, speculation controls | `ckpt_sys::attrs`, status | not ckpt-capture's own (a restored process inherits ckpt-restore's) |
+//! | shared anonymous memory | `/proc/PID/maps` of the image's processes and of every other process | one object mapped at overlapping offsets twice in the image, or by a process outside it; System V segments |
+//! | zombies in the tree | stat state `Z` | any (no exit status is captured) |
+//!
+//! The injected calls run through one scratch page mapped and unmapped in the target;
+//! every register is put back by the injector (the caller compares them again later).
+
+use crate::{CaptureError, ErrorKind};
+use ckpt_sys::attrs::{self, ThreadSched};
+use ckpt_sys::inject::Injector;
+use ckpt_sys::procfs::{self, Stat};
+use ckpt_sys::{mem, PAGE_SIZE};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A process as the check sees it.
+pub(crate) struct Target<'a> {
+    /// Its pid.
+    pub pid: i32,
+    /// `/proc/PID/stat` read before freezing.
+    pub stat: &'a Stat,
+    /// The stopped threads (leader first); `None` for a zombie.
+    pub tids: Option<Vec<i32>>,
+}
+
+/// What the check found.
+#[derive(Default)]
+pub(crate) struct Findings {
+    /// One line per piece of state that would be lost: (kind, line naming the pid).
+    pub items: Vec<(&'static str, String)>,
+    /// Parent-death signals to carry (`pdeath_signal` of the Task), by pid.
+    pub pdeath: HashMap<i32, u64>,
+}
+
+impl Findings {
+    fn add(&mut self, kind: &'static str, line: String) {
+        self.items.push((kind, line));
+    }
+
+    /// The refusal naming every item, or `None` when nothing would be lost.
+    pub fn refusal(&self) -> Option<CaptureError> {
+        if self.items.is_empty() {
+            return None;
+        }
+        let mut lines: Vec<&str> = self.items.iter().map(|(_, l)| l.as_str()).collect();
+        lines.dedup();
+        Some(CaptureError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{} piece(s) of state that ckpt does not carry yet (a restore would lose them; the target is left running):\n  {}",
+                lines.len(),
+                lines.join("\n  ")
+            ),
+        ))
+    }
+}
+
+fn sys(ctx: String) -> impl FnOnce(ckpt_sys::SysError) -> CaptureError {
+    move |e| CaptureError::sys(&ctx, e)
+}
+
+/// The pid tracing `pid` (`TracerPid:`), if any: a traced process cannot be seized, and
+/// its tracer relation would not be carried.
+pub(crate) fn tracer_of(pid: i32) -> Option<i32> {
+    procfs::status(&pid.to_string())
+        .ok()?
+        .get("TracerPid")?
+        .parse()
+        .ok()
+        .filter(|&t: &i32| t != 0)
+}
+
+/// Check every process of the image (`targets[0]` is the root).
+pub(crate) fn check(targets: &[Target<'_>]) -> Result<Findings, CaptureError> {
+    let mut f = Findings::default();
+    let ours = Own::read()?;
+    for (i, t) in targets.iter().enumerate() {
+        let pid = t.pid;
+        let Some(tids) = &t.tids else {
+            f.add(
+                "zombie",
+                format!(
+                    "pid {pid}: a zombie child of pid {} (its exit status is not captured, so it cannot be re-created)",
+                    t.stat.field(4)
+                ),
+            );
+            continue;
+        };
+        check_timers(pid, &mut f)?;
+        check_outside(pid, tids, &ours, &mut f)?;
+        check_injected(pid, tids, i == 0, &ours, &mut f)?;
+    }
+    check_shared_anon(targets, &mut f)?;
+    Ok(f)
+}
+
+/// ckpt-capture's own values of what a restored process would inherit from ckpt-restore.
+struct Own {
+    sched: ThreadSched,
+    oom_score_adj: i64,
+    coredump_filter: u64,
+    status: BTreeMap<String, String>,
+    timerslack: u64,
+    suid_dumpable: u64,
+}
+
+impl Own {
+    fn read() -> Result<Own, CaptureError> {
+        let me = std::process::id() as i32;
+        let e = |w: &str| sys(format!("ckpt-capture's own {w}"));
+        Ok(Own {
+            sched: attrs::own_sched().map_err(e("scheduling attributes"))?,
+            oom_score_adj: attrs::oom_score_adj(me).map_err(e("oom_score_adj"))?,
+            coredump_filter: attrs::coredump_filter(me).map_err(e("coredump_filter"))?,
+            status: procfs::status("self").map_err(e("status"))?,
+            timerslack: attrs::timerslack_ns(me).map_err(e("timer slack"))?,
+            suid_dumpable: std::fs::read_to_string("/proc/sys/fs/suid_dumpable")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
+        })
+    }
+}
+
+fn clock_name(c: i32) -> String {
+    match c {
+        0 => "CLOCK_REALTIME".into(),
+        1 => "CLOCK_MONOTONIC".into(),
+        7 => "CLOCK_BOOTTIME".into(),
+        8 => "CLOCK_REALTIME_ALARM".into(),
+        9 => "CLOCK_BOOTTIME_ALARM".into(),
+        11 => "CLOCK_TAI".into(),
+        c if c < 0 => {
+            // CPU clocks: (!pid << 3) | per-thread bit 4 | type (0 prof, 1 virt, 2 sched).
+            let who = match !(c >> 3) {
+                0 => "itself".to_string(),
+                n => n.to_string(),
+            };
+            let of = if c & 4 != 0 { "thread" } else { "process" };
+            format!("CPU clock of {of} {who}")
+        }
+        c => format!("clock {c}"),
+    }
+}
+
+fn check_timers(pid: i32, f: &mut Findings) -> Result<(), CaptureError> {
+    let timers = attrs::posix_timers(pid).map_err(sys(format!("pid {pid} timers")))?;
+    for t in timers.iter().rev() {
+        let how = match t.notify {
+            attrs::Notify::None => "no notification".to_string(),
+            _ if t.to_thread => format!("signal {} to thread {}", t.signo, t.target),
+            _ => format!("signal {} to the process", t.signo),
+        };
+        f.add(
+            "posix timer",
+            format!(
+                "pid {pid}: POSIX timer {} ({}, {how}) (timer_create)",
+                t.id,
+                clock_name(t.clock)
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn check_outside(pid: i32, tids: &[i32], ours: &Own, f: &mut Findings) -> Result<(), CaptureError> {
+    let st = procfs::status(&pid.to_string()).map_err(sys(format!("pid {pid} status")))?;
+    let num = |k: &str| st.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    if num("Seccomp") != 0 {
+        f.add(
+            "seccomp",
+            format!(
+                "pid {pid}: seccomp mode {} with {} filter(s) (the filters are not captured)",
+                num("Seccomp"),
+                num("Seccomp_filters")
+            ),
+        );
+    }
+    for key in [
+        "Speculation_Store_Bypass",
+        "SpeculationIndirectBranch",
+        "untag_mask",
+        "x86_Thread_features",
+    ] {
+        let (a, b) = (st.get(key), ours.status.get(key));
+        if a != b {
+            f.add(
+                "process attribute",
+                format!(
+                    "pid {pid}: {key} is {:?}, a restored process would have {:?}",
+                    a.map(String::as_str).unwrap_or("-"),
+                    b.map(String::as_str).unwrap_or("-")
+                ),
+            );
+        }
+    }
+    let adj = attrs::oom_score_adj(pid).map_err(sys(format!("pid {pid} oom_score_adj")))?;
+    if adj != ours.oom_score_adj {
+        f.add(
+            "process attribute",
+            format!(
+                "pid {pid}: oom_score_adj {adj} (a restored process would inherit {})",
+                ours.oom_score_adj
+            ),
+        );
+    }
+    let cf = attrs::coredump_filter(pid).map_err(sys(format!("pid {pid} coredump_filter")))?;
+    if cf != ours.coredump_filter {
+        f.add(
+            "process attribute",
+            format!(
+                "pid {pid}: coredump_filter {cf:#x} (a restored process would inherit {:#x})",
+                ours.coredump_filter
+            ),
+        );
+    }
+    for &tid in tids {
+        let s = attrs::thread_sched(pid, tid).map_err(sys(format!("pid {pid} thread {tid}")))?;
+        let o = &ours.sched;
+        let who = if tid == pid {
+            format!("pid {pid}")
+        } else {
+            format!("pid {pid} thread {tid}")
+        };
+        if s.nice != o.nice {
+            f.add(
+                "scheduling",
+                format!(
+                    "{who}: nice {} (a restored process would inherit {})",
+                    s.nice, o.nice
+                ),
+            );
+        }
+        if (s.policy, s.rt_priority) != (o.policy, o.rt_priority) {
+            f.add(
+                "scheduling",
+                format!(
+                    "{who}: scheduling policy {} priority {} (a restored process would inherit {} {})",
+                    s.policy, s.rt_priority, o.policy, o.rt_priority
+                ),
+            );
+        }
+        if s.affinity != o.affinity {
+            f.add(
+                "scheduling",
+                format!(
+                    "{who}: CPU affinity {:?} (a restored process would inherit {:?})",
+                    s.affinity, o.affinity
+                ),
+            );
+        }
+        if s.ioprio != o.ioprio {
+            f.add(
+                "scheduling",
+                format!(
+                    "{who}: I/O priority {:#x} (a restored process would inherit {:#x})",
+                    s.ioprio, o.ioprio
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+const PR_GET_PDEATHSIG: u64 = 2;
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_GET_SECUREBITS: u64 = 27;
+const PR_GET_TIMERSLACK: u64 = 30;
+const PR_GET_CHILD_SUBREAPER: u64 = 37;
+const PR_GET_THP_DISABLE: u64 = 42;
+const PR_GET_MDWE: u64 = 66;
+const PR_GET_MEMORY_MERGE: u64 = 68;
+const EINVAL: i64 = -(libc::EINVAL as i64);
+
+fn i32_at(b: &[u8], off: usize) -> i64 {
+    b.get(off..off + 4)
+        .and_then(|s| s.try_into().ok())
+        .map(i32::from_le_bytes)
+        .unwrap_or(0) as i64
+}
+
+fn i64_at(b: &[u8], off: usize) -> i64 {
+    b.get(off..off + 8)
+        .and_then(|s| s.try_into().ok())
+        .map(i64::from_le_bytes)
+        .unwrap_or(0)
+}
+
+/// Values only the target itself can tell, by injected calls.
+fn check_injected(
+    pid: i32,
+    tids: &[i32],
+    is_root: bool,
+    ours: &Own,
+    f: &mut Findings,
+) -> Result<(), CaptureError> {
+    let ctx = format!("pid {pid}: injecting calls to read its timers and attributes");
+    let mut lead = Injector::new(tids[0]).map_err(sys(ctx.clone()))?;
+    let scratch = lead
+        .mmap_scratch(PAGE_SIZE as u64)
+        .map_err(sys(ctx.clone()))?;
+    let r = probe(&mut lead, pid, tids, is_root, scratch, ours, f);
+    let un = lead.syscall(libc::SYS_munmap, &[scratch, PAGE_SIZE as u64]);
+    lead.finish().map_err(sys(ctx.clone()))?;
+    r.map_err(sys(ctx.clone()))?;
+    if un.map_err(sys(ctx.clone()))? != 0 {
+        return Err(CaptureError::new(
+            ErrorKind::Io,
+            format!("{ctx}: munmap of the scratch page failed"),
+        ));
+    }
+    Ok(())
+}
+
+fn probe(
+    lead: &mut Injector,
+    pid: i32,
+    tids: &[i32],
+    is_root: bool,
+    scratch: u64,
+    ours: &Own,
+    f: &mut Findings,
+) -> ckpt_sys::Result<()> {
+    for (which, name) in [
+        (0u64, "ITIMER_REAL (alarm/setitimer)"),
+        (1, "ITIMER_VIRTUAL"),
+        (2, "ITIMER_PROF"),
+    ] {
+        if lead.syscall(libc::SYS_getitimer, &[which, scratch])? != 0 {
+            continue;
+        }
+        let mut b = [0u8; 32];
+        mem::read_remote(pid, scratch, &mut b)?;
+        let (isec, iusec, vsec, vusec) =
+            (i64_at(&b, 0), i64_at(&b, 8), i64_at(&b, 16), i64_at(&b, 24));
+        if vsec != 0 || vusec != 0 {
+            f.add(
+                "itimer",
+                format!(
+                    "pid {pid}: {name} armed, {vsec}.{vusec:06} s left, interval {isec}.{iusec:06} s"
+                ),
+            );
+        }
+    }
+    if lead.syscall(libc::SYS_prctl, &[PR_GET_CHILD_SUBREAPER, scratch])? == 0 {
+        let mut b = [0u8; 4];
+        mem::read_remote(pid, scratch, &mut b)?;
+        if i32_at(&b, 0) != 0 {
+            f.add(
+                "process attribute",
+                format!("pid {pid}: is a child subreaper (PR_SET_CHILD_SUBREAPER)"),
+            );
+        }
+    }
+    for (opt, what) in [
+        (
+            PR_GET_THP_DISABLE,
+            "transparent huge pages disabled (PR_SET_THP_DISABLE)",
+        ),
+        (PR_GET_MDWE, "memory-deny-write-execute (PR_SET_MDWE)"),
+        (
+            PR_GET_MEMORY_MERGE,
+            "KSM merging of all memory (PR_SET_MEMORY_MERGE)",
+        ),
+    ] {
+        let v = lead.syscall(libc::SYS_prctl, &[opt, 0, 0, 0, 0])?;
+        if v > 0 {
+            f.add("process attribute", format!("pid {pid}: {what}, value {v}"));
+        } else if v < 0 && v != EINVAL && v != -(libc::EPERM as i64) {
+            return Err(ckpt_sys::SysError::errno(
+                format!("injected prctl({opt}) in pid {pid}"),
+                -v as i32,
+            ));
+        }
+    }
+    let dumpable = lead.syscall(libc::SYS_prctl, &[PR_GET_DUMPABLE, 0, 0, 0, 0])?;
+    let own_ids = ["Uid", "Gid"].map(|k| ours.status.get(k).cloned());
+    let st = procfs::status(&pid.to_string())?;
+    let same_ids = ["Uid", "Gid"].map(|k| st.get(k).cloned()) == own_ids;
+    let want = if same_ids {
+        1
+    } else {
+        ours.suid_dumpable as i64
+    };
+    if dumpable >= 0 && dumpable != want {
+        f.add(
+            "process attribute",
+            format!(
+                "pid {pid}: dumpable {dumpable} (PR_SET_DUMPABLE; a restored process would have {want})"
+            ),
+        );
+    }
+    let sb = lead.syscall(libc::SYS_prctl, &[PR_GET_SECUREBITS, 0, 0, 0, 0])?;
+    if sb > 0 {
+        f.add(
+            "process attribute",
+            format!("pid {pid}: securebits {sb:#x} (PR_SET_SECUREBITS)"),
+        );
+    }
+    // Per thread: parent-death signal and timer slack.
+    let mut per_thread = |inj: &mut Injector, tid: i32| -> ckpt_sys::Result<()> {
+        let who = if tid == pid {
+            format!("pid {pid}")
+        } else {
+            format!("pid {pid} thread {tid}")
+        };
+        if inj.syscall(libc::SYS_prctl, &[PR_GET_PDEATHSIG, scratch + 64])? == 0 {
+            let mut b = [0u8; 4];
+            mem::read_remote(pid, scratch + 64, &mut b)?;
+            let sig = i32_at(&b, 0);
+            if sig != 0 {
+                if tid == pid && !is_root {
+                    f.pdeath.insert(pid, sig as u64);
+                } else {
+                    let why = if tid == pid {
+                        "its parent is not in the image"
+                    } else {
+                        "set on a thread other than the leader"
+                    };
+                    f.add(
+                        "process attribute",
+                        format!("{who}: parent-death signal {sig} (PR_SET_PDEATHSIG; {why})"),
+                    );
+                }
+            }
+        }
+        let slack = inj.syscall(libc::SYS_prctl, &[PR_GET_TIMERSLACK, 0, 0, 0, 0])?;
+        if slack >= 0 && slack as u64 != ours.timerslack {
+            f.add(
+                "process attribute",
+                format!(
+                    "{who}: timer slack {slack} ns (PR_SET_TIMERSLACK; a restored process would inherit {})",
+                    ours.timerslack
+                ),
+            );
+        }
+        Ok(())
+    };
+    per_thread(lead, tids[0])?;
+    for &tid in &tids[1..] {
+        let mut inj = Injector::new(tid)?;
+        let r = per_thread(&mut inj, tid);
+        inj.finish()?;
+        r?;
+    }
+    Ok(())
+}
+
+/// A shmem object: (device major, minor, inode).
+type ShmemId = (u32, u32, u64);
+/// One mapping of it: (pid, start, end, offset in bytes).
+type Mapper = (i32, u64, u64, u64);
+
+/// Shared anonymous memory: restore maps each VMA as a fresh `MAP_SHARED|MAP_ANONYMOUS`
+/// object per process, which is right only when nobody else maps the same pages.
+fn check_shared_anon(targets: &[Target<'_>], f: &mut Findings) -> Result<(), CaptureError> {
+    let mut objs: BTreeMap<ShmemId, Vec<Mapper>> = BTreeMap::new();
+    let inside: HashSet<i32> = targets.iter().map(|t| t.pid).collect();
+    for t in targets.iter().filter(|t| t.tids.is_some()) {
+        let maps = procfs::maps(t.pid).map_err(sys(format!("pid {} maps", t.pid)))?;
+        for m in maps.iter().filter(|m| is_shared_anon(m)) {
+            if let Some(p) = m.path.as_deref().filter(|p| p.starts_with(b"/SYSV")) {
+                f.add(
+                    "shared memory",
+                    format!(
+                        "pid {}: System V shared memory segment {} at {:#x}-{:#x} (shmat; segments are not captured)",
+                        t.pid,
+                        String::from_utf8_lossy(p),
+                        m.start,
+                        m.end
+                    ),
+                );
+                continue;
+            }
+            objs.entry((m.major, m.minor, m.inode))
+                .or_default()
+                .push((t.pid, m.start, m.end, m.offset));
+        }
+    }
+    if objs.is_empty() {
+        return Ok(());
+    }
+    for (_, v) in objs.iter() {
+        for (i, a) in v.iter().enumerate() {
+            for b in &v[i + 1..] {
+                let (alen, blen) = (a.2 - a.1, b.2 - b.1);
+                if a.3 < b.3 + blen && b.3 < a.3 + alen {
+                    f.add(
+                        "shared memory",
+                        format!(
+                            "pid {}: shared anonymous memory at {:#x}-{:#x} is also mapped by pid {} at {:#x}-{:#x} (MAP_SHARED|MAP_ANONYMOUS kept across fork or mremap): a restore would give each its own copy",
+                            a.0, a.1, a.2, b.0, b.1, b.2
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    // Mapped by a process outside the image?
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Ok(());
+    };
+    let me = std::process::id() as i32;
+    for e in rd.flatten() {
+        let Some(other) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if inside.contains(&other) || other == me {
+            continue;
+        }
+        let Ok(maps) = procfs::maps(other) else {
+            continue; // gone, or not ours to read
+        };
+        for m in maps.iter().filter(|m| is_shared_anon(m)) {
+            if let Some(v) = objs.get(&(m.major, m.minor, m.inode)) {
+                for a in v {
+                    f.add(
+                        "shared memory",
+                        format!(
+                            "pid {}: shared anonymous memory at {:#x}-{:#x} is also mapped by pid {other}, which is not in the image: a restore would not share it with that process",
+                            a.0, a.1, a.2
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_shared_anon(m: &procfs::MapEntry) -> bool {
+    m.shared()
+        && match m.path.as_deref() {
+            None => true,
+            Some(p) => {
+                p.starts_with(b"/dev/zero")
+                    || p.starts_with(b"/SYSV")
+                    || p.starts_with(b"[anon_shmem")
+            }
+        }
+}

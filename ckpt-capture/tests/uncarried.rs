@@ -1,0 +1,150 @@
+//! State ckpt does not carry yet is refused before `--kill`, naming the pid and the kind,
+//! and the target keeps running (fixtures/progs/uncarried.c holds one piece per mode).
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn counting_on(t: &mut Target, n: usize) {
+    let mut last: u64 = t.line().parse().unwrap();
+    for _ in 0..n {
+        let v: u64 = t.line().parse().unwrap();
+        assert_eq!(v, last + 1);
+        last = v;
+    }
+}
+
+fn state_of(pid: i32) -> char {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    st[st.rfind(')').unwrap() + 2..].chars().next().unwrap()
+}
+
+/// Start `mode`; returns the target and the pids of its "ready" line.
+fn start(mode: &str) -> (Target, Vec<i32>) {
+    let mut t = Target::spawn("uncarried", &[mode]);
+    let ready = t.line();
+    let pids: Vec<i32> = ready
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("{mode}: {ready}"))
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (t, pids)
+}
+
+/// `ckpt-capture --kill [--tree] PID` must exit 1 naming `pid` and every `want` text;
+/// no image is left, and every one of `alive` is still there, not stopped.
+fn refused(pid: i32, tree: bool, want: &[&str], alive: &[i32]) {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    let mut c = Command::new(bin());
+    c.arg("--kill").arg("-o").arg(&img);
+    if tree {
+        c.arg("--tree");
+    }
+    let out = c.arg(pid.to_string()).output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    for w in want {
+        assert!(e.contains(w), "expected {w:?} in: {e}");
+    }
+    assert!(!img.exists(), "an image was written: {e}");
+    for &p in alive {
+        let s = state_of(p);
+        assert!(matches!(s, 'S' | 'R' | 'Z'), "pid {p} left in state {s}");
+    }
+}
+
+#[test]
+fn timers_are_refused_and_the_target_keeps_running() {
+    for (mode, want) in [
+        (
+            "posix-timer",
+            "POSIX timer 0 (CLOCK_MONOTONIC, no notification)",
+        ),
+        ("itimer-real", "ITIMER_REAL (alarm/setitimer) armed"),
+        ("itimer-virtual", "ITIMER_VIRTUAL armed"),
+        ("itimer-prof", "ITIMER_PROF armed"),
+    ] {
+        let (mut t, p) = start(mode);
+        refused(p[0], false, &[&format!("pid {}: {want}", p[0])], &[p[0]]);
+        counting_on(&mut t, 3);
+    }
+}
+
+#[test]
+fn process_attributes_not_carried_are_refused() {
+    for (mode, want) in [
+        ("subreaper", "is a child subreaper"),
+        (
+            "pdeath",
+            "parent-death signal 15 (PR_SET_PDEATHSIG; its parent is not in the image)",
+        ),
+        ("nice", "nice "),
+        ("oom-score-adj", "oom_score_adj 567"),
+        ("timerslack", "timer slack 123456 ns"),
+        ("thp-disable", "transparent huge pages disabled"),
+        ("dumpable", "dumpable 0"),
+        ("seccomp", "seccomp mode 2 with 1 filter(s)"),
+    ] {
+        let (mut t, p) = start(mode);
+        refused(p[0], false, &[&format!("pid {}: {want}", p[0])], &[p[0]]);
+        counting_on(&mut t, 3);
+    }
+}
+
+#[test]
+fn shared_memory_between_processes_is_refused() {
+    // Both in the image: one object, two mappers.
+    let (mut t, p) = start("shared-fork");
+    refused(
+        p[0],
+        true,
+        &[
+            &format!("pid {}: shared anonymous memory at 0x", p[0]),
+            &format!("is also mapped by pid {} at", p[1]),
+        ],
+        &[p[0], p[1]],
+    );
+    // The child alone: its parent, outside the image, maps the same object.
+    refused(
+        p[1],
+        false,
+        &[&format!(
+            "is also mapped by pid {}, which is not in the image",
+            p[0]
+        )],
+        &[p[0], p[1]],
+    );
+    counting_on(&mut t, 3);
+    let (mut t, p) = start("sysv-shm");
+    refused(
+        p[0],
+        false,
+        &["System V shared memory segment /SYSV"],
+        &[p[0]],
+    );
+    counting_on(&mut t, 3);
+}
+
+#[test]
+fn zombie_and_traced_children_are_refused() {
+    let (mut t, p) = start("zombie");
+    assert_eq!(state_of(p[1]), 'Z');
+    refused(
+        p[0],
+        true,
+        &[&format!("pid {}: a zombie child of pid {}", p[1], p[0])],
+        &[p[0]],
+    );
+    counting_on(&mut t, 3);
+    assert_eq!(state_of(p[1]), 'Z', "the zombie was reaped by the capture");
+    let (mut t, p) = start("traced-child");
+    refused(
+        p[0],
+        true,
+        &[&format!("pid {} is traced by pid {}", p[1], p[0])],
+        &[p[0], p[1]],
+    );
+    counting_on(&mut t, 3);
+}
