@@ -11,6 +11,11 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 const VM_GROWSDOWN: u64 = 0x100;
 const VM_MAYWRITE: u64 = 0x20;
+/// `VM_MAYSHARE`: mapped `MAP_SHARED`. A shared mapping of a file opened read-only has
+/// this without `VM_SHARED` (`s` in /proc/PID/maps, no `sh` in its VmFlags).
+const VM_MAYSHARE: u64 = 0x80;
+/// `Task.state` of a stopped task (`T` in /proc/PID/stat).
+const TASK_STOPPED: u32 = 4;
 const PTRACE_EVENT_FORK: i32 = 1;
 const PTRACE_EVENT_CLONE: i32 = 3;
 const ERESTARTSYS: i64 = -512;
@@ -393,6 +398,8 @@ struct Proc<'a> {
     threads: Vec<(i32, &'a Thread)>,
     /// A `SIGSTOP` was pending in the image: the process is stopped when released.
     stop_pending: bool,
+    /// Its parent-death signal (`pdeath_signal`), set when its parent is in the image.
+    pdeath: u64,
 }
 
 impl Proc<'_> {
@@ -445,6 +452,10 @@ fn build(
         };
         procs.push(p);
         let p = procs.last_mut().expect("just pushed");
+        if node.parent.is_some() {
+            // A root's parent is not restored: plan_tree refused a root with one.
+            p.pdeath = t.task.extras.u64("pdeath_signal").unwrap_or(0);
+        }
         if node.setsid {
             p.main.call("setsid", libc::SYS_setsid, &[])?;
         }
@@ -472,7 +483,8 @@ fn build(
     }
     // 4. Release, children before parents.
     for p in &procs {
-        if opts.leave_stopped || p.stop_pending {
+        // Captured stopped (job control: state T) is stopped again.
+        if opts.leave_stopped || p.stop_pending || p.t.task.state == TASK_STOPPED {
             ptrace::kill(p.pid, libc::SIGSTOP).map_err(|e| sys_err("SIGSTOP", e))?;
         }
     }
@@ -691,6 +703,7 @@ fn prepare<'a>(
         area,
         threads: Vec::new(),
         stop_pending: false,
+        pdeath: 0,
     })
 }
 
@@ -955,8 +968,18 @@ fn finish<'a>(
     remotes[0].call(
         "prctl(PR_SET_PDEATHSIG)",
         libc::SYS_prctl,
-        &[libc::PR_SET_PDEATHSIG as u64, 0],
+        &[libc::PR_SET_PDEATHSIG as u64, p.pdeath],
     )?;
+    // no_new_privs is per thread (inherited by threads created later).
+    if t.task.extras.u64("no_new_privs").unwrap_or(0) != 0 {
+        for r in remotes.iter_mut() {
+            r.call(
+                "prctl(PR_SET_NO_NEW_PRIVS)",
+                libc::SYS_prctl,
+                &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0],
+            )?;
+        }
+    }
     // Resource limits (never above the caller's: raising a hard limit needs privileges),
     // from here while the process still has our credentials: prlimit on a process of
     // another uid needs CAP_SYS_RESOURCE.
@@ -1215,7 +1238,7 @@ fn map_vma(main: &mut Remote, v: &VmaPlan, st: &Staged) -> Result<Option<(u64, u
         }
         _ => (u64::MAX, 0, false),
     };
-    let shared = m.flags & VM_SHARED != 0 || m.kind == VmaKind::SharedAnon;
+    let shared = m.flags & (VM_SHARED | VM_MAYSHARE) != 0 || m.kind == VmaKind::SharedAnon;
     let writes = !v.pages.is_empty() || (file && !shared && !v.zeros.is_empty());
     let mut prot = m.prot & 7;
     if writes {
@@ -1270,7 +1293,8 @@ fn write_pages(pid: i32, t: &TaskPlan, image: &[u8]) -> Result<(), Error> {
                 cur += l;
             }
         }
-        let file_private = v.vma.kind == VmaKind::File && v.vma.flags & VM_SHARED == 0;
+        let file_private =
+            v.vma.kind == VmaKind::File && v.vma.flags & (VM_SHARED | VM_MAYSHARE) == 0;
         if file_private {
             for &(s, c) in &v.zeros {
                 let mut a = s;

@@ -1,0 +1,88 @@
+//! Process attributes and states carried by a restore: each workload checks itself, and
+//! its output after capture → kill → restore equals an uninterrupted run's.
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn state_of(pid: i32) -> char {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    st.rfind(')')
+        .and_then(|i| st[i + 2..].chars().next())
+        .unwrap_or('?')
+}
+
+fn wait_state(pid: i32, want: char) {
+    let t0 = Instant::now();
+    while state_of(pid) != want {
+        assert!(
+            t0.elapsed() < LIMIT,
+            "pid {pid} not in state {want}: {}",
+            state_of(pid)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// no_new_privs (root and child), a MAP_SHARED mapping through a read-only descriptor
+/// (VM_MAYSHARE without VM_SHARED: it came back private before), and a child's
+/// parent-death signal (it came back 0): equal output, and the child's own checks pass.
+#[test]
+fn no_new_privs_read_only_shared_mapping_and_a_childs_pdeath_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["300"];
+    let want = reference("restore_attrs", &args, dir.path());
+    assert!(
+        want.ends_with(b"child exited 0\ndone\n"),
+        "{}",
+        String::from_utf8_lossy(&want)
+    );
+    assert!(String::from_utf8_lossy(&want).starts_with("0 nnp=1 shared=s\n"));
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let root = spawn("restore_attrs", &args, &out, dir.path());
+    procs.0.push(root);
+    wait_lines(&out, 40);
+    let kids = children_of(root);
+    assert_eq!(kids.len(), 1);
+    let img = dir.path().join("img");
+    capture_kill_tree(root, &img, &[root, kids[0]]);
+    let pids = restore_all(&img, &["--pid-same"]);
+    assert_eq!(pids, vec![root, kids[0]]);
+    assert_eq!(wait_exit(root, LIMIT), 0);
+    procs.0.clear();
+    assert_eq!(
+        String::from_utf8_lossy(&std::fs::read(&out).unwrap()),
+        String::from_utf8_lossy(&want)
+    );
+}
+
+/// A process captured while stopped (SIGSTOP, job control) is stopped again after the
+/// restore (it came back running before), and continues exactly after SIGCONT.
+#[test]
+fn stopped_process_is_stopped_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["300", "1"];
+    let want = reference("restore_counter", &args, dir.path());
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_counter", &args, &out, dir.path());
+    procs.0.push(pid);
+    wait_lines(&out, 20);
+    // SAFETY: plain syscall.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    wait_state(pid, 'T');
+    let img = dir.path().join("img");
+    capture_kill(pid, &img);
+    let p = restore(&img, &["--pid-same"]);
+    wait_state(p, 'T');
+    let lines = std::fs::read(&out).unwrap();
+    // SAFETY: plain syscall.
+    assert_eq!(unsafe { libc::kill(p, libc::SIGCONT) }, 0);
+    assert_eq!(wait_exit(p, LIMIT), 0);
+    procs.0.clear();
+    let after = std::fs::read(&out).unwrap();
+    assert!(after.len() > lines.len());
+    assert_eq!(after, want);
+}
