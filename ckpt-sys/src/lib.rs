@@ -10,6 +10,7 @@
 //! | [`inject`] | [`inject::Injector`]: run system calls *inside* a stopped thread (a `syscall` instruction found in the vDSO or written at RIP), restoring registers and text afterwards; scratch memory via injected `mmap` |
 //! | [`mem`] | `process_vm_readv`/`writev` in large batches, `/proc/PID/mem` fallback, page presence from the `PAGEMAP_SCAN` ioctl or `/proc/PID/pagemap` |
 //! | [`procfs`] | parsers for `/proc/PID/{stat,status,smaps,fdinfo/N,auxv,limits,task,task/*/children}` |
+//! | [`anon`] | anonymous-inode files (eventfd, eventpoll, timerfd, signalfd, inotify, pidfd ...): kind from the link, state from fdinfo, `kcmp(KCMP_EPOLL_TFD)` |
 //! | [`attrs`] | scheduling attributes, affinity, I/O priority, `oom_score_adj`, `coredump_filter`, timer slack; the POSIX timers of `/proc/PID/timers` |
 //! | [`files`] | fd inspection: `stat` through `/proc/PID/fd/N`, `kcmp(KCMP_FILE)`, peeking a pipe's buffered bytes without consuming them (`tee(2)`) |
 //!
@@ -68,6 +69,7 @@
 //!   [`mem::PageScan`] read back what was built, for verification tests.
 #![deny(missing_docs)]
 
+pub mod anon;
 pub mod attrs;
 pub mod files;
 pub mod freeze;
