@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Capture benchmark (issues 5, 22): in the same run and interleaved, time
 #   * ckpt-capture of a process with N MiB of touched, incompressible anonymous memory,
+#   * the same with CKPT_DIRECT=0 ("buffered": the image written through the page cache),
 #   * `criu dump --leave-running` of the same process (CRIU 4.1.1 from scripts/build-criu.sh),
 #   * `cat` of a page-cached file of N MiB into the same directory (the floor), and `dd
 #     oflag=direct` of it (the disk's floor without the page-cache copy),
@@ -99,6 +100,13 @@ for mb in $SIZES; do
         bytes=$(stat -c %s "$OUT/img")
         rm -f "$OUT/img"
     }
+    run_buffered() { # ckpt-capture writing through the page cache (no O_DIRECT)
+        rm -f "$OUT/img"; sync
+        CKPT_DIRECT=0 timed buffered "$CKPT_CAPTURE" --json -o "$OUT/img" "$HOG" 2>"$OUT/stats.json" ||
+            { cat "$OUT/stats.json"; exit 1; }
+        add buffered frozen "$(sed -n 's/.*"frozen_s":\([0-9.e-]*\).*/\1/p' "$OUT/stats.json")"
+        rm -f "$OUT/img"
+    }
     run_criu() {
         rm -rf "$OUT/criu"; mkdir "$OUT/criu"; sync
         timed criu "$CRIU" dump -t "$HOG" -D "$OUT/criu" --leave-running -o dump.log ||
@@ -118,8 +126,8 @@ for mb in $SIZES; do
         timed direct dd if="$OUT/src" of="$OUT/dst" bs=4M oflag=direct status=none
         rm -f "$OUT/dst"
     }
-    tools=(capture cat direct)
-    if [[ -n "${CRIU:-}" && "${NO_CRIU:-0}" != 1 ]]; then tools=(capture criu cat direct); fi
+    tools=(capture buffered cat direct)
+    if [[ -n "${CRIU:-}" && "${NO_CRIU:-0}" != 1 ]]; then tools=(capture buffered criu cat direct); fi
     n=${#tools[@]}
     for ((r = 0; r < RUNS; r++)); do # rotate the order: nobody always runs first
         for ((k = 0; k < n; k++)); do
@@ -130,12 +138,12 @@ for mb in $SIZES; do
     echo "anon $mb MiB, $RUNS runs each (median (min-max), seconds):"
     for t in "${tools[@]}"; do
         line="  $(printf '%-8s' "$t") wall $(echo "${T[$t,wall]}" | tr ' ' '\n' | grep . | summ)"
-        if [[ $t == capture || $t == criu ]]; then
+        if [[ $t == capture || $t == buffered || $t == criu ]]; then
             line+="  frozen $(echo "${T[$t,frozen]}" | tr ' ' '\n' | grep . | summ)"
         fi
         line+="  user $(echo "${T[$t,user]}" | tr ' ' '\n' | grep . | median)"
         line+=" sys $(echo "${T[$t,sys]}" | tr ' ' '\n' | grep . | median)"
-        [[ $t == capture || $t == criu ]] && line+="  target cpu $(echo "${T[$t,target_cpu]}" | tr ' ' '\n' | grep . | median)"
+        [[ $t == capture || $t == buffered || $t == criu ]] && line+="  target cpu $(echo "${T[$t,target_cpu]}" | tr ' ' '\n' | grep . | median)"
         echo "$line"
         echo "           runs: ${T[$t,wall]}"
     done

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod direct;
 pub mod live;
 mod uncarried;
 
@@ -84,6 +85,9 @@ pub struct Options {
     /// Read the next batch on a second thread while the current one is written (default
     /// off: on this machine kind it measured no faster than reading and writing in turn).
     pub pipeline: bool,
+    /// Write an image file with `O_DIRECT` behind the capture ([`direct`]; default on;
+    /// file systems that refuse it are written the ordinary way).
+    pub direct: bool,
 }
 
 impl Options {
@@ -99,6 +103,7 @@ impl Options {
             output: Vec::new(),
             batch_bytes: live::BATCH_BYTES,
             pipeline: false,
+            direct: true,
         }
     }
 }
@@ -381,19 +386,31 @@ pub fn capture_to_writer(
 /// file is written to a temporary file in the same directory and renamed into place
 /// only on success (removed on failure); an existing FIFO or device is written
 /// through, never replaced; a symbolic link is followed; a directory is refused. The
-/// target is killed ([`Leave::Killed`]) only after the image is committed. `opts` is
-/// unused (kept for compatibility: the self-write check uses the producer's options).
+/// target is killed ([`Leave::Killed`]) only after the image is committed. With
+/// `opts.direct` a new or replaced file is written with `O_DIRECT` ([`direct`]).
 pub fn capture_to_path(
     producer: &mut dyn Producer,
-    _opts: &Options,
+    opts: &Options,
     path: &Path,
     progress: Option<&mut dyn Progress>,
 ) -> Result<Stats, CaptureError> {
     let mut out = ckpt_format::output::Output::create(path)
         .map_err(|e| CaptureError::new(ErrorKind::Io, e.to_string()))?;
-    let s = write_image(producer, &mut out, progress)?;
-    out.commit()
-        .map_err(|e| CaptureError::new(ErrorKind::Io, format!("writing the image: {e}")))?;
+    let io_err = |e: io::Error| CaptureError::new(ErrorKind::Io, format!("writing the image: {e}"));
+    let replace = matches!(out.target(), ckpt_format::output::Target::Replace { .. });
+    let dw = match out.file() {
+        Some(f) if opts.direct && replace => direct::DirectWriter::over(f).map_err(io_err)?,
+        _ => None,
+    };
+    let s = match dw {
+        Some(mut w) => {
+            let s = write_image(producer, &mut w, progress)?;
+            w.flush().map_err(io_err)?;
+            s
+        }
+        None => write_image(producer, &mut out, progress)?,
+    };
+    out.commit().map_err(io_err)?;
     producer.after_commit()?;
     Ok(s)
 }

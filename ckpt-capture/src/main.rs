@@ -79,6 +79,9 @@ fn main() {
     if let Ok(v) = std::env::var("CKPT_PIPELINE") {
         opts.pipeline = v == "1";
     }
+    if let Ok(v) = std::env::var("CKPT_DIRECT") {
+        opts.direct = v != "0";
+    }
     let to_stdout = cli.output.as_os_str() == "-";
     if to_stdout {
         if std::io::stdout().is_terminal() {
