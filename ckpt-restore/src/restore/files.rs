@@ -1,0 +1,232 @@
+//! Files: everything the tasks need is opened once in the parent ([`stage`]), inherited
+//! through every fork, and placed in each child's fd table ([`fd_setup`]).
+
+use super::*;
+
+/// What the parent opened for the child before forking it.
+pub(super) struct Staged {
+    /// Every staging descriptor (kept open until the child is built).
+    pub(super) owned: Vec<OwnedFd>,
+    /// File object id -> staging fd.
+    pub(super) files: BTreeMap<u32, RawFd>,
+    /// (path, writable) -> staging fd, for file mappings.
+    pub(super) maps: BTreeMap<(Vec<u8>, bool), RawFd>,
+    /// Per task (image order): the executable and the cwd.
+    pub(super) exe: Vec<Option<RawFd>>,
+    pub(super) cwd: Vec<Option<RawFd>>,
+    /// The lowest staging descriptor: above every captured fd of every task.
+    pub(super) base: RawFd,
+}
+
+pub(super) fn show(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).into_owned()
+}
+
+/// Open everything every task needs, once per object: a file or pipe shared by several
+/// tasks (or fds) gets one staging descriptor, inherited through every fork.
+pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
+    sys::raise_nofile();
+    let all_fds = || plan.tasks.iter().flat_map(|t| t.fds.iter());
+    let max_fd = all_fds().map(|f| f.fd).max().unwrap_or(2).max(2);
+    let base = max_fd + 1;
+    let mut st = Staged {
+        owned: Vec::new(),
+        files: BTreeMap::new(),
+        maps: BTreeMap::new(),
+        exe: Vec::new(),
+        cwd: Vec::new(),
+        base,
+    };
+    let keep = |fd: OwnedFd, st: &mut Staged| -> Result<RawFd, Error> {
+        let d = sys::dup_at_least(fd.as_raw_fd(), base)
+            .map_err(|e| sys_err("moving a descriptor to the staging area", e))?;
+        let n = d.as_raw_fd();
+        st.owned.push(d);
+        Ok(n)
+    };
+    let refuse_deleted = |p: &[u8], what: &str| -> Result<(), Error> {
+        if p.ends_with(b" (deleted)") {
+            return Err(Error::Image(format!(
+                "{what} {} was deleted before the capture; its contents are not in the image",
+                show(p)
+            )));
+        }
+        Ok(())
+    };
+    // Pipes: one kernel pipe per pipe object, data written now.
+    let mut pipe_ends: BTreeMap<u32, (RawFd, RawFd)> = BTreeMap::new();
+    let used_pipes: Vec<u32> = all_fds()
+        .filter_map(|fd| {
+            let f = &plan.files[&fd.file];
+            (f.kind == FileKind::Pipe).then_some(f.pipe).flatten()
+        })
+        .collect();
+    for id in used_pipes {
+        if pipe_ends.contains_key(&id) {
+            continue;
+        }
+        let (r, w) = sys::pipe().map_err(|e| sys_err("pipe", e))?;
+        let data = &plan.pipes[&id];
+        if data.len() > 65536 {
+            sys::set_pipe_size(w.as_raw_fd(), data.len())
+                .map_err(|e| sys_err(format!("F_SETPIPE_SZ {} for pipe {id}", data.len()), e))?;
+        }
+        sys::write_all(w.as_raw_fd(), data)
+            .map_err(|e| sys_err(format!("refilling pipe {id}"), e))?;
+        let r = keep(r, &mut st)?;
+        let w = keep(w, &mut st)?;
+        pipe_ends.insert(id, (r, w));
+    }
+    // Files of the fd tables.
+    for fd in all_fds() {
+        if st.files.contains_key(&fd.file) {
+            continue;
+        }
+        let f = &plan.files[&fd.file];
+        let acc = f.flags as i32 & libc::O_ACCMODE;
+        let keepfl = (f.flags as i32)
+            & (libc::O_ACCMODE
+                | libc::O_APPEND
+                | libc::O_NONBLOCK
+                | libc::O_DIRECT
+                | libc::O_NOATIME
+                | libc::O_SYNC
+                | libc::O_DSYNC
+                | libc::O_LARGEFILE
+                | libc::O_DIRECTORY
+                | libc::O_PATH);
+        let n = match f.kind {
+            FileKind::Pipe => {
+                let (r, w) = pipe_ends[&f.pipe.unwrap_or(0)];
+                let n = if acc == libc::O_WRONLY { w } else { r };
+                sys::set_fl(n, keepfl).map_err(|e| sys_err("F_SETFL on a pipe", e))?;
+                n
+            }
+            FileKind::Regular | FileKind::Directory | FileKind::CharDevice | FileKind::Fifo => {
+                refuse_deleted(&f.path, "file")?;
+                let extra = if f.kind == FileKind::Fifo {
+                    libc::O_NONBLOCK
+                } else {
+                    0
+                };
+                // A FIFO's write end opens without blocking only while a reader exists:
+                // hold a reader of our own for the moment of the open.
+                let _reader = if f.kind == FileKind::Fifo && acc == libc::O_WRONLY {
+                    sys::open_in_root(root, &f.path, libc::O_RDONLY | libc::O_NONBLOCK, 0).ok()
+                } else {
+                    None
+                };
+                let o = sys::open_in_root(root, &f.path, keepfl | libc::O_NOCTTY | extra, 0)
+                    .map_err(|e| Error::Files(format!("opening {}: {e}", show(&f.path))))?;
+                if f.kind == FileKind::Fifo {
+                    sys::set_fl(o.as_raw_fd(), keepfl).map_err(|e| sys_err("F_SETFL", e))?;
+                    if let Some(data) = f.pipe.and_then(|p| plan.pipes.get(&p)) {
+                        if !data.is_empty() {
+                            let w = sys::open_in_root(
+                                root,
+                                &f.path,
+                                libc::O_WRONLY | libc::O_NONBLOCK,
+                                0,
+                            )
+                            .map_err(|e| Error::Files(format!("opening {}: {e}", show(&f.path))))?;
+                            sys::write_all(w.as_raw_fd(), data)
+                                .map_err(|e| sys_err("refilling a FIFO", e))?;
+                        }
+                    }
+                }
+                if matches!(f.kind, FileKind::Regular | FileKind::Directory) && f.pos != 0 {
+                    sys::seek(o.as_raw_fd(), f.pos).map_err(|e| {
+                        Error::Files(format!("lseek {} to {}: {e}", show(&f.path), f.pos))
+                    })?;
+                }
+                keep(o, &mut st)?
+            }
+            k => {
+                return Err(Error::Image(format!(
+                    "fd {} is a {}: not restorable",
+                    fd.fd,
+                    k.name()
+                )))
+            }
+        };
+        st.files.insert(fd.file, n);
+    }
+    // File mappings.
+    for v in plan.tasks.iter().flat_map(|t| t.vmas.iter()) {
+        if v.vma.kind != VmaKind::File {
+            continue;
+        }
+        let path = v.vma.file.clone().unwrap_or_default();
+        refuse_deleted(&path, "mapped file")?;
+        let writable = v.vma.flags & VM_SHARED != 0 && v.vma.flags & VM_MAYWRITE != 0;
+        if st.maps.contains_key(&(path.clone(), writable)) {
+            continue;
+        }
+        let fl = if writable {
+            libc::O_RDWR
+        } else {
+            libc::O_RDONLY
+        };
+        let o = sys::open_in_root(root, &path, fl, 0)
+            .map_err(|e| Error::Files(format!("opening mapped file {}: {e}", show(&path))))?;
+        let (_, ino, _) = sys::fstat(o.as_raw_fd()).map_err(|e| sys_err("fstat", e))?;
+        if let Some(want) = v.vma.extras.u64("ino") {
+            if want != 0 && want != ino {
+                return Err(Error::Files(format!(
+                    "mapped file {} is not the captured one (inode {ino}, captured {want}): it changed since the capture",
+                    show(&path)
+                )));
+            }
+        }
+        let n = keep(o, &mut st)?;
+        st.maps.insert((path, writable), n);
+    }
+    for t in &plan.tasks {
+        let mut exe_fd = None;
+        if let Some(exe) = t.mm.as_ref().and_then(|m| m.exe.clone()) {
+            refuse_deleted(&exe, "executable")?;
+            let o = sys::open_in_root(root, &exe, libc::O_RDONLY, 0)
+                .map_err(|e| Error::Files(format!("opening the executable {}: {e}", show(&exe))))?;
+            exe_fd = Some(keep(o, &mut st)?);
+        }
+        let mut cwd_fd = None;
+        if let Some(fs) = &t.fs {
+            if !fs.cwd.is_empty() {
+                refuse_deleted(&fs.cwd, "cwd")?;
+                let o = sys::open_in_root(root, &fs.cwd, libc::O_PATH | libc::O_DIRECTORY, 0)
+                    .map_err(|e| Error::Files(format!("opening cwd {}: {e}", show(&fs.cwd))))?;
+                cwd_fd = Some(keep(o, &mut st)?);
+            }
+        }
+        st.exe.push(exe_fd);
+        st.cwd.push(cwd_fd);
+    }
+    Ok(st)
+}
+
+/// The child's fd table (from the staging copies), cwd and umask, as raw-syscall steps.
+pub(super) fn fd_setup(t: &TaskPlan, i: usize, st: &Staged) -> sys::ChildSetup {
+    let mut setup = sys::ChildSetup {
+        parent: std::process::id() as i32,
+        cwd: st.cwd[i],
+        umask: t.fs.as_ref().map(|f| f.umask),
+        ..Default::default()
+    };
+    let mut targets: Vec<i32> = Vec::new();
+    for fd in &t.fds {
+        setup.dups.push((st.files[&fd.file], fd.fd, fd.cloexec));
+        targets.push(fd.fd);
+    }
+    targets.sort_unstable();
+    let mut lo = 0u32;
+    for &tf in &targets {
+        if (tf as u32) > lo {
+            setup.close.push((lo, tf as u32 - 1));
+        }
+        lo = tf as u32 + 1;
+    }
+    if (st.base as u32) > lo {
+        setup.close.push((lo, st.base as u32 - 1));
+    }
+    setup
+}

@@ -1,0 +1,243 @@
+//! Building a process from a [`Plan`]: fork a stopped child, then reshape it from the
+//! outside with injected system calls (see docs/RESTORE.md for the sequence).
+//!
+//! Phases, one file each: `files` (staging descriptors, fd tables), `spawn` (the
+//! processes of the tree), `memory` (address space, pages, mm fields), `threads`
+//! (threads, per-thread state, registers), `creds` (limits, capabilities, ids) and
+//! `resume` (the sequence per process, signals). The plan phase is [`crate::plan`].
+
+use crate::caps::{self, Caps};
+use crate::plan::{PageData, Plan, TaskPlan, VmaPlan, MAX_GROUPS, PAGE, TASK_SIZE};
+use crate::{check, signals, sys, tree, Error, Options, PidMode};
+use ckpt_format::{FileKind, FpuKind, Thread, VmaKind, VM_SHARED};
+use ckpt_sys::ptrace::{self, WaitStatus};
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+mod creds;
+mod files;
+mod memory;
+mod remote;
+mod resume;
+mod spawn;
+mod threads;
+
+use files::{fd_setup, stage, Staged};
+use memory::place_area;
+use remote::{sys_err, Guard, Remote};
+use resume::finish;
+use spawn::{create_child, create_root};
+use threads::{inject_clone, load_thread};
+
+const VM_GROWSDOWN: u64 = 0x100;
+const VM_MAYWRITE: u64 = 0x20;
+/// `VM_MAYSHARE`: mapped `MAP_SHARED`. A shared mapping of a file opened read-only has
+/// this without `VM_SHARED` (`s` in /proc/PID/maps, no `sh` in its VmFlags).
+const VM_MAYSHARE: u64 = 0x80;
+/// `Task.state` of a stopped task (`T` in /proc/PID/stat).
+const TASK_STOPPED: u32 = 4;
+const PTRACE_EVENT_FORK: i32 = 1;
+const PTRACE_EVENT_CLONE: i32 = 3;
+const ERESTARTSYS: i64 = -512;
+const ERESTARTNOINTR: i64 = -513;
+const ERESTARTNOHAND: i64 = -514;
+const ERESTART_RESTARTBLOCK: i64 = -516;
+/// Pages of the injection area before the vdso parking space: code, then data.
+const AREA_PAGES: u64 = 4;
+
+/// Restore every task of `plan`; returns the pids (image order). `image` is the mapped
+/// image that [`PageData::Mapped`] ranges refer to.
+pub fn restore(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32>, Error> {
+    // Legacy revisions have no vvar kind: find the vdso's data pages by their place.
+    let adopted;
+    let plan = if plan
+        .tasks
+        .iter()
+        .any(|t| !t.vmas.iter().any(|v| v.vma.kind == VmaKind::Vvar))
+    {
+        let (ours, _) = check::own_vdso().map_err(Error::System)?;
+        let pieces = check::vvar_pieces(&ours);
+        let mut p = plan.clone();
+        if p.adopt_vvar(&pieces) > 0 {
+            adopted = p;
+            &adopted
+        } else {
+            plan
+        }
+    } else {
+        plan
+    };
+    let problems = check::compat(plan, image);
+    if !problems.is_empty() {
+        return Err(Error::Incompatible(problems));
+    }
+    let tree = tree::plan_tree(&plan.tasks, sys::my_session()).map_err(Error::Image)?;
+    if opts.pid_mode == PidMode::Prefer {
+        check::child_pids_free(plan).map_err(Error::Pid)?;
+    }
+    for w in &tree.warnings {
+        eprintln!("ckpt-restore: {w}");
+    }
+    let root_path = opts
+        .root
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("/"));
+    let root = sys::open_dir_path(&root_path)
+        .map_err(|e| Error::Files(format!("--root {}: {e}", root_path.display())))?;
+    let staged = stage(plan, root.as_raw_fd())?;
+    let pids = build(plan, &tree, &staged, image, opts)?;
+    drop(staged);
+    Ok(pids)
+}
+
+/// One process being built: stopped, traced, with an injection area of its own.
+struct Proc<'a> {
+    t: &'a TaskPlan,
+    /// Index of the task in the image.
+    idx: usize,
+    pid: i32,
+    /// Injects into the leader thread.
+    main: Remote,
+    area: u64,
+    /// Threads built so far: (tid, what it restores), leader first.
+    threads: Vec<(i32, &'a Thread)>,
+    /// A `SIGSTOP` was pending in the image: the process is stopped when released.
+    stop_pending: bool,
+    /// Its parent-death signal (`pdeath_signal`), set when its parent is in the image.
+    pdeath: u64,
+}
+
+impl Proc<'_> {
+    fn data(&self) -> u64 {
+        self.area + PAGE
+    }
+}
+
+/// What every process's injection area holds beside its 4 pages: room to park our vdso.
+struct AreaShape {
+    /// Our vdso/vvar mappings: (name, start, end).
+    ours: Vec<(Vec<u8>, u64, u64)>,
+    len: u64,
+}
+
+fn build(
+    plan: &Plan,
+    tree: &tree::TreePlan,
+    st: &Staged,
+    image: &[u8],
+    opts: &Options,
+) -> Result<Vec<i32>, Error> {
+    let me = std::process::id() as i32;
+    let (ours, _) = check::own_vdso().map_err(Error::System)?;
+    let vd_span = match (ours.first(), ours.last()) {
+        (Some(f), Some(l)) => l.2 - f.1,
+        _ => 0,
+    };
+    let shape = AreaShape {
+        ours,
+        len: AREA_PAGES * PAGE + vd_span,
+    };
+    // Our own vdso: a fork has it at the same address, with a `syscall` in it.
+    let site0 = ckpt_sys::inject::find_vdso_syscall(me)
+        .map_err(|e| sys_err("finding a syscall instruction in our vdso", e))?
+        .ok_or_else(|| Error::System("no syscall instruction in our vdso".into()))?;
+    let mut guard = Guard {
+        procs: Vec::new(),
+        armed: true,
+    };
+
+    // 1. Every process, parents first, each forked from its restored parent while that
+    //    one is still a blank copy of us; sessions right away (children inherit them).
+    let mut procs: Vec<Proc> = Vec::with_capacity(plan.tasks.len());
+    for (i, t) in plan.tasks.iter().enumerate() {
+        let node = &tree.nodes[i];
+        let p = match node.parent {
+            None => create_root(t, i, st, site0, &shape, opts, &mut guard)?,
+            Some(pi) => create_child(&mut procs[pi], t, i, st, &shape, opts, &mut guard)?,
+        };
+        procs.push(p);
+        let p = procs.last_mut().expect("just pushed");
+        if node.parent.is_some() {
+            // A root's parent is not restored: plan_tree refused a root with one.
+            p.pdeath = t.task.extras.u64("pdeath_signal").unwrap_or(0);
+        }
+        if node.setsid {
+            p.main.call("setsid", libc::SYS_setsid, &[])?;
+        }
+    }
+    // 2. Process groups: leaders, then members (with the leaders' new pids).
+    for (i, n) in tree.nodes.iter().enumerate() {
+        if n.group == tree::Group::Own {
+            procs[i]
+                .main
+                .call("setpgid(0, 0)", libc::SYS_setpgid, &[0, 0])?;
+        }
+    }
+    for (i, n) in tree.nodes.iter().enumerate() {
+        if let tree::Group::Join(l) = n.group {
+            let leader = procs[l].pid as u64;
+            procs[i]
+                .main
+                .call("setpgid(0, leader)", libc::SYS_setpgid, &[0, leader])?;
+        }
+    }
+    verify_ids(plan, tree, &procs)?;
+    // 3. Each process reshaped into its image.
+    for p in procs.iter_mut() {
+        finish(p, st, &shape, image, opts, &mut guard)?;
+    }
+    // 4. Release, children before parents.
+    for p in &procs {
+        // Captured stopped (job control: state T) is stopped again.
+        if opts.leave_stopped || p.stop_pending || p.t.task.state == TASK_STOPPED {
+            ptrace::kill(p.pid, libc::SIGSTOP).map_err(|e| sys_err("SIGSTOP", e))?;
+        }
+    }
+    for p in procs.iter().rev() {
+        for (tid, _) in p.threads.iter().rev() {
+            ptrace::detach(*tid, 0).map_err(|e| sys_err("PTRACE_DETACH", e))?;
+        }
+    }
+    guard.armed = false;
+    Ok(procs.iter().map(|p| p.pid).collect())
+}
+
+/// The parent, session and group of every process as the kernel sees them now, against
+/// the tree plan (through the new pids).
+fn verify_ids(plan: &Plan, tree: &tree::TreePlan, procs: &[Proc]) -> Result<(), Error> {
+    for (i, n) in tree.nodes.iter().enumerate() {
+        let pid = procs[i].pid;
+        let (ppid, pgid, sid) = sys::proc_ids(pid).map_err(|e| sys_err(format!("pid {pid}"), e))?;
+        let captured = plan.tasks[i].task.pid;
+        if let Some(pi) = n.parent {
+            if ppid != procs[pi].pid {
+                return Err(Error::System(format!(
+                    "pid {pid} (captured {captured}) has parent {ppid}, expected {}",
+                    procs[pi].pid
+                )));
+            }
+        }
+        if let Some(l) = n.session_leader {
+            if sid != procs[l].pid {
+                return Err(Error::System(format!(
+                    "pid {pid} (captured {captured}) is in session {sid}, expected {}",
+                    procs[l].pid
+                )));
+            }
+        }
+        let want_group = match n.group {
+            tree::Group::Own => Some(pid),
+            tree::Group::Join(l) => Some(procs[l].pid),
+            tree::Group::Inherit if n.setsid => Some(pid),
+            tree::Group::Inherit => None,
+        };
+        if let Some(g) = want_group {
+            if pgid != g {
+                return Err(Error::System(format!(
+                    "pid {pid} (captured {captured}) is in process group {pgid}, expected {g}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
