@@ -1,0 +1,115 @@
+//! Descriptors: files, pipes (with their buffered bytes) and the fd table of a task.
+
+use super::*;
+
+pub(super) fn capture_fds(
+    pid: i32,
+    opts: &Options,
+    shared: &mut Shared,
+    sink: &mut dyn EventSink,
+) -> Result<(), CaptureError> {
+    let fds = procfs::list_fds(pid).map_err(sys(format!("pid {pid} fds")))?;
+    for fd in fds {
+        let ctx = format!("pid {pid} fd {fd}");
+        let link = procfs::readlink(&format!("/proc/{pid}/fd/{fd}")).map_err(sys(&ctx))?;
+        let fi = procfs::fdinfo(pid, fd).map_err(sys(&ctx))?;
+        let st = files::stat_fd(pid, fd).map_err(sys(&ctx))?;
+        let fmt = st.st_mode & libc::S_IFMT;
+        let (kind, unsupported) = if link.starts_with(b"anon_inode:") {
+            (FileKind::Other, true)
+        } else {
+            match fmt {
+                libc::S_IFREG => (FileKind::Regular, false),
+                libc::S_IFDIR => (FileKind::Directory, false),
+                libc::S_IFCHR => (FileKind::CharDevice, false),
+                libc::S_IFIFO if link.starts_with(b"pipe:") => (FileKind::Pipe, false),
+                libc::S_IFIFO => (FileKind::Fifo, false),
+                libc::S_IFSOCK => (FileKind::Socket, true),
+                _ => (FileKind::Other, true),
+            }
+        };
+        if unsupported && !opts.allow_unsupported {
+            let what = if kind == FileKind::Socket {
+                "socket".to_string()
+            } else {
+                let l = String::from_utf8_lossy(&link);
+                l.strip_prefix("anon_inode:")
+                    .map(|s| s.trim_matches(|c| c == '[' || c == ']').to_string())
+                    .unwrap_or_else(|| "special file".into())
+            };
+            return Err(CaptureError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "pid {pid} fd {fd} is a {what} ({}), which ckpt-capture cannot capture; --allow-unsupported records it as unsupported",
+                    String::from_utf8_lossy(&link)
+                ),
+            ));
+        }
+        let cloexec = fi.flags & O_CLOEXEC != 0;
+        let (dev, ino) = (st.st_dev, st.st_ino);
+        // The same open file description seen before (dup, fork)?
+        let mut existing = None;
+        for &(p2, fd2, d2, i2, id) in &shared.files {
+            if d2 == dev && i2 == ino && files::same_file(p2, fd2, pid, fd).map_err(sys(&ctx))? {
+                existing = Some(id);
+                break;
+            }
+        }
+        let file_id = match existing {
+            Some(id) => id,
+            None => {
+                let mut pipe = None;
+                if matches!(kind, FileKind::Pipe | FileKind::Fifo) {
+                    pipe = Some(match shared.pipes.get(&(dev, ino)) {
+                        Some(&id) => id,
+                        None => {
+                            let (data, cap) = files::peek_pipe(pid, fd).map_err(sys(&ctx))?;
+                            let _ = cap;
+                            let id = shared.id();
+                            sink.event(&Event::Pipe(Pipe {
+                                id,
+                                data: Cow::Owned(data),
+                            }))
+                            .map_err(fmt_err)?;
+                            shared.pipes.insert((dev, ino), id);
+                            id
+                        }
+                    });
+                }
+                let id = shared.id();
+                let mut x = Extras::new();
+                x.set_u64("mnt_id", fi.mnt_id);
+                x.set_u64("dev", dev);
+                x.set_u64("ino", ino);
+                if unsupported {
+                    x.set_u64("unsupported", 1);
+                }
+                let path = if kind == FileKind::Pipe {
+                    Vec::new()
+                } else {
+                    link.clone()
+                };
+                sink.event(&Event::File(File {
+                    id,
+                    kind,
+                    path,
+                    flags: fi.flags & !O_CLOEXEC,
+                    mode: st.st_mode,
+                    pos: fi.pos,
+                    pipe,
+                    extras: x,
+                }))
+                .map_err(fmt_err)?;
+                shared.files.push((pid, fd, dev, ino, id));
+                id
+            }
+        };
+        sink.event(&Event::Fd(Fd {
+            fd,
+            cloexec,
+            file: file_id,
+        }))
+        .map_err(fmt_err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The live backend: capture running processes with ptrace and /proc.
+//!
+//! Order of work (docs/CAPTURE.md has the details and the reasons):
+//! 1. freeze the target (and with `tree`, its descendants, parents first, each one's
+//!    children listed only after it is frozen, so none can escape);
+//! 2. refuse if the output is an object the targets hold (deadlock/corruption);
+//! 3. per task: registers, xsave and TLS of every thread (before anything is injected),
+//!    then injected syscalls into the stopped leader (`rt_sigaction` ×64, `brk(0)`) and
+//!    into each thread (`sigaltstack`, `PR_GET_TID_ADDRESS`) through one scratch page
+//!    mapped and unmapped by injection; then the memory map, page presence and contents,
+//!    fs context, signal actions, rlimits, and fds;
+//! 4. release every thread (`Leave`), or on any error detach them as they were.
+//!
+//! Files: `freeze` (freezing the targets, refusals before anything is read), `collect`
+//! (reading state from procfs and by ptrace/injection), `task` (the per-task sequence),
+//! `fds` (descriptors, files, pipes) and `emit` (page events: batches, zero runs).
+
+use crate::{CaptureError, ErrorKind, Leave, Options, Producer, Progress, Stats};
+use ckpt_format::{
+    Addrs, Arch, Creds, Event, EventSink, Extras, Fd, File, FileKind, Fpu, FpuKind, Fs, Header,
+    Kernel, Mm, PageChunk, Pipe, Regs, Revision, Rlimit, SigAction, Task, Thread, Vma, VmaKind,
+    ZeroRun,
+};
+use ckpt_restore::plan::Collector;
+use ckpt_sys::freeze::{Frozen, Release};
+use ckpt_sys::inject::Injector;
+use ckpt_sys::mem::{self, PageScan, Select};
+use ckpt_sys::procfs::{self, MapEntry, Stat};
+use ckpt_sys::{files, ptrace, PAGE_SIZE};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::Instant;
+
+mod collect;
+mod emit;
+mod fds;
+mod freeze;
+mod task;
+
+use collect::*;
+use emit::*;
+use fds::capture_fds;
+use freeze::*;
+use task::capture_task;
+
+/// Default bytes read from the target per `process_vm_readv` batch ([`Options::batch_bytes`]).
+/// 1 MiB keeps the batch in the CPU cache between the read, the zero check, the checksum and
+/// the write: 8 MiB batches measured clearly slower on this machine kind.
+pub const BATCH_BYTES: usize = 1 << 20;
+
+const O_CLOEXEC: u32 = 0o2000000;
+const O_ACCMODE: u32 = 0o3;
+const NSIG: u64 = 64;
+
+/// The live capture backend (a [`Producer`]).
+pub struct LiveCapture {
+    opts: Options,
+    /// With [`Leave::Killed`]: the frozen processes, killed by
+    /// [`Producer::after_commit`] once the image is safely written (dropped = left
+    /// running).
+    held: Vec<Proc>,
+}
+
+impl LiveCapture {
+    /// A capture of `opts.pid` (and its descendants with `opts.tree`).
+    pub fn new(opts: Options) -> LiveCapture {
+        LiveCapture {
+            opts,
+            held: Vec::new(),
+        }
+    }
+}
+
+struct Proc {
+    pid: i32,
+    stat: Stat,
+    frozen: Option<Frozen>,
+}
+
+#[derive(Default)]
+struct Shared {
+    next_id: u32,
+    files: Vec<(i32, i32, u64, u64, u32)>, // pid, fd, dev, ino, id
+    pipes: HashMap<(u64, u64), u32>,
+    /// Parent-death signals to record, by pid (found by [`crate::uncarried`]).
+    pdeath: HashMap<i32, u64>,
+}
+
+impl Shared {
+    fn id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+fn sys(ctx: impl AsRef<str>) -> impl FnOnce(ckpt_sys::SysError) -> CaptureError {
+    move |e| CaptureError::sys(ctx.as_ref(), e)
+}
+
+fn fmt_err(e: ckpt_format::Error) -> CaptureError {
+    CaptureError::format(e)
+}
+
+impl Producer for LiveCapture {
+    fn produce(
+        &mut self,
+        sink: &mut dyn EventSink,
+        stats: &mut Stats,
+        progress: &mut dyn Progress,
+    ) -> Result<(), CaptureError> {
+        let pid = self.opts.pid;
+        if pid <= 0 {
+            return Err(CaptureError::new(
+                ErrorKind::NoSuchProcess,
+                format!("{pid} is not a process id"),
+            ));
+        }
+        if pid as u32 == std::process::id() {
+            return Err(CaptureError::new(
+                ErrorKind::Target,
+                "refusing to capture ckpt-capture itself",
+            ));
+        }
+        if !procfs::exists(pid) {
+            return Err(CaptureError::new(
+                ErrorKind::NoSuchProcess,
+                format!("no process with pid {pid}"),
+            ));
+        }
+        let tgid = procfs::tgid_of(pid).map_err(sys(format!("pid {pid}")))?;
+        if tgid != pid {
+            return Err(CaptureError::new(
+                ErrorKind::Target,
+                format!("{pid} is a thread of process {tgid}; capture {tgid} instead"),
+            ));
+        }
+        let frozen_at = Instant::now();
+        let mut procs = freeze_all(pid, self.opts.tree)?;
+        check_output(&procs, &self.opts)?;
+        // The header first: a refusal below then leaves a stream that says why (Header,
+        // Error, Tail) instead of one that is not an image at all.
+        let mut checker = Collector::for_checks();
+        let hdr = Event::Header(header(pid));
+        sink.event(&hdr).map_err(fmt_err)?;
+        let _ = checker.push(0, hdr, None);
+        if self.opts.leave == Leave::Killed && !self.opts.tree && !self.opts.orphan_children {
+            refuse_orphans(pid)?;
+        }
+        // Everything that cannot be carried, named at once: unsupported fds, and the
+        // state a restore would lose (crate::uncarried).
+        let found = crate::uncarried::check(
+            &procs
+                .iter()
+                .map(|p| crate::uncarried::Target {
+                    pid: p.pid,
+                    stat: &p.stat,
+                    tids: p.frozen.as_ref().map(|f| f.threads()),
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        let fds = if self.opts.allow_unsupported {
+            Ok(())
+        } else {
+            refuse_unsupported(&procs)
+        };
+        match (fds, found.refusal()) {
+            (Ok(()), None) => {}
+            (Err(e), None) | (Ok(()), Some(e)) => return Err(e),
+            (Err(a), Some(b)) => {
+                return Err(CaptureError::new(
+                    ErrorKind::Unsupported,
+                    format!("{}\n{}", a.msg, b.msg),
+                ))
+            }
+        }
+        // The restorability check sees every event as it is written (page contents
+        // are not kept but the vdso's), so it costs no second pass over the image.
+        {
+            let mut tee = Tee {
+                sink,
+                check: &mut checker,
+            };
+            let mut shared = Shared {
+                pdeath: found.pdeath,
+                ..Shared::default()
+            };
+            for (i, p) in procs.iter().enumerate() {
+                capture_task(
+                    p,
+                    i == 0,
+                    &self.opts,
+                    &mut shared,
+                    &mut tee,
+                    stats,
+                    progress,
+                )?;
+            }
+        }
+        let _ = checker.push(0, Event::Tail, None);
+        let problems = match checker.finish_unchecked() {
+            Ok(plan) => {
+                stats.left_out = plan.left_out.clone();
+                ckpt_restore::check::restorable(&plan, &[], std::path::Path::new("/"))
+            }
+            Err(e) => vec![e.0],
+        };
+        if !problems.is_empty() {
+            if self.opts.leave == Leave::Killed {
+                return Err(CaptureError::new(
+                    ErrorKind::Unrestorable,
+                    format!(
+                        "not killed, left running: ckpt-restore would refuse this image here:\n  {}",
+                        problems.join("\n  ")
+                    ),
+                ));
+            }
+            stats.warnings.push(format!(
+                "ckpt-restore would refuse this image here:\n  {}",
+                problems.join("\n  ")
+            ));
+        }
+        stats.frozen = frozen_at.elapsed();
+        let how = match self.opts.leave {
+            Leave::Running => Release::Run,
+            Leave::Stopped => Release::Stop,
+            Leave::Killed => {
+                // Killed only once the image is written and committed: after_commit.
+                self.held = procs;
+                return Ok(());
+            }
+        };
+        release_all(&mut procs, how)
+    }
+
+    fn after_commit(&mut self) -> Result<(), CaptureError> {
+        let mut procs = std::mem::take(&mut self.held);
+        release_all(&mut procs, Release::Kill)
+    }
+}
+
+/// Release every frozen process, children first; the first error is returned after
+/// every process has been tried.
+fn release_all(procs: &mut [Proc], how: Release) -> Result<(), CaptureError> {
+    let mut first_err = None;
+    for p in procs.iter_mut().rev() {
+        if let Some(f) = p.frozen.as_mut() {
+            if let Err(e) = f.release(how) {
+                first_err.get_or_insert(CaptureError::sys(&format!("release pid {}", p.pid), e));
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every event goes to the image and to the restorability check.
+struct Tee<'a> {
+    sink: &'a mut dyn EventSink,
+    check: &'a mut Collector,
+}
+
+impl EventSink for Tee<'_> {
+    fn event(&mut self, ev: &Event<'_>) -> ckpt_format::Result<()> {
+        self.sink.event(ev)?;
+        self.check.event(ev)
+    }
+    fn finish(&mut self) -> ckpt_format::Result<()> {
+        self.sink.finish()
+    }
+}

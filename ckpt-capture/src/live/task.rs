@@ -1,0 +1,362 @@
+//! The per-task sequence: collect a frozen task's state and emit its events.
+
+use super::*;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn capture_task(
+    p: &Proc,
+    is_root: bool,
+    opts: &Options,
+    shared: &mut Shared,
+    sink: &mut dyn EventSink,
+    stats: &mut Stats,
+    progress: &mut dyn Progress,
+) -> Result<(), CaptureError> {
+    let pid = p.pid;
+    let ev = |sink: &mut dyn EventSink, e: Event<'_>| sink.event(&e).map_err(fmt_err);
+    let status = procfs::status(&pid.to_string()).map_err(sys(format!("pid {pid}")))?;
+    let mut tx = Extras::new();
+    for (k, key) in [
+        ("CapInh", "cap_inh"),
+        ("CapPrm", "cap_prm"),
+        ("CapEff", "cap_eff"),
+        ("CapBnd", "cap_bnd"),
+        ("CapAmb", "cap_amb"),
+    ] {
+        if let Some(v) = status.get(k) {
+            tx.set_u64(key, procfs::hex_mask(v));
+        }
+    }
+    for (k, key) in [("Seccomp", "seccomp_mode"), ("NoNewPrivs", "no_new_privs")] {
+        if let Some(v) = status.get(k).and_then(|v| v.parse().ok()) {
+            tx.set_u64(key, v);
+        }
+    }
+    // The process-wide pending queue, read (not dequeued) through any stopped thread.
+    if let Some(f) = &p.frozen {
+        if let Some(&tid) = f.threads().first() {
+            let q = ptrace::peek_siginfo(tid, true)
+                .map_err(sys(format!("pid {pid}: shared pending signals")))?;
+            if !q.is_empty() {
+                tx.set_bytes("siginfo_shared", &q);
+            }
+        }
+    }
+    let real_ppid = p.stat.field(4) as i32;
+    if is_root {
+        tx.set_u64("real_ppid", real_ppid as u64);
+    }
+    if let Some(&sig) = shared.pdeath.get(&pid) {
+        tx.set_u64("pdeath_signal", sig);
+    }
+    let task = Task {
+        pid,
+        tgid: pid,
+        ppid: if is_root { 0 } else { real_ppid },
+        pgid: p.stat.field(5) as i32,
+        sid: p.stat.field(6) as i32,
+        comm: p.stat.comm.clone(),
+        state: task_state(p.stat.state),
+        exit_state: if p.frozen.is_none() { 32 } else { 0 },
+        exit_code: 0,
+        exit_signal: p.stat.field(38) as u32,
+        creds: Creds {
+            uid: ids4(status.get("Uid")),
+            gid: ids4(status.get("Gid")),
+            groups: status
+                .get("Groups")
+                .map(|g| {
+                    g.split_whitespace()
+                        .filter_map(|x| x.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        extras: tx,
+    };
+    ev(sink, Event::Task(task))?;
+    stats.tasks += 1;
+    let Some(frozen) = &p.frozen else {
+        return Ok(()); // a zombie: nothing more to capture
+    };
+    let tids = frozen.threads();
+
+    // Threads: registers etc. first, before anything is injected.
+    let mut threads = Vec::with_capacity(tids.len());
+    for &tid in &tids {
+        let ctx = format!("pid {pid} thread {tid}");
+        let regs = ptrace::get_regs(tid).map_err(sys(&ctx))?;
+        let xs = ptrace::get_xstate(tid).map_err(sys(&ctx))?;
+        let tls = ptrace::get_tls(tid).map_err(sys(&ctx))?;
+        let st = procfs::status(&format!("{pid}/task/{tid}")).map_err(sys(&ctx))?;
+        let sigmask = st.get("SigBlk").map(|v| procfs::hex_mask(v)).unwrap_or(0);
+        let mut x = Extras::new();
+        if let Ok((head, len)) = ptrace::get_robust_list(tid) {
+            x.set_u64("robust_list_head", head);
+            x.set_u64("robust_list_len", len);
+        }
+        if let Some(v) = st.get("SigPnd") {
+            x.set_u64("sigpending", procfs::hex_mask(v));
+        }
+        // Signals sent to this thread, with their siginfo, in queue order (not dequeued).
+        let q = ptrace::peek_siginfo(tid, false).map_err(sys(format!("{ctx}: pending signals")))?;
+        if !q.is_empty() {
+            x.set_bytes("siginfo_pending", &q);
+        }
+        // rseq (glibc registers every thread): restore re-registers the same area.
+        if let Ok(r) = ptrace::rseq_config(tid) {
+            if r.ptr != 0 {
+                x.set_u64("rseq_ptr", r.ptr);
+                x.set_u64("rseq_len", r.size as u64);
+                x.set_u64("rseq_sig", r.sig as u64);
+            }
+        }
+        threads.push((
+            tid,
+            regs,
+            Thread {
+                tid,
+                regs: regs_of(&regs),
+                fpu: Some(Fpu {
+                    kind: FpuKind::Xsave,
+                    xfeatures: ptrace::xstate_xcr0(&xs),
+                    data: xs,
+                }),
+                tls,
+                sigmask,
+                extras: x,
+            },
+        ));
+    }
+    let inj = inject_all(pid, &tids).map_err(sys(format!(
+        "pid {pid}: injecting syscalls to read signal actions"
+    )))?;
+    for (tid, before, mut t) in threads {
+        // The injector must have put every register back.
+        let after = ptrace::get_regs(tid).map_err(sys(format!("pid {pid} thread {tid}")))?;
+        if regs_of(&after) != regs_of(&before) {
+            return Err(CaptureError::new(
+                ErrorKind::Io,
+                format!("pid {pid} thread {tid}: registers changed across injection"),
+            ));
+        }
+        if let Some(x) = inj.per_thread.get(&tid) {
+            for (k, v) in &x.0 {
+                t.extras.0.insert(k.clone(), v.clone());
+            }
+        }
+        ev(sink, Event::Thread(t))?;
+        stats.threads += 1;
+    }
+
+    // mm
+    let s = &p.stat;
+    let maps = procfs::smaps(pid).map_err(sys(format!("pid {pid} smaps")))?;
+    let heap_end = maps
+        .iter()
+        .find(|m| m.path.as_deref() == Some(b"[heap]"))
+        .map(|m| m.end);
+    let mm = Mm {
+        start_code: s.ufield(26),
+        end_code: s.ufield(27),
+        start_data: s.ufield(45),
+        end_data: s.ufield(46),
+        start_brk: s.ufield(47),
+        brk: inj.brk.or(heap_end).unwrap_or(s.ufield(47)),
+        start_stack: s.ufield(28),
+        arg_start: s.ufield(48),
+        arg_end: s.ufield(49),
+        env_start: s.ufield(50),
+        env_end: s.ufield(51),
+        auxv: procfs::auxv(pid).map_err(sys(format!("pid {pid} auxv")))?,
+        exe: procfs::readlink(&format!("/proc/{pid}/exe")).ok(),
+        personality: procfs::personality(pid).unwrap_or(0),
+        extras: Extras::new(),
+    };
+    ev(sink, Event::Mm(mm))?;
+
+    // VMAs: plan (presence) first, so the total is known for progress.
+    let mut scan = PageScan::open(pid).map_err(sys(format!("pid {pid}")))?;
+    let mut plan = Vec::with_capacity(maps.len());
+    let mut total_pages = 0u64;
+    for m in &maps {
+        let (kind, file, store) = classify(m);
+        let ranges: Vec<(u64, u64)> = match store {
+            Store::Nothing => Vec::new(),
+            Store::All => vec![(m.start, m.end)],
+            Store::Scan(sel) => scan.scan(m.start, m.end, sel).map_err(sys(format!(
+                "pid {pid} page scan of {:#x}-{:#x}",
+                m.start, m.end
+            )))?,
+        };
+        total_pages += ranges
+            .iter()
+            .map(|r| (r.1 - r.0) / PAGE_SIZE as u64)
+            .sum::<u64>();
+        let (flags, unknown) = procfs::vm_flags_bits(&m.vm_flags);
+        let mut x = Extras::new();
+        x.set_u64("dev_major", m.major as u64);
+        x.set_u64("dev_minor", m.minor as u64);
+        x.set_u64("ino", m.inode);
+        if !unknown.is_empty() {
+            x.set_bytes("vm_flags_unknown", unknown.join(" ").as_bytes());
+        }
+        let vma = Vma {
+            start: m.start,
+            end: m.end,
+            prot: m.prot(),
+            flags,
+            pgoff: m.offset / PAGE_SIZE as u64,
+            kind,
+            file,
+            extras: x,
+        };
+        plan.push((vma, ranges));
+    }
+    progress.add_total(total_pages);
+    let memf = mem::open_mem(pid, false).map_err(sys(format!("pid {pid}")))?;
+    let batch_bytes = opts.batch_bytes.clamp(PAGE_SIZE, 64 << 20) & !(PAGE_SIZE - 1);
+    // Cut the selected ranges into read batches (at most batch_bytes and MAX_IOV ranges).
+    let mut batches: Vec<Batch> = Vec::new();
+    for (vi, (_, ranges)) in plan.iter().enumerate() {
+        let mut cur = Batch {
+            vma: vi,
+            ranges: Vec::new(),
+            len: 0,
+        };
+        for &(mut a, e) in ranges {
+            while a < e {
+                let take = ((e - a) as usize).min(batch_bytes - cur.len);
+                cur.ranges.push((a, take));
+                cur.len += take;
+                a += take as u64;
+                if cur.len == batch_bytes || cur.ranges.len() == mem::MAX_IOV {
+                    let full = std::mem::replace(
+                        &mut cur,
+                        Batch {
+                            vma: vi,
+                            ranges: Vec::new(),
+                            len: 0,
+                        },
+                    );
+                    batches.push(full);
+                }
+            }
+        }
+        if cur.len > 0 {
+            batches.push(cur);
+        }
+    }
+    let mut em = PageEmitter {
+        sink,
+        chunk: opts.chunk_pages.clamp(1, 4096),
+        zero: None,
+        stored: 0,
+        zeros: 0,
+    };
+    // A reader thread fills one buffer with process_vm_readv while this thread checks,
+    // encodes and writes the other (pipelined; two buffers in flight).
+    if !opts.pipeline {
+        // One buffer, read then emit: the data stays in this core's cache between the
+        // read, the checks and the write when batches are small.
+        let mut buf = vec![0u8; batch_bytes];
+        let mut bi = 0;
+        for (vi, (vma, _)) in plan.iter().enumerate() {
+            em.sink.event(&Event::Vma(vma.clone())).map_err(fmt_err)?;
+            stats.vmas += 1;
+            while bi < batches.len() && batches[bi].vma == vi {
+                let b = &batches[bi];
+                read_batch(pid, &b.ranges, &mut buf[..b.len], &memf, vma.start, vma.end)?;
+                em.batch(&b.ranges, &buf[..b.len])?;
+                progress.advance((b.len / PAGE_SIZE) as u64);
+                bi += 1;
+            }
+            em.flush_zero()?;
+            em.sink.event(&Event::VmaEnd).map_err(fmt_err)?;
+        }
+    } else {
+        std::thread::scope(|scope| -> Result<(), CaptureError> {
+            let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+            let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, Result<(), CaptureError>)>(2);
+            for _ in 0..2 {
+                let _ = free_tx.send(vec![0u8; batch_bytes]);
+            }
+            let (batches_ref, memf_ref, plan_ref) = (&batches, &memf, &plan);
+            scope.spawn(move || {
+                for b in batches_ref {
+                    let Ok(mut buf) = free_rx.recv() else {
+                        return;
+                    };
+                    let v = &plan_ref[b.vma].0;
+                    let r = read_batch(pid, &b.ranges, &mut buf[..b.len], memf_ref, v.start, v.end);
+                    let failed = r.is_err();
+                    if full_tx.send((buf, r)).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            let mut bi = 0;
+            for (vi, (vma, _)) in plan.iter().enumerate() {
+                em.sink.event(&Event::Vma(vma.clone())).map_err(fmt_err)?;
+                stats.vmas += 1;
+                while bi < batches.len() && batches[bi].vma == vi {
+                    let (buf, r) = full_rx.recv().map_err(|_| {
+                        CaptureError::new(ErrorKind::Io, format!("pid {pid}: page reader stopped"))
+                    })?;
+                    r?;
+                    let b = &batches[bi];
+                    em.batch(&b.ranges, &buf[..b.len])?;
+                    progress.advance((b.len / PAGE_SIZE) as u64);
+                    let _ = free_tx.send(buf);
+                    bi += 1;
+                }
+                em.flush_zero()?;
+                em.sink.event(&Event::VmaEnd).map_err(fmt_err)?;
+            }
+            Ok(())
+        })?;
+    }
+    stats.pages_stored += em.stored;
+    stats.zero_pages += em.zeros;
+
+    // fs, signals, limits
+    let umask = status
+        .get("Umask")
+        .and_then(|u| u32::from_str_radix(u, 8).ok())
+        .unwrap_or(0o022);
+    ev(
+        sink,
+        Event::Fs(Fs {
+            cwd: procfs::readlink(&format!("/proc/{pid}/cwd"))
+                .map_err(sys(format!("pid {pid}")))?,
+            root: procfs::readlink(&format!("/proc/{pid}/root"))
+                .map_err(sys(format!("pid {pid}")))?,
+            umask,
+        }),
+    )?;
+    ev(sink, Event::SigActions(inj.sigactions))?;
+    let rl = procfs::rlimits(pid).map_err(sys(format!("pid {pid}")))?;
+    ev(
+        sink,
+        Event::Rlimits(
+            rl.into_iter()
+                .map(|(cur, max)| Rlimit { cur, max })
+                .collect(),
+        ),
+    )?;
+
+    capture_fds(pid, opts, shared, sink)
+}
+
+pub(super) fn read_batch(
+    pid: i32,
+    batch: &[(u64, usize)],
+    buf: &mut [u8],
+    memf: &std::fs::File,
+    vs: u64,
+    ve: u64,
+) -> Result<(), CaptureError> {
+    mem::read_ranges(pid, batch, buf, Some(memf)).map_err(sys(format!(
+        "pid {pid}: reading pages of VMA {vs:#x}-{ve:#x}"
+    )))
+}
