@@ -17,6 +17,8 @@
 //! | nice, policy, RT priority, CPU affinity, I/O priority (every thread), `oom_score_adj`, `coredump_filter`, speculation controls | `ckpt_sys::attrs`, status | not ckpt-capture's own (a restored process inherits ckpt-restore's) |
 //! | shared anonymous memory | `/proc/PID/maps` of the image's processes and of every other process | one object mapped at overlapping offsets twice in the image, or by a process outside it; System V segments |
 //! | zombies in the tree | stat state `Z` | any (no exit status is captured) |
+//! | fd owner and signal | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | set |
+//! | fd table, fs context, signal handlers, address space shared between processes | `kcmp` | between two processes of the image, or with a parent or child outside it |
 //!
 //! The injected calls run through one scratch page mapped and unmapped in the target;
 //! every register is put back by the injector (the caller compares them again later).
@@ -106,6 +108,7 @@ pub(crate) fn check(targets: &[Target<'_>]) -> Result<Findings, CaptureError> {
         check_injected(pid, tids, i == 0, &ours, &mut f)?;
     }
     check_shared_anon(targets, &mut f)?;
+    check_sharing(targets, &mut f)?;
     Ok(f)
 }
 
@@ -286,6 +289,8 @@ const PR_GET_THP_DISABLE: u64 = 42;
 const PR_GET_MDWE: u64 = 66;
 const PR_GET_MEMORY_MERGE: u64 = 68;
 const EINVAL: i64 = -(libc::EINVAL as i64);
+const F_GETSIG: u64 = 11;
+const F_GETOWN_EX: u64 = 16;
 
 fn i32_at(b: &[u8], off: usize) -> i64 {
     b.get(off..off + 4)
@@ -412,6 +417,35 @@ fn probe(
             format!("pid {pid}: securebits {sb:#x} (PR_SET_SECUREBITS)"),
         );
     }
+    // Per fd: an owner for signal-driven I/O (F_SETOWN) or a signal (F_SETSIG).
+    for fd in procfs::list_fds(pid)? {
+        if lead.syscall(libc::SYS_fcntl, &[fd as u64, F_GETOWN_EX, scratch + 128])? == 0 {
+            let mut b = [0u8; 8];
+            mem::read_remote(pid, scratch + 128, &mut b)?;
+            let (kind, owner) = (i32_at(&b, 0), i32_at(&b, 4));
+            if owner != 0 {
+                let what = match kind {
+                    0 => "thread",
+                    1 => "process",
+                    2 => "process group",
+                    _ => "owner",
+                };
+                f.add(
+                    "fd owner",
+                    format!(
+                        "pid {pid} fd {fd}: signal-driven I/O goes to {what} {owner} (F_SETOWN)"
+                    ),
+                );
+            }
+        }
+        let sig = lead.syscall(libc::SYS_fcntl, &[fd as u64, F_GETSIG])?;
+        if sig > 0 {
+            f.add(
+                "fd owner",
+                format!("pid {pid} fd {fd}: I/O signal {sig} instead of SIGIO (F_SETSIG)"),
+            );
+        }
+    }
     // Per thread: parent-death signal and timer slack.
     let mut per_thread = |inj: &mut Injector, tid: i32| -> ckpt_sys::Result<()> {
         let who = if tid == pid {
@@ -457,6 +491,53 @@ fn probe(
         let r = per_thread(&mut inj, tid);
         inj.finish()?;
         r?;
+    }
+    Ok(())
+}
+
+/// Processes (not threads) sharing an fd table, fs context, signal handlers or address
+/// space: a restore gives each its own. Checked between every two processes of the image
+/// and between each of them and its parent and children outside the image.
+fn check_sharing(targets: &[Target<'_>], f: &mut Findings) -> Result<(), CaptureError> {
+    let live: Vec<i32> = targets
+        .iter()
+        .filter(|t| t.tids.is_some())
+        .map(|t| t.pid)
+        .collect();
+    let inside: HashSet<i32> = targets.iter().map(|t| t.pid).collect();
+    for (i, &a) in live.iter().enumerate() {
+        let mut others: Vec<(i32, bool)> = live[i + 1..].iter().map(|&b| (b, true)).collect();
+        let st = targets
+            .iter()
+            .find(|t| t.pid == a)
+            .map(|t| t.stat.field(4) as i32);
+        for p in st
+            .into_iter()
+            .chain(procfs::children(a).unwrap_or_default())
+        {
+            if p > 0 && !inside.contains(&p) {
+                others.push((p, false));
+            }
+        }
+        for (b, in_image) in others {
+            for what in attrs::Shared::ALL {
+                // A process gone meanwhile, or not ours to compare, shares nothing with us.
+                if attrs::shares(a, b, what).unwrap_or(false) {
+                    let outside = if in_image {
+                        ""
+                    } else {
+                        ", which is not in the image"
+                    };
+                    f.add(
+                        "shared process state",
+                        format!(
+                            "pid {a}: shares its {} with pid {b}{outside}: a restore would give each its own",
+                            what.describe()
+                        ),
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }

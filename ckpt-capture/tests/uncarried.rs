@@ -128,6 +128,49 @@ fn shared_memory_between_processes_is_refused() {
 }
 
 #[test]
+fn fd_owners_and_a_shared_fd_table_are_refused() {
+    let (mut t, p) = start("setown");
+    refused(
+        p[0],
+        false,
+        &[&format!(
+            "signal-driven I/O goes to process {} (F_SETOWN)",
+            p[0]
+        )],
+        &[p[0]],
+    );
+    counting_on(&mut t, 3);
+    let (mut t, p) = start("setsig");
+    refused(
+        p[0],
+        false,
+        &["I/O signal 10 instead of SIGIO (F_SETSIG)"],
+        &[p[0]],
+    );
+    counting_on(&mut t, 3);
+    let (mut t, p) = start("clone-files");
+    refused(
+        p[0],
+        true,
+        &[&format!(
+            "pid {}: shares its fd table (CLONE_FILES) with pid {}",
+            p[0], p[1]
+        )],
+        &[p[0], p[1]],
+    );
+    refused(
+        p[1],
+        false,
+        &[&format!(
+            "pid {}: shares its fd table (CLONE_FILES) with pid {}, which is not in the image",
+            p[1], p[0]
+        )],
+        &[p[0], p[1]],
+    );
+    counting_on(&mut t, 3);
+}
+
+#[test]
 fn zombie_and_traced_children_are_refused() {
     let (mut t, p) = start("zombie");
     assert_eq!(state_of(p[1]), 'Z');

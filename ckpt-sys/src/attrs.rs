@@ -109,6 +109,51 @@ pub fn timerslack_ns(pid: pid_t) -> Result<u64> {
         .map_err(|_| SysError::other(p, "not a number"))
 }
 
+/// What two processes can share without being threads of one process (`kcmp` types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shared {
+    /// The address space (`CLONE_VM`, `KCMP_VM`).
+    Vm = 1,
+    /// The fd table (`CLONE_FILES`, `KCMP_FILES`).
+    Files = 2,
+    /// root, cwd and umask (`CLONE_FS`, `KCMP_FS`).
+    Fs = 3,
+    /// Signal handlers (`CLONE_SIGHAND`, `KCMP_SIGHAND`).
+    Sighand = 4,
+    /// The I/O context (`CLONE_IO`, `KCMP_IO`).
+    Io = 5,
+    /// System V semaphore undo lists (`CLONE_SYSVSEM`, `KCMP_SYSVSEM`).
+    Sysvsem = 6,
+}
+
+impl Shared {
+    /// The kinds [`shares`] answers reliably. `Io` and `Sysvsem` are left out: a process
+    /// that never used them has none, and `kcmp` calls two such processes equal.
+    pub const ALL: [Shared; 4] = [Shared::Vm, Shared::Files, Shared::Fs, Shared::Sighand];
+
+    /// What it is, with the clone flag that makes it shared.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Shared::Vm => "address space (CLONE_VM)",
+            Shared::Files => "fd table (CLONE_FILES)",
+            Shared::Fs => "root, cwd and umask (CLONE_FS)",
+            Shared::Sighand => "signal handlers (CLONE_SIGHAND)",
+            Shared::Io => "I/O context (CLONE_IO)",
+            Shared::Sysvsem => "System V semaphore undo list (CLONE_SYSVSEM)",
+        }
+    }
+}
+
+/// Whether processes `a` and `b` share `what` (`kcmp(a, b, what) == 0`).
+pub fn shares(a: pid_t, b: pid_t, what: Shared) -> Result<bool> {
+    // SAFETY: plain integer syscall.
+    let rc = unsafe { libc::syscall(libc::SYS_kcmp, a, b, what as i64, 0, 0) };
+    if rc < 0 {
+        return Err(SysError::last(format!("kcmp({a}, {b}, {what:?})")));
+    }
+    Ok(rc == 0)
+}
+
 /// How a POSIX timer notifies (`sigev_notify`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Notify {
@@ -226,5 +271,12 @@ mod tests {
         assert!(coredump_filter(me).is_ok());
         assert!(timerslack_ns(me).unwrap() > 0);
         assert!(posix_timers(me).unwrap().is_empty());
+        for w in Shared::ALL {
+            assert!(shares(me, me, w).unwrap(), "{w:?}");
+        }
+        // Our parent (cargo's test runner or a shell) shares none of them with us.
+        let parent = std::os::unix::process::parent_id() as pid_t;
+        assert!(!shares(me, parent, Shared::Vm).unwrap());
+        assert!(!shares(me, parent, Shared::Files).unwrap());
     }
 }
