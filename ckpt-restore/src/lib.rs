@@ -15,6 +15,7 @@
 //! See `docs/RESTORE.md` for how it works and what is restored.
 #![deny(missing_docs)]
 
+pub mod anon;
 pub mod caps;
 pub mod check;
 pub mod plan;
