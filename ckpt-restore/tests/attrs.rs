@@ -86,3 +86,33 @@ fn stopped_process_is_stopped_again() {
     assert!(after.len() > lines.len());
     assert_eq!(after, want);
 }
+
+/// Per-mapping advice and locks (DONTFORK, WIPEONFORK, HUGEPAGE, NOHUGEPAGE, DONTDUMP,
+/// SEQUENTIAL, RANDOM, mlock, mlock2 ONFAULT, MERGEABLE where KSM exists): the workload
+/// checks its VmFlags every step and WIPEONFORK in a child at the end; they came back
+/// without any of them before.
+#[test]
+fn advice_and_locks_of_each_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["300"];
+    let want = reference("restore_madvise", &args, dir.path());
+    assert!(
+        want.ends_with(b"299 ok\nPASS\n"),
+        "{}",
+        String::from_utf8_lossy(&want)
+    );
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_madvise", &args, &out, dir.path());
+    procs.0.push(pid);
+    wait_lines(&out, 40);
+    let img = dir.path().join("img");
+    capture_kill(pid, &img);
+    let p = restore(&img, &["--pid-same"]);
+    assert_eq!(wait_exit(p, LIMIT), 0);
+    procs.0.clear();
+    let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    let first_fail = got.lines().find(|l| l.contains("FAIL"));
+    assert_eq!(first_fail, None);
+    assert_eq!(got, String::from_utf8_lossy(&want));
+}

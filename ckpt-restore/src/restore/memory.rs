@@ -72,6 +72,52 @@ pub(super) fn address_space(
     for (s, l, prot) in reprotect {
         main.call("mprotect", libc::SYS_mprotect, &[s, l, prot as u64])?;
     }
+    advise(main, t)
+}
+
+/// `vm_flags` bits that `madvise` sets, with the advice that sets each.
+const ADVICE: [(u64, &str, u64); 8] = [
+    (0x8000, "MADV_SEQUENTIAL", 2),       // VM_SEQ_READ "sr"
+    (0x10000, "MADV_RANDOM", 1),          // VM_RAND_READ "rr"
+    (0x20000, "MADV_DONTFORK", 10),       // VM_DONTCOPY "dc"
+    (0x200_0000, "MADV_WIPEONFORK", 18),  // VM_WIPEONFORK "wf"
+    (0x400_0000, "MADV_DONTDUMP", 16),    // VM_DONTDUMP "dd"
+    (0x2000_0000, "MADV_HUGEPAGE", 14),   // VM_HUGEPAGE "hg"
+    (0x4000_0000, "MADV_NOHUGEPAGE", 15), // VM_NOHUGEPAGE "nh"
+    (0x8000_0000, "MADV_MERGEABLE", 12),  // VM_MERGEABLE "mg"
+];
+/// `VM_LOCKED` ("lo") and `VM_LOCKONFAULT` ("lf"): `mlock2`, with `MLOCK_ONFAULT`.
+const VM_LOCKED: u64 = 0x2000;
+const VM_LOCKONFAULT: u64 = 0x8_0000;
+
+/// The per-mapping advice and locks of every VMA (its `vm_flags`), which a fresh mapping
+/// does not have. A call the machine refuses (no KSM, `RLIMIT_MEMLOCK`) fails the
+/// restore with that reason.
+fn advise(main: &mut Remote, t: &TaskPlan) -> Result<(), Error> {
+    for v in &t.vmas {
+        let m = &v.vma;
+        if matches!(m.kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::Other) {
+            continue;
+        }
+        let len = m.end - m.start;
+        for (bit, name, advice) in ADVICE {
+            if m.flags & bit != 0 {
+                main.call(
+                    &format!("madvise({name}) of {:#x}-{:#x}", m.start, m.end),
+                    libc::SYS_madvise,
+                    &[m.start, len, advice],
+                )?;
+            }
+        }
+        if m.flags & VM_LOCKED != 0 {
+            let onfault = u64::from(m.flags & VM_LOCKONFAULT != 0);
+            main.call(
+                &format!("mlock2 of {:#x}-{:#x}", m.start, m.end),
+                libc::SYS_mlock2,
+                &[m.start, len, onfault],
+            )?;
+        }
+    }
     Ok(())
 }
 
