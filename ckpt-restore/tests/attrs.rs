@@ -26,8 +26,9 @@ fn wait_state(pid: i32, want: char) {
 }
 
 /// no_new_privs (root and child), a MAP_SHARED mapping through a read-only descriptor
-/// (VM_MAYSHARE without VM_SHARED: it came back private before), and a child's
-/// parent-death signal (it came back 0): equal output, and the child's own checks pass.
+/// (VM_MAYSHARE without VM_SHARED: it came back private before), an O_PATH descriptor
+/// (the restore failed on it, after `--kill`), and a child's parent-death signal (it came
+/// back 0): equal output, and the child's own checks pass.
 #[test]
 fn no_new_privs_read_only_shared_mapping_and_a_childs_pdeath_signal() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,7 +39,7 @@ fn no_new_privs_read_only_shared_mapping_and_a_childs_pdeath_signal() {
         "{}",
         String::from_utf8_lossy(&want)
     );
-    assert!(String::from_utf8_lossy(&want).starts_with("0 nnp=1 shared=s\n"));
+    assert!(String::from_utf8_lossy(&want).starts_with("0 nnp=1 shared=s opath=1\n"));
     let out = dir.path().join("run.out");
     let mut procs = Procs::default();
     let root = spawn("restore_attrs", &args, &out, dir.path());

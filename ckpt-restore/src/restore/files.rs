@@ -116,7 +116,13 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
                 } else {
                     None
                 };
-                let o = sys::open_in_root(root, &f.path, keepfl | libc::O_NOCTTY | extra, 0)
+                // An O_PATH descriptor takes no other open flags (openat2 refuses them).
+                let how = if keepfl & libc::O_PATH != 0 {
+                    keepfl & (libc::O_PATH | libc::O_DIRECTORY)
+                } else {
+                    keepfl | libc::O_NOCTTY | extra
+                };
+                let o = sys::open_in_root(root, &f.path, how, 0)
                     .map_err(|e| Error::Files(format!("opening {}: {e}", show(&f.path))))?;
                 if f.kind == FileKind::Fifo {
                     sys::set_fl(o.as_raw_fd(), keepfl).map_err(|e| sys_err("F_SETFL", e))?;
