@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod diag;
 pub mod direct;
 pub mod live;
 mod uncarried;
@@ -207,16 +208,18 @@ impl CaptureError {
             msg: msg.into(),
         }
     }
-    /// Exit code: 1 capture failed because of the target, 3 I/O or system error.
+    /// Exit code ([`ckpt_format::exit`]): 1 refused or failed because of the target, 3
+    /// environment (I/O, a kernel facility, not permitted).
     pub fn exit_code(&self) -> i32 {
         match self.kind {
             ErrorKind::NoSuchProcess
-            | ErrorKind::Permission
             | ErrorKind::Target
             | ErrorKind::Unsupported
             | ErrorKind::Refused
-            | ErrorKind::Unrestorable => 1,
-            ErrorKind::Facility | ErrorKind::Io => 3,
+            | ErrorKind::Unrestorable => ckpt_format::exit::REFUSED,
+            ErrorKind::Permission | ErrorKind::Facility | ErrorKind::Io => {
+                ckpt_format::exit::ENVIRONMENT
+            }
         }
     }
     pub(crate) fn sys(context: &str, e: ckpt_sys::SysError) -> CaptureError {

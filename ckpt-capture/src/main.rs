@@ -1,7 +1,7 @@
 //! `ckpt-capture [--tree] [--leave-running | --leave-stopped | --kill] [--allow-unsupported]
 //! [--json] [-o FILE | -o -] PID`
 //!
-//! Exit codes: 0 ok, 1 capture failed (target problem), 2 usage, 3 I/O or system error.
+//! Exit codes: `ckpt_format::exit` (printed by `--help`).
 
 use ckpt_capture::{
     capture_to_path, capture_to_writer, ident_of_fd, ident_of_path, live::LiveCapture, Leave,
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 /// Capture a running Linux x86-64 process (or process tree) into a native-1 image.
 #[derive(Parser, Debug)]
-#[command(name = "ckpt-capture", version)]
+#[command(name = "ckpt-capture", version, after_help = ckpt_format::exit::HELP)]
 struct Cli {
     /// Capture PID and all its descendants.
     #[arg(long)]
@@ -86,7 +86,7 @@ fn main() {
     if to_stdout {
         if std::io::stdout().is_terminal() {
             eprintln!("ckpt-capture: refusing to write an image to a terminal; use -o FILE or redirect stdout");
-            std::process::exit(2);
+            std::process::exit(ckpt_format::exit::USAGE);
         }
         opts.output.extend(ident_of_fd(1));
     } else {

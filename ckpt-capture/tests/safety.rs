@@ -313,3 +313,46 @@ fn allow_unsupported_lists_what_is_left_out() {
     assert_eq!(c.left_out.len(), 3);
     counting_on(&mut t, 3);
 }
+
+/// The CAP_SYS_PTRACE hint only when its absence is the reason: a process already
+/// traced is named with its tracer; another user's process names the uids.
+#[test]
+fn ptrace_refusals_name_the_real_reason() {
+    let mut t = Target::spawn("counter", &[]);
+    t.line();
+    // SAFETY: PTRACE_SEIZE of our own child, no pointers.
+    let rc = unsafe { libc::ptrace(libc::PTRACE_SEIZE, t.pid(), 0, 0) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    // The tracer is this thread (TracerPid names the tracing thread).
+    // SAFETY: gettid has no arguments.
+    let me = unsafe { libc::syscall(libc::SYS_gettid) };
+    let o = capture(&[], Path::new("/dev/null"), t.pid());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains(&format!("is traced by pid {me}")), "{e}");
+    assert!(!e.contains("CAP_SYS_PTRACE"), "{e}");
+    drop(t);
+
+    let mut t = Target::spawn("counter", &[]);
+    t.line();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin())
+        .args(["-o", "/dev/null"])
+        .arg(t.pid().to_string())
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{e}");
+    assert!(e.contains("it runs as uid [0, 0, 0]"), "{e}");
+    assert!(e.contains("ckpt-capture as uid 65534"), "{e}");
+    assert!(e.contains("needs CAP_SYS_PTRACE"), "{e}");
+    counting_on(&mut t, 3);
+}
+
+/// The exit-code table of every ckpt binary, in `--help`.
+#[test]
+fn help_prints_the_exit_code_table() {
+    let o = Command::new(bin()).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(ckpt_format::exit::HELP));
+}

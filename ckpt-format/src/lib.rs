@@ -33,6 +33,7 @@ pub mod convert;
 pub mod crv5;
 pub mod detect;
 pub mod error;
+pub mod exit;
 pub mod input;
 pub mod layout;
 pub mod legacy;

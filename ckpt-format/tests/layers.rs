@@ -1,7 +1,7 @@
 //! The modules of ckpt-format form layers, each using only what is below it:
 //!
 //! ```text
-//! 0  error, output (safe output files), layout (the tables of record kinds and their layouts)
+//! 0  error, exit (exit codes), output (safe output files), layout (the tables of record kinds and their layouts)
 //! 1  input (framing input), model
 //! 2  stream (source/sink traits), detect, layout::derive, schema
 //! 3  legacy (plan, losses), validate
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 fn layer(module: &str) -> Option<u32> {
     Some(match module {
-        "error" | "layout" | "output" => 0,
+        "error" | "exit" | "layout" | "output" => 0,
         "input" | "model" => 1,
         "stream" | "detect" | "layout::derive" | "schema" => 2,
         "legacy" | "validate" => 3,

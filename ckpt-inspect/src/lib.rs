@@ -20,13 +20,13 @@ pub mod verify;
 use std::io;
 
 /// Exit code: success.
-pub const EXIT_OK: i32 = 0;
+pub const EXIT_OK: i32 = ckpt_format::exit::OK;
 /// Exit code: invalid image, failed verification, differences found, range not captured.
-pub const EXIT_INVALID: i32 = 1;
+pub const EXIT_INVALID: i32 = ckpt_format::exit::REFUSED;
 /// Exit code: usage error.
-pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_USAGE: i32 = ckpt_format::exit::USAGE;
 /// Exit code: I/O or system error.
-pub const EXIT_IO: i32 = 3;
+pub const EXIT_IO: i32 = ckpt_format::exit::ENVIRONMENT;
 
 /// Why a command did not succeed; [`Failure::exit_code`] maps it to the exit code.
 #[derive(Debug)]

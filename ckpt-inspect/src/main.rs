@@ -9,22 +9,21 @@ use clap::{Parser, Subcommand};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-const EXIT_CODES: &str = "\
-Every IMAGE may be `-` for stdin; every command works on a pipe.
-
-Exit codes:
-  0  success (image valid, images equal, range captured, pattern found)
-  1  invalid image, failed verification, differences found, range not
-     captured, pattern not found, conversion refused
-  2  usage error (bad arguments, unknown pid)
-  3  I/O or system error";
+/// The text after every command's help: the image argument and the exit codes shared by
+/// every ckpt binary (`ckpt_format::exit`).
+fn exit_codes() -> String {
+    format!(
+        "Every IMAGE may be `-` for stdin; every command works on a pipe.\n\n{}",
+        ckpt_format::exit::HELP
+    )
+}
 
 #[derive(Parser, Debug)]
 #[command(
     name = "ckpt-inspect",
     version,
     about = "Inspect Linux process checkpoint images (native-1, ckpt-v21, cr-v5)",
-    after_help = EXIT_CODES,
+    after_help = exit_codes(),
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -37,7 +36,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Header, task tree, threads, memory map, fds, shared objects and totals.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Show {
         /// Print JSON (docs/JSON.md).
         #[arg(long)]
@@ -46,7 +45,7 @@ enum Cmd {
         image: String,
     },
     /// Every record: offset, type name and code, length, parent, objref.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Records {
         /// Print JSON (docs/JSON.md).
         #[arg(long)]
@@ -55,7 +54,7 @@ enum Cmd {
         image: String,
     },
     /// Check every rule of the format and every checksum.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Verify {
         /// Print JSON (docs/JSON.md).
         #[arg(long)]
@@ -65,7 +64,7 @@ enum Cmd {
     },
     /// Would ckpt-restore restore it here? "restorable here: yes", or "no" and every
     /// reason (the check ckpt-restore and ckpt-capture --kill run). Exit 0 yes, 1 no.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Check {
         /// Print JSON (docs/JSON.md).
         #[arg(long)]
@@ -77,7 +76,7 @@ enum Cmd {
         image: String,
     },
     /// Convert an image to another revision.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Convert {
         /// Target revision: native-1, ckpt-v21 or cr-v5.
         #[arg(long = "to", value_parser = parse_rev)]
@@ -91,8 +90,19 @@ enum Cmd {
         target_kernel: Option<String>,
         /// Input image (`-` for stdin).
         input: String,
-        /// Output image (`-` for stdout); written to a temporary file next to it, then renamed.
-        output: String,
+        /// Output image (`-` for stdout), as `-o FILE` (the old positional form is still
+        /// accepted). A new or regular file is replaced through a temporary file; a FIFO or
+        /// device is written through; a directory is refused.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "OUT",
+            conflicts_with = "out_pos"
+        )]
+        output: Option<String>,
+        /// Output image (older form of `-o OUT`).
+        #[arg(value_name = "OUT", required_unless_present = "output")]
+        out_pos: Option<String>,
     },
     /// Record layouts of a revision (all revisions when --rev is not given).
     Schema {
@@ -101,7 +111,7 @@ enum Cmd {
         rev: Option<ckpt_format::Revision>,
     },
     /// Semantic differences: header, tasks, registers, VMAs, fds, page contents.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Diff {
         /// Print JSON (docs/JSON.md).
         #[arg(long)]
@@ -112,7 +122,7 @@ enum Cmd {
         b: String,
     },
     /// Captured memory of a task: hexdump/raw bytes of a range, or pattern search.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Mem {
         /// The image (`-` for stdin).
         image: String,
@@ -139,7 +149,7 @@ enum Cmd {
         json: bool,
     },
     /// Write the image as a directory tree, one value per file (docs/FSVIEW.md).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Explode {
         /// The image (`-` for stdin).
         image: String,
@@ -147,7 +157,7 @@ enum Cmd {
         dir: std::path::PathBuf,
     },
     /// Build an image from a tree written by `explode` (possibly edited).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Implode {
         /// The tree.
         dir: std::path::PathBuf,
@@ -159,7 +169,7 @@ enum Cmd {
         rev: Option<ckpt_format::Revision>,
     },
     /// Mount the tree read-only over FUSE, served lazily from the mapped image.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = exit_codes())]
     Mount {
         /// The image file.
         image: std::path::PathBuf,
@@ -170,7 +180,7 @@ enum Cmd {
         daemon: bool,
     },
     /// Write an ELF core file of one task, for gdb (docs/EXPORT-CORE.md).
-    #[command(name = "export-core", after_help = EXIT_CODES)]
+    #[command(name = "export-core", after_help = exit_codes())]
     ExportCore {
         /// The image (`-` for stdin).
         image: String,
@@ -289,7 +299,11 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             target_kernel,
             input,
             output,
-        } => convert(to, lossy, target_kernel, &input, &output, out),
+            out_pos,
+        } => {
+            let output = output.or(out_pos).unwrap_or_default();
+            convert(to, lossy, target_kernel, &input, &output, out)
+        }
         Cmd::Schema { rev } => {
             let revs = match rev {
                 Some(r) => vec![r],

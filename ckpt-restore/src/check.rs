@@ -140,6 +140,8 @@ pub fn compat(plan: &Plan, image: &[u8]) -> Vec<String> {
             }
         }
     }
+    // Resource limits: a hard limit above ours needs CAP_SYS_RESOURCE to set.
+    out.extend(rlimit_refusals(plan));
     // Credentials.
     let (uids, gids, groups) = sys::my_creds();
     if uids[1] != 0 {
@@ -387,4 +389,63 @@ pub fn child_pids_free(plan: &Plan) -> Result<(), String> {
         "the tree cannot get its pids back:\n  {}\n(--pid-any restores it under new pids anyway)",
         taken.join("\n  ")
     ))
+}
+
+/// `RLIMIT_*` names in resource order (0..16).
+pub const RLIMIT_NAMES: [&str; 16] = [
+    "RLIMIT_CPU",
+    "RLIMIT_FSIZE",
+    "RLIMIT_DATA",
+    "RLIMIT_STACK",
+    "RLIMIT_CORE",
+    "RLIMIT_RSS",
+    "RLIMIT_NPROC",
+    "RLIMIT_NOFILE",
+    "RLIMIT_MEMLOCK",
+    "RLIMIT_AS",
+    "RLIMIT_LOCKS",
+    "RLIMIT_SIGPENDING",
+    "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE",
+    "RLIMIT_RTPRIO",
+    "RLIMIT_RTTIME",
+];
+
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Hard limits of the image above ours, when we cannot raise them (no effective
+/// `CAP_SYS_RESOURCE`): `prlimit64` would fail half-way through the restore.
+fn rlimit_refusals(plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    if Caps::own().is_ok_and(|c| c.eff & (1 << CAP_SYS_RESOURCE) != 0) {
+        return out;
+    }
+    let me = std::process::id() as i32;
+    let Ok(ours) = procfs::rlimits(me) else {
+        return out;
+    };
+    for t in &plan.tasks {
+        for (i, l) in t.rlimits.iter().enumerate() {
+            let Some(&(_, our_max)) = ours.get(i) else {
+                continue;
+            };
+            if l.max > our_max {
+                let show = |v: u64| {
+                    if v == u64::MAX {
+                        "unlimited".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                out.push(format!(
+                    "task {}: hard limit {} is {} in the image, {} here; raising it needs CAP_SYS_RESOURCE, which this caller lacks (run ckpt-restore with it, or raise the limit of its shell: ulimit -H)",
+                    t.task.pid,
+                    RLIMIT_NAMES.get(i).copied().unwrap_or("RLIMIT_?"),
+                    show(l.max),
+                    show(our_max)
+                ));
+            }
+        }
+    }
+    out
 }

@@ -67,11 +67,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// Process exit code for the command: 1 image/compatibility/files/pid, 3 system.
+    /// Process exit code for the command ([`ckpt_format::exit`]): 1 image,
+    /// compatibility, files, pid (refused); 3 system (environment).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::System(_) => 3,
-            _ => 1,
+            Error::System(_) => ckpt_format::exit::ENVIRONMENT,
+            _ => ckpt_format::exit::REFUSED,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Recreate a captured process so that it continues exactly; prints its pid(s).
 #[derive(Parser, Debug)]
-#[command(name = "ckpt-restore", version)]
+#[command(name = "ckpt-restore", version, after_help = ckpt_format::exit::HELP)]
 struct Cli {
     /// Fail if an original pid is taken (default: use it when free).
     #[arg(long, conflicts_with = "pid_any")]

@@ -181,6 +181,34 @@ fn broken_and_incompatible_images_are_refused_before_any_process() {
         "effective capabilities outside the permitted set",
     );
 
+    // A hard limit above ours: refused up front, naming the limit and CAP_SYS_RESOURCE,
+    // when we lack it (this machine kind's root does); with it, prlimit would succeed.
+    let have_res = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap() & (1 << 24) != 0)
+        .unwrap();
+    let mut our_nofile = [0u64; 2];
+    for l in std::fs::read_to_string("/proc/self/limits")
+        .unwrap()
+        .lines()
+    {
+        if l.starts_with("Max open files") {
+            let v: Vec<&str> = l.split_whitespace().collect();
+            our_nofile = [v[3].parse().unwrap(), v[4].parse().unwrap()];
+        }
+    }
+    if !have_res {
+        let hi = rewrite(&good, |ev, _| {
+            if let Event::Rlimits(r) = ev {
+                r[7].max = our_nofile[1] + 1;
+            }
+        });
+        refused(dir.path(), &hi, pid, "hard limit RLIMIT_NOFILE is");
+        refused(dir.path(), &hi, pid, "needs CAP_SYS_RESOURCE");
+    }
+
     // Another kernel's vdso.
     let vd = rewrite(&good, |ev, kind| {
         if let (Event::Pages(p), Some(VmaKind::Vdso)) = (ev, kind) {

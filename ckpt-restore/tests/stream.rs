@@ -157,3 +157,16 @@ fn an_image_through_a_pipe_restores_like_the_file() {
     procs.0.clear();
     assert_eq!(std::fs::read(&out).unwrap(), want);
 }
+
+/// The exit-code table of every ckpt binary, in `--help`; a missing image is exit 3.
+#[test]
+fn help_table_and_a_missing_image() {
+    let o = Command::new(env!("CARGO_BIN_EXE_ckpt-restore"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(ckpt_format::exit::HELP));
+    let (code, _, err) = run_restore(&["/nonexistent/ckpt-image"]);
+    assert_eq!(code, ckpt_format::exit::ENVIRONMENT, "{err}");
+    assert!(err.contains("/nonexistent/ckpt-image"), "{err}");
+}

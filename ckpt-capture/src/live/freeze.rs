@@ -130,7 +130,10 @@ pub(super) fn freeze_all(root: i32, tree: bool) -> Result<Vec<Proc>, CaptureErro
                 }
                 return Err(CaptureError::new(
                     ErrorKind::Permission,
-                    format!("cannot trace pid {pid}: {e} (ckpt-capture needs CAP_SYS_PTRACE or the same user and ptrace permission)"),
+                    format!(
+                        "cannot trace pid {pid}: {e}: {}",
+                        crate::diag::ptrace_refused(pid)
+                    ),
                 ));
             }
             Err(e) if e.is_gone() => {

@@ -335,7 +335,7 @@ pub(super) fn capture_task(
         }),
     )?;
     ev(sink, Event::SigActions(inj.sigactions))?;
-    let rl = procfs::rlimits(pid).map_err(sys(format!("pid {pid}")))?;
+    let rl = crate::diag::rlimits(pid).map_err(sys(format!("pid {pid}")))?;
     ev(
         sink,
         Event::Rlimits(
