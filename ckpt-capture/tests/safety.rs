@@ -241,6 +241,22 @@ fn a_restorable_process_checks_yes_and_is_killed() {
     let r = ckpt_inspect::check::check(&mut im, Path::new("/"));
     assert!(r.restorable, "{:?}", r.reasons);
     assert_eq!(ckpt_inspect::check::text(&r), "restorable here: yes\n");
+    // `show` says it too, with the command line and the state's name.
+    let mut im = ckpt_inspect::source::Image::open(img.to_str().unwrap()).unwrap();
+    let (sm, err) = ckpt_inspect::summary::summarise(&mut im);
+    assert!(err.is_none());
+    let text = ckpt_inspect::render::show_text(&sm, None);
+    assert!(text.ends_with("\nrestorable here: yes\n"), "{text}");
+    let prog = progs_dir().join("counter");
+    assert!(
+        text.contains(&format!("    cmdline {}\n", prog.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("state 1 (S sleeping)") || text.contains("state 0 (R running)"),
+        "{text}"
+    );
+    assert!(text.contains("rw-s  shared-anon"), "{text}");
     counting_on(&mut t, 2);
     let o = capture(&["--kill"], &img, t.pid());
     assert!(o.status.success(), "{}", stderr(&o));

@@ -49,6 +49,11 @@ pub fn check(img: &mut Image, root: &Path) -> CheckReport {
         }
     }
     drop(src);
+    report(c, root)
+}
+
+/// The report of everything `c` was given (see the module docs).
+pub fn report(c: Collector, root: &Path) -> CheckReport {
     let plan = match c.finish_unchecked() {
         Ok(p) => p,
         Err(e) => return not(e.0),

@@ -120,6 +120,17 @@ pub fn show_text(s: &Summary, error: Option<&ckpt_format::Error>) -> String {
         fmt::human(t.zero_pages.saturating_mul(ps))
     );
     let _ = writeln!(o, "  bytes       {} ({})", t.bytes, fmt::human(t.bytes));
+    if let Some(r) = &s.restorable {
+        // Depends on this machine: the last section (golden tests cut it).
+        let _ = write!(
+            o,
+            "\n{}",
+            crate::check::text(&crate::check::CheckReport {
+                left_out: Vec::new(), // listed above (LEFT OUT)
+                ..r.clone()
+            })
+        );
+    }
     if let Some(e) = error {
         let _ = writeln!(o, "\nINVALID: {e}");
     }
@@ -177,17 +188,55 @@ fn tree(s: &Summary, o: &mut String) {
     }
 }
 
+/// The task state as `ps` shows it (the `Task.state` values of docs/MODEL.md).
+pub fn state_name(state: u32) -> &'static str {
+    match state {
+        0 => "R running",
+        1 => "S sleeping",
+        2 => "D disk sleep",
+        4 => "T stopped",
+        8 => "t tracing stop",
+        16 => "X dead",
+        32 => "Z zombie",
+        _ => "unknown",
+    }
+}
+
+/// A command line (NUL-separated arguments) as one line: arguments separated by a space,
+/// those with spaces, quotes or nothing in them quoted, control bytes escaped.
+pub fn cmdline(b: &[u8]) -> String {
+    let b = match b.iter().rposition(|&c| c != 0) {
+        Some(i) => &b[..=i],
+        None => return String::new(),
+    };
+    b.split(|&c| c == 0)
+        .map(|a| {
+            let s = fmt::bytes(a);
+            if s.is_empty() || s.contains([' ', '\'', '"']) {
+                format!("{s:?}")
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `VM_SHARED` in `Vma.flags`.
+const VM_SHARED: u64 = 0x8;
+
 fn task(t: &TaskSummary, o: &mut String) {
     let _ = writeln!(o, "\nTask {} ({})", t.pid, t.comm);
     let _ = writeln!(
         o,
-        "  pid {}  tgid {}  ppid {}  pgid {}  sid {}  state {}{}  uid {}  gid {}",
+        "  pid {}  tgid {}  ppid {}  pgid {}  sid {}  state {} ({}){}  uid {}  gid {}",
         t.pid,
         t.tgid,
         t.ppid,
         t.pgid,
         t.sid,
         t.state,
+        state_name(t.state),
         if t.exit_state != 0 {
             format!(" (exit state {})", t.exit_state)
         } else {
@@ -232,6 +281,9 @@ fn task(t: &TaskSummary, o: &mut String) {
         if let Some(e) = &m.exe {
             let _ = writeln!(o, "    exe    {e}");
         }
+        if let Some(c) = &t.cmdline {
+            let _ = writeln!(o, "    cmdline {}", cmdline(c));
+        }
         let _ = writeln!(
             o,
             "    code   {}  data {}  brk {}",
@@ -270,7 +322,11 @@ fn task(t: &TaskSummary, o: &mut String) {
                 hex(v.start),
                 hex(v.end),
                 fmt::human(size),
-                v.prot.clone(),
+                format!(
+                    "{}{}",
+                    v.prot,
+                    if v.flags & VM_SHARED != 0 { 's' } else { 'p' }
+                ),
                 v.kind.clone(),
                 v.pages.to_string(),
                 v.zero_pages.to_string(),

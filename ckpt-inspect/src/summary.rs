@@ -11,6 +11,7 @@ use ckpt_format::{Event, FileKind, ReadOptions, Regs};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use std::collections::HashMap;
+use std::path::Path;
 
 /// Everything `show` reports.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub struct Summary {
     pub left_out: Vec<String>,
     /// Totals.
     pub totals: Totals,
+    /// Would `ckpt-restore` restore it here ([`crate::check`]; text output only: it
+    /// depends on this machine).
+    #[serde(skip)]
+    pub restorable: Option<crate::check::CheckReport>,
 }
 
 /// Kernel identification.
@@ -114,6 +119,10 @@ pub struct TaskSummary {
     pub umask: Option<u32>,
     /// Signals with a handler other than SIG_DFL (1-based numbers).
     pub handled_signals: Vec<u32>,
+    /// The command line, from the captured pages of `arg_start..arg_end` (arguments
+    /// separated by NUL), when the image holds them (text output only).
+    #[serde(skip)]
+    pub cmdline: Option<Vec<u8>>,
 }
 
 /// One thread.
@@ -260,9 +269,23 @@ pub struct Summariser {
     obj_index: HashMap<u32, usize>,
     last_offset: Option<u64>,
     in_vma: bool,
+    /// The current task's argument area being filled: (start, bytes, any page seen).
+    args: Option<(u64, Vec<u8>, bool)>,
 }
 
+/// Longest command line collected for `show` (longer ones are cut).
+pub const MAX_CMDLINE: u64 = 64 << 10;
+
 impl Summariser {
+    /// The argument area of the task just finished becomes its `cmdline`.
+    fn end_args(&mut self) {
+        if let Some((_, buf, true)) = self.args.take() {
+            if let Some(t) = self.s.tasks.last_mut() {
+                t.cmdline = Some(buf);
+            }
+        }
+    }
+
     /// An empty summariser.
     pub fn new() -> Self {
         Self::default()
@@ -297,19 +320,23 @@ impl Summariser {
                 s.tool = h.tool.clone();
                 s.tool_version = h.tool_version.clone();
             }
-            Event::Task(t) => s.tasks.push(TaskSummary {
-                pid: t.pid,
-                tgid: t.tgid,
-                ppid: t.ppid,
-                pgid: t.pgid,
-                sid: t.sid,
-                comm: fmt::bytes(&t.comm),
-                state: t.state,
-                exit_state: t.exit_state,
-                uid: t.creds.uid,
-                gid: t.creds.gid,
-                ..TaskSummary::default()
-            }),
+            Event::Task(t) => {
+                self.end_args();
+                let s = &mut self.s;
+                s.tasks.push(TaskSummary {
+                    pid: t.pid,
+                    tgid: t.tgid,
+                    ppid: t.ppid,
+                    pgid: t.pgid,
+                    sid: t.sid,
+                    comm: fmt::bytes(&t.comm),
+                    state: t.state,
+                    exit_state: t.exit_state,
+                    uid: t.creds.uid,
+                    gid: t.creds.gid,
+                    ..TaskSummary::default()
+                })
+            }
             Event::Thread(th) => {
                 if let Some(t) = s.tasks.last_mut() {
                     t.threads.push(ThreadSummary {
@@ -341,6 +368,10 @@ impl Summariser {
                         personality: m.personality,
                     });
                 }
+                if m.arg_end > m.arg_start {
+                    let len = (m.arg_end - m.arg_start).min(MAX_CMDLINE);
+                    self.args = Some((m.arg_start, vec![0; len as usize], false));
+                }
             }
             Event::Vma(v) => {
                 self.in_vma = true;
@@ -359,6 +390,27 @@ impl Summariser {
                 }
             }
             Event::Pages(p) => {
+                if let Some((start, buf, seen)) = &mut self.args {
+                    let ps = (s.page_size as u64).max(1);
+                    let end = *start + buf.len() as u64;
+                    for (i, a) in p.addrs.iter().enumerate() {
+                        let (lo, hi) = (a.max(*start), a.saturating_add(ps).min(end));
+                        if lo >= hi {
+                            continue;
+                        }
+                        if let Some(page) = p.page(i, ps as usize) {
+                            let from = (lo - a) as usize;
+                            let to = (hi - a) as usize;
+                            let at = (lo - *start) as usize;
+                            if let (Some(src), Some(dst)) =
+                                (page.get(from..to), buf.get_mut(at..at + (to - from)))
+                            {
+                                dst.copy_from_slice(src);
+                                *seen = true;
+                            }
+                        }
+                    }
+                }
                 let n = p.addrs.len() as u64;
                 s.totals.pages = s.totals.pages.saturating_add(n);
                 if let Some(v) = s.tasks.last_mut().and_then(|t| t.vmas.last_mut()) {
@@ -467,6 +519,7 @@ impl Summariser {
 
     /// The summary so far, with the image size.
     pub fn finish(mut self, bytes: u64) -> Summary {
+        self.end_args();
         self.s.totals.bytes = bytes;
         self.s
     }
@@ -483,9 +536,23 @@ pub fn summarise(img: &mut Image) -> (Summary, Option<ckpt_format::Error>) {
         Err(e) => return (Summary::default(), Some(e)),
     };
     let mut sm = Summariser::new();
+    // The restorability check sees the same events (no page contents but the vdso's).
+    let mut check = Some(ckpt_restore::plan::Collector::for_checks());
     let err = loop {
+        let off = src.offset();
         match src.next_event() {
-            Ok(Some(ev)) => sm.event(&ev),
+            Ok(Some(ev)) => {
+                sm.event(&ev);
+                if let Some(c) = check.as_mut() {
+                    if c.push(off, ev, None).is_err() {
+                        // Its reason is reported by `finish`; stop feeding it.
+                        let r = check
+                            .take()
+                            .map(|c| crate::check::report(c, Path::new("/")));
+                        sm.s.restorable = r;
+                    }
+                }
+            }
             Ok(None) => break None,
             Err(e) => break Some(e),
         }
@@ -493,5 +560,12 @@ pub fn summarise(img: &mut Image) -> (Summary, Option<ckpt_format::Error>) {
         sm.record_offset(src.offset());
     };
     drop(src);
+    if err.is_none() {
+        if let Some(c) = check {
+            sm.s.restorable = Some(crate::check::report(c, Path::new("/")));
+        }
+    } else {
+        sm.s.restorable = None;
+    }
     (sm.finish(count.get()), err)
 }
