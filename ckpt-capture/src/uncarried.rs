@@ -16,7 +16,7 @@
 //! | seccomp | `Seccomp:` of `/proc/PID/status` | not 0 (filters are not captured) |
 //! | nice, policy, RT priority, CPU affinity, I/O priority (every thread), `oom_score_adj`, `coredump_filter`, speculation controls | `ckpt_sys::attrs`, status | not ckpt-capture's own (a restored process inherits ckpt-restore's) |
 //! | shared anonymous memory | `/proc/PID/maps` of the image's processes and of every other process | one object mapped at overlapping offsets twice in the image, or by a process outside it; System V segments |
-//! | zombies in the tree | stat state `Z` | any (no exit status is captured) |
+//! | zombies in the tree | stat state `Z`, `/proc/PID/task` | a leader whose other threads still run (a zombie itself is carried: its status) |
 //! | fd owner and signal | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | set |
 //! | fd table, fs context, signal handlers, address space shared between processes | `kcmp` | between two processes of the image, or with a parent or child outside it |
 //!
@@ -94,13 +94,18 @@ pub(crate) fn check(targets: &[Target<'_>]) -> Result<Findings, CaptureError> {
     for (i, t) in targets.iter().enumerate() {
         let pid = t.pid;
         let Some(tids) = &t.tids else {
-            f.add(
-                "zombie",
-                format!(
-                    "pid {pid}: a zombie child of pid {} (its exit status is not captured, so it cannot be re-created)",
-                    t.stat.field(4)
-                ),
-            );
+            // A zombie is re-created from its status; a leader that exited while its
+            // other threads run is not a zombie yet, and those threads would be lost.
+            let threads = procfs::list_tasks(pid).map(|v| v.len()).unwrap_or(1);
+            if threads > 1 {
+                f.add(
+                    "zombie",
+                    format!(
+                        "pid {pid}: its main thread exited while {} other thread(s) still run (they are not captured)",
+                        threads - 1
+                    ),
+                );
+            }
             continue;
         };
         check_timers(pid, &mut f)?;

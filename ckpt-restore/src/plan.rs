@@ -545,10 +545,9 @@ impl Plan {
         for t in &self.tasks {
             let pid = t.task.pid;
             if t.task.exit_state != 0 {
-                objects.push((
-                    "zombie".into(),
-                    format!("pid {pid} is a zombie: zombies are not restored yet"),
-                ));
+                if let Some(why) = zombie_problem(t) {
+                    out.push(format!("pid {pid} is a zombie {why}"));
+                }
                 continue;
             }
             if t.task.creds.groups.len() > MAX_GROUPS {
@@ -743,4 +742,53 @@ pub fn grouped(items: &[(String, String)]) -> Vec<String> {
         out.extend(lines.into_iter().map(|l| format!("  {l}")));
     }
     out
+}
+
+/// `Task.exit_state` of a zombie (`EXIT_ZOMBIE`).
+pub const EXIT_ZOMBIE: u32 = 32;
+
+/// Why a zombie task cannot be re-created, if it cannot: it is re-created by a process
+/// that exits with its status (`exit_group(code)`, or its signal with the default
+/// action), so the status must be one of those, and the task must hold nothing else.
+pub fn zombie_problem(t: &TaskPlan) -> Option<String> {
+    let st = t.task.exit_code;
+    let (sig, code) = (st & 0x7f, st >> 8);
+    if t.task.exit_state != EXIT_ZOMBIE {
+        return Some(format!(
+            "in exit state {} (only EXIT_ZOMBIE, 32, is re-created)",
+            t.task.exit_state
+        ));
+    }
+    if !t.threads.is_empty() || t.mm.is_some() || !t.vmas.is_empty() || !t.fds.is_empty() {
+        return Some(format!(
+            "with {} thread(s), {} VMA(s) and {} fd(s): a zombie holds none",
+            t.threads.len(),
+            t.vmas.len(),
+            t.fds.len()
+        ));
+    }
+    if st & 0x80 != 0 {
+        return Some(format!(
+            "that dumped core (status {st:#x}): the core-dump bit cannot be given back"
+        ));
+    }
+    if (sig != 0 && code != 0) || sig == 0x7f || sig > 64 || code > 0xff {
+        return Some(format!("with the exit status {st:#x}, which no exit gives"));
+    }
+    let harmless = [
+        libc::SIGCHLD,
+        libc::SIGCONT,
+        libc::SIGURG,
+        libc::SIGWINCH,
+        libc::SIGSTOP,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+    ];
+    if harmless.iter().any(|&h| h as u32 == sig) {
+        return Some(format!(
+            "killed by signal {sig}, whose default action does not kill"
+        ));
+    }
+    None
 }

@@ -80,6 +80,22 @@ pub fn plan_tree(tasks: &[TaskPlan], ours: (i32, i32)) -> Result<TreePlan, Strin
             }
             _ => None,
         };
+        if t.task.exit_state != 0 {
+            match parent {
+                None => {
+                    return Err(format!(
+                    "pid {pid} is a zombie whose parent is not in the image: nobody would reap it"
+                ))
+                }
+                Some(p) if tasks[p].task.exit_state != 0 => {
+                    return Err(format!(
+                        "pid {pid} is the child of zombie {}: a zombie has no children",
+                        tasks[p].task.pid
+                    ))
+                }
+                _ => {}
+            }
+        }
         if parent.is_none() {
             if let Some(sig) = t.task.extras.u64("pdeath_signal").filter(|&s| s != 0) {
                 return Err(format!(

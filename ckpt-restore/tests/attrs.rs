@@ -117,3 +117,44 @@ fn advice_and_locks_of_each_mapping() {
     assert_eq!(first_fail, None);
     assert_eq!(got, String::from_utf8_lossy(&want));
 }
+
+/// Zombie children (exit 7, SIGTERM, SIGPIPE) captured with `--tree` come back as
+/// zombies with their statuses, pids and parent: the program checks them every step
+/// without reaping, then reaps them by pid. They were refused before (after `--kill`).
+#[test]
+fn zombie_children_come_back_as_zombies() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["300"];
+    let want = reference("restore_zombie", &args, dir.path());
+    assert!(
+        want.ends_with(b"child 0 exited 7\nchild 1 killed 15\nchild 2 killed 13\nPASS\n"),
+        "{}",
+        String::from_utf8_lossy(&want)
+    );
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let root = spawn("restore_zombie", &args, &out, dir.path());
+    procs.0.push(root);
+    wait_lines(&out, 40);
+    let kids = children_of(root);
+    assert_eq!(kids.len(), 3);
+    for &k in &kids {
+        assert_eq!(state_of(k), 'Z');
+    }
+    let img = dir.path().join("img");
+    let mut all = vec![root];
+    all.extend(&kids);
+    capture_kill_tree(root, &img, &all);
+    let pids = restore_all(&img, &["--pid-same"]);
+    assert_eq!(pids, all);
+    for &k in &kids {
+        assert_eq!(state_of(k), 'Z', "pid {k}");
+        assert_eq!(ids_of(k).0, root, "parent of {k}");
+    }
+    assert_eq!(wait_exit(root, LIMIT), 0);
+    procs.0.clear();
+    assert_eq!(
+        String::from_utf8_lossy(&std::fs::read(&out).unwrap()),
+        String::from_utf8_lossy(&want)
+    );
+}

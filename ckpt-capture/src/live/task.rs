@@ -58,7 +58,12 @@ pub(super) fn capture_task(
         comm: p.stat.comm.clone(),
         state: task_state(p.stat.state),
         exit_state: if p.frozen.is_none() { 32 } else { 0 },
-        exit_code: 0,
+        // A zombie's wait status (field 52: exit code << 8, or the signal | 0x80 core).
+        exit_code: if p.frozen.is_none() {
+            p.stat.field(52) as u32
+        } else {
+            0
+        },
         exit_signal: p.stat.field(38) as u32,
         creds: Creds {
             uid: ids4(status.get("Uid")),

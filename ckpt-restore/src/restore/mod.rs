@@ -182,12 +182,16 @@ fn build(
         }
     }
     verify_ids(plan, tree, &procs)?;
+    // Zombies exit now with their status, left to their parents (still blank copies).
+    for p in procs.iter_mut().filter(|p| p.t.task.exit_state != 0) {
+        spawn::zombify(p)?;
+    }
     // 3. Each process reshaped into its image.
-    for p in procs.iter_mut() {
+    for p in procs.iter_mut().filter(|p| p.t.task.exit_state == 0) {
         finish(p, st, &shape, image, opts, &mut guard)?;
     }
     // 4. Release, children before parents.
-    for p in &procs {
+    for p in procs.iter().filter(|p| p.t.task.exit_state == 0) {
         // Captured stopped (job control: state T) is stopped again.
         if opts.leave_stopped || p.stop_pending || p.t.task.state == TASK_STOPPED {
             ptrace::kill(p.pid, libc::SIGSTOP).map_err(|e| sys_err("SIGSTOP", e))?;

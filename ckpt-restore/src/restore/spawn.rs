@@ -145,3 +145,53 @@ pub(super) fn prepare<'a>(
         pdeath: 0,
     })
 }
+
+/// Make the blank process `p` the captured zombie: it exits with the captured status
+/// (`exit_group(code)`, or its fatal signal with the default action), and we, its
+/// tracer, collect that exit, which hands it to its real parent (the restored parent,
+/// still a blank copy of us that does not reap) as a zombie to reap. Its pid, parent,
+/// group and session were set and checked before. `plan::zombie_problem` refused the
+/// statuses no exit gives.
+pub(super) fn zombify(p: &mut Proc) -> Result<(), Error> {
+    let pid = p.pid;
+    let st = p.t.task.exit_code;
+    let sig = (st & 0x7f) as i32;
+    let what = |w: &str| format!("making zombie {pid} (status {st:#x}): {w}");
+    if sig == 0 {
+        let mut r = p.main.template;
+        r.rax = libc::SYS_exit_group as u64;
+        r.orig_rax = u64::MAX;
+        r.rdi = ((st >> 8) & 0xff) as u64;
+        r.rip = p.main.site;
+        r.eflags &= !0x10100;
+        ptrace::set_regs(pid, &r).map_err(|e| sys_err(what("PTRACE_SETREGS"), e))?;
+    } else {
+        // A blank copy has our dispositions (Rust ignores SIGPIPE): the default action.
+        let zeros = [0u8; 32];
+        sys::write_pairs(pid, &[(p.data(), &zeros)])
+            .map_err(|e| sys_err(what("writing a sigaction"), e))?;
+        p.main.call(
+            &what("rt_sigaction(SIG_DFL)"),
+            libc::SYS_rt_sigaction,
+            &[sig as u64, p.data(), 0, 8],
+        )?;
+        sys::ptrace_set_sigmask(pid, 0).map_err(|e| sys_err(what("PTRACE_SETSIGMASK"), e))?;
+        ptrace::tgkill(pid, pid, sig).map_err(|e| sys_err(what("tgkill"), e))?;
+    }
+    ptrace::cont(pid, 0).map_err(|e| sys_err(what("PTRACE_CONT"), e))?;
+    loop {
+        match ptrace::wait(pid).map_err(|e| sys_err(what("waitpid"), e))? {
+            WaitStatus::Exited(c) if sig == 0 && c as u32 == (st >> 8) & 0xff => break,
+            WaitStatus::Signaled(s) if s == sig => break,
+            WaitStatus::Stopped { sig: s, event } => {
+                // Its own signal arriving: deliver it (fatal); anything else: go on.
+                let pass = if event == 0 && s == sig { sig } else { 0 };
+                ptrace::cont(pid, pass).map_err(|e| sys_err(what("PTRACE_CONT"), e))?;
+            }
+            other => {
+                return Err(Error::System(what(&format!("it ended as {other:?}"))));
+            }
+        }
+    }
+    Ok(())
+}
