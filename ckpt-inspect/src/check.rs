@@ -63,6 +63,11 @@ pub fn report(c: Collector, root: &Path) -> CheckReport {
     if let Err(e) = ckpt_restore::check::child_pids_free(&plan) {
         reasons.push(e);
     }
+    reasons.extend(
+        ckpt_restore::check::tty_conflicts(&plan, root)
+            .iter()
+            .map(|c| c.to_string()),
+    );
     CheckReport {
         restorable: reasons.is_empty(),
         reasons,

@@ -449,3 +449,96 @@ fn rlimit_refusals(plan: &Plan) -> Vec<String> {
     }
     out
 }
+
+/// A terminal of the image that another session holds now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TtyConflict {
+    /// Task and fd that had it.
+    pub pid: i32,
+    /// The fd.
+    pub fd: i32,
+    /// The file object.
+    pub file: u32,
+    /// Its path.
+    pub path: Vec<u8>,
+    /// The session holding it now, and that session leader's command.
+    pub sid: i32,
+    /// Command of the session leader (or "?").
+    pub leader: String,
+}
+
+impl std::fmt::Display for TtyConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} fd {}: {} is now the controlling terminal of session {} ({}), not of this restore's session; restoring onto it would mix the two (--reattach-tty puts the fd on ckpt-restore's own terminal instead)",
+            self.pid,
+            self.fd,
+            String::from_utf8_lossy(&self.path),
+            self.sid,
+            self.leader
+        )
+    }
+}
+
+/// The session whose controlling terminal is the device `rdev`, from `/proc/*/stat`
+/// (`tty_nr`, field 7, and the session, field 6): a terminal's session can be asked
+/// (`TIOCGSID`) only by its own members or through the pty master.
+fn session_of_tty(rdev: u64) -> Option<i32> {
+    // tty_nr encodes the device as the kernel's new_encode_dev.
+    let (major, minor) = (libc::major(rdev) as u64, libc::minor(rdev) as u64);
+    let nr = ((minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)) as i64;
+    let dir = std::fs::read_dir("/proc").ok()?;
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(st) = procfs::stat(pid) else { continue };
+        if st.field(7) == nr && st.field(7) != 0 {
+            return Some(st.field(6) as i32);
+        }
+    }
+    None
+}
+
+/// Terminals of the image (character devices that some session has as its controlling
+/// terminal) held now by a session other than ours: a process restored onto one would
+/// share another session's terminal. A terminal no session holds, or ours, is fine. (The
+/// image records the path only, so "the same terminal" means the same path.)
+pub fn tty_conflicts(plan: &Plan, root: &std::path::Path) -> Vec<TtyConflict> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    let ours = sys::my_session().0;
+    let mut out = Vec::new();
+    for t in &plan.tasks {
+        for fd in &t.fds {
+            let f = &plan.files[&fd.file];
+            if f.kind != ckpt_format::FileKind::CharDevice {
+                continue;
+            }
+            let rel = f.path.strip_prefix(b"/").unwrap_or(&f.path);
+            let p = root.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel));
+            let Ok(md) = std::fs::metadata(&p) else {
+                continue; // files_present names it
+            };
+            if !md.file_type().is_char_device() {
+                continue;
+            }
+            if let Some(sid) = session_of_tty(md.rdev()) {
+                if sid != ours {
+                    out.push(TtyConflict {
+                        pid: t.task.pid,
+                        fd: fd.fd,
+                        file: fd.file,
+                        path: f.path.clone(),
+                        sid,
+                        leader: procfs::stat(sid)
+                            .map(|s| String::from_utf8_lossy(&s.comm).into_owned())
+                            .unwrap_or_else(|_| "?".into()),
+                    });
+                }
+            }
+        }
+    }
+    out
+}

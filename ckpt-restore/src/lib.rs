@@ -48,6 +48,10 @@ pub struct Options {
     pub leave_stopped: bool,
     /// Resolve every path of the image inside this directory.
     pub root: Option<PathBuf>,
+    /// A terminal of the image that another session holds now is replaced by
+    /// ckpt-restore's own (its stdin, stdout or stderr terminal), said on stderr; without
+    /// this the restore is refused ([`check::tty_conflicts`]).
+    pub reattach_tty: bool,
 }
 
 /// Why a restore failed. Nothing half-restored ever runs: the process being built is
@@ -122,7 +126,61 @@ pub fn restore_plan(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32
     for l in &plan.left_out {
         eprintln!("ckpt-restore: left out (captured with --allow-unsupported, not restored): {l}");
     }
-    restore::restore(plan, image, opts)
+    let root = opts
+        .root
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("/"));
+    let ttys = check::tty_conflicts(plan, &root);
+    if ttys.is_empty() {
+        return restore::restore(plan, image, opts);
+    }
+    if !opts.reattach_tty {
+        return Err(Error::Incompatible(
+            ttys.iter().map(|c| c.to_string()).collect(),
+        ));
+    }
+    let Some(ours) = own_tty() else {
+        return Err(Error::Incompatible(
+            ttys.iter()
+                .map(|c| format!("{c}; but ckpt-restore has no terminal to re-attach it to"))
+                .collect(),
+        ));
+    };
+    let mut p = plan.clone();
+    for c in &ttys {
+        if let Some(f) = p.files.get_mut(&c.file) {
+            f.path = ours.clone();
+            f.pos = 0;
+        }
+        eprintln!(
+            "ckpt-restore: pid {} fd {}: {} is the controlling terminal of session {} ({}) now; re-attached to {} (--reattach-tty)",
+            c.pid,
+            c.fd,
+            String::from_utf8_lossy(&c.path),
+            c.sid,
+            c.leader,
+            String::from_utf8_lossy(&ours)
+        );
+    }
+    restore::restore(&p, image, opts)
+}
+
+/// The path of ckpt-restore's terminal: the first of stdin, stdout, stderr that is one.
+fn own_tty() -> Option<Vec<u8>> {
+    use std::io::IsTerminal;
+    use std::os::unix::ffi::OsStrExt;
+    let which = if std::io::stdin().is_terminal() {
+        0
+    } else if std::io::stdout().is_terminal() {
+        1
+    } else if std::io::stderr().is_terminal() {
+        2
+    } else {
+        return None;
+    };
+    std::fs::read_link(format!("/proc/self/fd/{which}"))
+        .ok()
+        .map(|p| p.as_os_str().as_bytes().to_vec())
 }
 
 /// Decode an image of any supported revision from memory (e.g. a mapped file), check

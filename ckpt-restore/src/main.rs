@@ -19,6 +19,10 @@ struct Cli {
     /// Resolve every path of the image inside DIR.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// A terminal of the image that another session holds now: put the fd on
+    /// ckpt-restore's own terminal (said on stderr) instead of refusing.
+    #[arg(long)]
+    reattach_tty: bool,
     /// Print {"pids": [...]} instead of one pid per line.
     #[arg(long)]
     json: bool,
@@ -38,6 +42,7 @@ fn main() {
         },
         leave_stopped: cli.leave_stopped,
         root: cli.root.clone(),
+        reattach_tty: cli.reattach_tty,
     };
     let fail = |code: i32, msg: String| -> ! {
         if cli.json {
