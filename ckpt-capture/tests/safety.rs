@@ -372,3 +372,39 @@ fn help_prints_the_exit_code_table() {
     let o = Command::new(bin()).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains(ckpt_format::exit::HELP));
 }
+
+/// File locks were dropped silently (sqlite lost a committed row after a restore): until
+/// they are carried, a process holding one is refused, every lock named, and `--kill`
+/// then leaves it running.
+#[test]
+fn file_locks_are_refused_before_anything_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut t = Target::spawn("locks", &[db.to_str().unwrap()]);
+    let fds: Vec<i32> = t
+        .line()
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let img = dir.path().join("img");
+    let o = capture(&["--kill"], &img, t.pid());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    let p = db.display();
+    for want in [
+        format!(
+            "fd {} ({p}): POSIX ADVISORY WRITE lock on bytes 0-9",
+            fds[0]
+        ),
+        format!(
+            "fd {} ({p}): OFDLCK ADVISORY READ lock on bytes 100-199",
+            fds[1]
+        ),
+        format!("fd {} ({p}): FLOCK ADVISORY WRITE lock", fds[2]),
+    ] {
+        assert!(e.contains(&want), "{want:?} not in {e}");
+    }
+    assert!(!img.exists());
+    counting_on(&mut t, 3);
+}

@@ -408,3 +408,32 @@ fn show_json_has_the_documented_fields() {
     );
     assert_eq!(j["objects"][0]["referred_by"].as_array().unwrap().len(), 2);
 }
+
+/// `check`: "restorable here: no" and every reason for an image of another machine
+/// (exit 1), JSON with the same reasons.
+#[test]
+fn check_names_every_reason() {
+    let ex = fixture("example");
+    let (code, out, err) = run(&["check", s(&ex)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.starts_with("restorable here: no\n"), "{out}");
+    assert!(
+        out.contains("  - pid 100: executable /usr/bin/example: "),
+        "{out}"
+    );
+    let (code, json, _) = run(&["check", "--json", s(&ex)]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["restorable"], false);
+    let reasons = v["reasons"].as_array().unwrap();
+    assert_eq!(
+        reasons.len(),
+        out.lines().filter(|l| l.starts_with("  - ")).count()
+    );
+    // The same from a pipe.
+    let (pcode, pout) = run_stdin(&["check", "-"], &std::fs::read(&ex).unwrap());
+    assert_eq!(
+        (pcode, String::from_utf8_lossy(&pout).into_owned()),
+        (1, out)
+    );
+}

@@ -25,6 +25,7 @@ pub const PROGS: &[&str] = &[
     "signals",
     "deleted",
     "uncarried",
+    "locks",
 ];
 
 /// Compile the [`PROGS`] fixtures (once per test binary).
