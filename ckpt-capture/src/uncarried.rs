@@ -15,7 +15,7 @@
 //! | securebits, timer slack | injected `prctl(PR_GET_SECUREBITS / PR_GET_TIMERSLACK)` | not ckpt-capture's own |
 //! | seccomp | `Seccomp:` of `/proc/PID/status` | not 0 (filters are not captured) |
 //! | nice, policy, RT priority, CPU affinity, I/O priority (every thread), `oom_score_adj`, `coredump_filter`, speculation controls | `ckpt_sys::attrs`, status | not ckpt-capture's own (a restored process inherits ckpt-restore's) |
-//! | shared anonymous memory | `/proc/PID/maps` of the image's processes and of every other process | one object mapped at overlapping offsets twice in the image, or by a process outside it; System V segments |
+//! | shared anonymous memory | `/proc/PID/maps` of the image's processes and of every other process | one object mapped by two VMAs of the image at overlapping offsets not both inside its first mapping (restore rebuilds it from that one), or by a process outside the image; System V segments |
 //! | zombies in the tree | stat state `Z`, `/proc/PID/task` | a leader whose other threads still run (a zombie itself is carried: its status) |
 //! | fd owner and signal | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | set |
 //! | fd table, fs context, signal handlers, address space shared between processes | `kcmp` | between two processes of the image, or with a parent or child outside it |
@@ -626,12 +626,18 @@ fn check_shared_anon(targets: &[Target<'_>], f: &mut Findings) -> Result<(), Cap
         for (i, a) in v.iter().enumerate() {
             for b in &v[i + 1..] {
                 let (alen, blen) = (a.2 - a.1, b.2 - b.1);
-                if a.3 < b.3 + blen && b.3 < a.3 + alen {
+                // Restore rebuilds one object from its first mapping (image order) and
+                // maps the others into it: each must lie inside that first one's range.
+                let owner = v[0];
+                let within = |m: &Mapper| {
+                    m.3 >= owner.3 && m.3 + (m.2 - m.1) <= owner.3 + (owner.2 - owner.1)
+                };
+                if a.3 < b.3 + blen && b.3 < a.3 + alen && !(within(a) && within(b)) {
                     f.add(
                         "shared memory",
                         format!(
-                            "pid {}: shared anonymous memory at {:#x}-{:#x} is also mapped by pid {} at {:#x}-{:#x} (MAP_SHARED|MAP_ANONYMOUS kept across fork or mremap): a restore would give each its own copy",
-                            a.0, a.1, a.2, b.0, b.1, b.2
+                            "pid {}: shared anonymous memory at {:#x}-{:#x} is also mapped by pid {} at {:#x}-{:#x}, at object offsets outside the first mapping's ({:#x}-{:#x} of pid {}): a restore cannot rebuild them as one object",
+                            a.0, a.1, a.2, b.0, b.1, b.2, owner.1, owner.2, owner.0
                         ),
                     );
                 }

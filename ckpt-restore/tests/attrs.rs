@@ -158,3 +158,34 @@ fn zombie_children_come_back_as_zombies() {
         String::from_utf8_lossy(&want)
     );
 }
+
+/// Anonymous shared memory inherited across fork stays one object after a `--tree`
+/// restore (it was refused before, and restored as two copies before that): the parent
+/// and the child keep talking through it, and the pattern in it is intact.
+#[test]
+fn shared_anonymous_memory_between_parent_and_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["300"];
+    let want = reference("restore_shared", &args, dir.path());
+    assert!(
+        want.ends_with(b"299 ok\nchild exited 0\nPASS\n"),
+        "{}",
+        String::from_utf8_lossy(&want)
+    );
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let root = spawn("restore_shared", &args, &out, dir.path());
+    procs.0.push(root);
+    wait_lines(&out, 40);
+    let kids = children_of(root);
+    assert_eq!(kids.len(), 1);
+    let img = dir.path().join("img");
+    capture_kill_tree(root, &img, &[root, kids[0]]);
+    let pids = restore_all(&img, &["--pid-same"]);
+    assert_eq!(pids, vec![root, kids[0]]);
+    assert_eq!(wait_exit(root, LIMIT), 0);
+    procs.0.clear();
+    let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    assert_eq!(got.lines().find(|l| l.contains("FAIL")), None);
+    assert_eq!(got, String::from_utf8_lossy(&want));
+}

@@ -15,6 +15,7 @@ pub(super) fn address_space(
     area: u64,
     area_len: u64,
     ours: &[(Vec<u8>, u64, u64)],
+    shm: &[ShmLink],
 ) -> Result<(), Error> {
     // Park the vdso/vvar inside the area, drop everything else, move them into place.
     let img_vdso = t.vmas.iter().find(|v| v.vma.kind == VmaKind::Vdso);
@@ -64,7 +65,8 @@ pub(super) fn address_space(
     // Every VMA, then the pages, then the final protections.
     let mut reprotect: Vec<(u64, u64, u32)> = Vec::new();
     for v in &t.vmas {
-        if let Some(p) = map_vma(main, v, st)? {
+        let link = shm.iter().find(|l| l.start == v.vma.start);
+        if let Some(p) = map_vma(main, v, st, link, pid, area + PAGE)? {
             reprotect.push(p);
         }
     }
@@ -280,8 +282,14 @@ pub(super) fn map_vma(
     main: &mut Remote,
     v: &VmaPlan,
     st: &Staged,
+    link: Option<&ShmLink>,
+    pid: i32,
+    data: u64,
 ) -> Result<Option<(u64, u64, u32)>, Error> {
     let m = &v.vma;
+    if let Some(l) = link {
+        return map_linked(main, v, l, pid, data);
+    }
     let (fd, off, file) = match m.kind {
         VmaKind::Vdso | VmaKind::Vvar => return Ok(None),
         VmaKind::Other => {
@@ -328,6 +336,122 @@ pub(super) fn map_vma(
     if r != m.start {
         return Err(Error::System(format!(
             "mmap {:#x}-{:#x} landed at {r:#x}",
+            m.start, m.end
+        )));
+    }
+    Ok((prot != m.prot & 7).then_some((m.start, len, m.prot & 7)))
+}
+
+/// A shared anonymous VMA mapping the object that another VMA (the first mapping of it
+/// in image order, perhaps of another process) rebuilt.
+#[derive(Clone, Debug)]
+pub(super) struct ShmLink {
+    /// This VMA's start.
+    pub(super) start: u64,
+    /// The restored pid holding the first mapping.
+    pub(super) owner_pid: i32,
+    /// The first mapping's range (the same addresses as captured).
+    pub(super) owner_start: u64,
+    pub(super) owner_end: u64,
+    /// This VMA's offset in the rebuilt object, bytes.
+    pub(super) offset: u64,
+}
+
+/// A shmem object: (device major, minor, inode).
+type ShmKey = (u64, u64, u64);
+
+/// The shmem object a shared anonymous VMA maps: (device major, minor, inode) as
+/// captured; `None` for anything else and for System V segments (refused at capture).
+fn shm_key(v: &VmaPlan) -> Option<ShmKey> {
+    let m = &v.vma;
+    if m.kind != VmaKind::SharedAnon || m.file.as_deref().is_some_and(|p| p.starts_with(b"/SYSV")) {
+        return None;
+    }
+    let ino = m.extras.u64("ino").filter(|&i| i != 0)?;
+    Some((m.extras.u64("dev_major")?, m.extras.u64("dev_minor")?, ino))
+}
+
+/// For every shared anonymous object mapped by more than one VMA of the image: the
+/// first mapping (image order: parents first, then by address) rebuilds it as a fresh
+/// `MAP_SHARED|MAP_ANONYMOUS` mapping; each other VMA inside its range maps that object
+/// through `/proc/OWNER/map_files/START-END`, so all of them share pages again (a fork's
+/// shared memory). A VMA outside the first one's range (ckpt-capture refuses those when
+/// they overlap another) keeps a fresh object of its own.
+pub(super) fn link_shared_anon(procs: &mut [Proc]) {
+    // object -> (restored pid, start, end, offset in bytes) of its first mapping
+    let mut owners: BTreeMap<ShmKey, (i32, u64, u64, u64)> = BTreeMap::new();
+    for p in procs.iter_mut() {
+        for v in &p.t.vmas {
+            let Some(key) = shm_key(v) else { continue };
+            let (start, end, off) = (v.vma.start, v.vma.end, v.vma.pgoff.saturating_mul(PAGE));
+            match owners.get(&key) {
+                None => {
+                    owners.insert(key, (p.pid, start, end, off));
+                }
+                Some(&(opid, os, oe, ooff)) => {
+                    if off >= ooff && off + (end - start) <= ooff + (oe - os) {
+                        p.shm.push(ShmLink {
+                            start,
+                            owner_pid: opid,
+                            owner_start: os,
+                            owner_end: oe,
+                            offset: off - ooff,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Map `v` onto the object its first mapping rebuilt: open it in the restored process
+/// through `/proc/OWNER/map_files/START-END` (needs CAP_SYS_ADMIN or
+/// CAP_CHECKPOINT_RESTORE, as the process still has ours), map it shared at the
+/// captured address and offset, close it.
+fn map_linked(
+    main: &mut Remote,
+    v: &VmaPlan,
+    l: &ShmLink,
+    pid: i32,
+    data: u64,
+) -> Result<Option<(u64, u64, u32)>, Error> {
+    let m = &v.vma;
+    let path = format!(
+        "/proc/{}/map_files/{:x}-{:x}\0",
+        l.owner_pid, l.owner_start, l.owner_end
+    );
+    sys::write_pairs(pid, &[(data, path.as_bytes())])
+        .map_err(|e| sys_err("writing a map_files path", e))?;
+    let what = format!(
+        "shared memory {:#x}-{:#x}: opening the object of {:#x}-{:#x} of pid {}",
+        m.start, m.end, l.owner_start, l.owner_end, l.owner_pid
+    );
+    let fd = main.call(
+        &what,
+        libc::SYS_openat,
+        &[libc::AT_FDCWD as u64, data, libc::O_RDWR as u64, 0],
+    )?;
+    let len = m.end - m.start;
+    let mut prot = m.prot & 7;
+    if !v.pages.is_empty() {
+        prot |= libc::PROT_WRITE as u32;
+    }
+    let r = main.call(
+        &format!("mmap (shared) {:#x}-{:#x}", m.start, m.end),
+        libc::SYS_mmap,
+        &[
+            m.start,
+            len,
+            prot as u64,
+            (libc::MAP_FIXED | libc::MAP_SHARED) as u64,
+            fd,
+            l.offset,
+        ],
+    );
+    main.call("close", libc::SYS_close, &[fd])?;
+    if r? != m.start {
+        return Err(Error::System(format!(
+            "mmap {:#x}-{:#x} landed elsewhere",
             m.start, m.end
         )));
     }

@@ -105,6 +105,8 @@ struct Proc<'a> {
     stop_pending: bool,
     /// Its parent-death signal (`pdeath_signal`), set when its parent is in the image.
     pdeath: u64,
+    /// Its shared anonymous VMAs that map an object rebuilt by another VMA.
+    shm: Vec<memory::ShmLink>,
 }
 
 impl Proc<'_> {
@@ -182,6 +184,7 @@ fn build(
         }
     }
     verify_ids(plan, tree, &procs)?;
+    memory::link_shared_anon(&mut procs);
     // Zombies exit now with their status, left to their parents (still blank copies).
     for p in procs.iter_mut().filter(|p| p.t.task.exit_state != 0) {
         spawn::zombify(p)?;

@@ -27,7 +27,8 @@ pub(super) fn finish<'a>(
         .ok_or_else(|| Error::System(format!("pid {pid} is not guarded")))?;
     let exe = st.exe[p.idx];
     let main = &mut p.main;
-    memory::address_space(main, t, st, image, pid, area, area_len, ours)?;
+    let shm = std::mem::take(&mut p.shm);
+    memory::address_space(main, t, st, image, pid, area, area_len, ours, &shm)?;
     memory::mm_fields(main, t, pid, data, exe)?;
     sigactions(main, t, pid, data)?;
     let built = threads::clone_threads(main, t, pid, data, opts, &mut guard.procs[gi].1)?;

@@ -143,6 +143,7 @@ pub(super) fn prepare<'a>(
         threads: Vec::new(),
         stop_pending: false,
         pdeath: 0,
+        shm: Vec::new(),
     })
 }
 
