@@ -32,6 +32,12 @@ pub struct Plan {
     /// `Unknown`): written under their own numbers, so an encoder numbering
     /// objects of its own skips them too.
     pub kept_refs: std::collections::BTreeSet<u32>,
+    /// The own thread (tid = pid) of each task, when it came after other
+    /// events of its task (cr-v5 keeps THREAD/CPU last): a revision that
+    /// writes a task's thread before its objects (ckpt-v21) takes it from here.
+    pub late_threads: Vec<Option<Thread>>,
+    /// The current task has had events other than Thread and Pipe.
+    pub task_other: bool,
 }
 
 impl Plan {
@@ -41,9 +47,13 @@ impl Plan {
             Event::Task(t) => {
                 let mut t = t.clone();
                 t.extras = Extras::new();
+                let pid = t.pid;
                 self.tasks.push(t);
                 self.nfds.push(0);
                 self.threads.push(Vec::new());
+                self.late_threads.push(None);
+                self.task_other = false;
+                let _ = pid;
             }
             Event::File(f) => {
                 self.ids.insert(f.id);
@@ -71,7 +81,14 @@ impl Plan {
                 }
             }
             Event::Thread(t) => {
+                let pid = self.tasks.last().map(|x| x.pid);
                 if let Some(v) = self.threads.last_mut() {
+                    let own = Some(t.tid) == pid && !v.contains(&t.tid);
+                    if own && self.task_other {
+                        if let Some(l) = self.late_threads.last_mut() {
+                            *l = Some(t.clone());
+                        }
+                    }
                     v.push(t.tid);
                 }
                 if self.first_fpu.is_none() {
@@ -81,6 +98,12 @@ impl Plan {
                 }
             }
             _ => {}
+        }
+        if !matches!(
+            ev,
+            Event::Task(_) | Event::Thread(_) | Event::Pipe(_) | Event::Header(_) | Event::Tail
+        ) {
+            self.task_other = true;
         }
     }
 }

@@ -3,6 +3,9 @@
 //! rlimits, credentials with groups and capability sets, /dev/null, a
 //! directory fd and a pipe with data shared by two fds (docs/CONVERT.md).
 
+#[path = "common/v21_restart.rs"]
+mod v21_restart;
+
 use ckpt_format::build::ImageBuilder;
 use ckpt_format::convert::{convert, convert_slice, ConvertOptions, TargetKernel};
 use ckpt_format::*;
@@ -340,22 +343,34 @@ fn v21_layout_follows_the_kernel_grammar() {
     let names = record_names(&v21);
     let tasks: Vec<usize> = (0..names.len()).filter(|&i| names[i] == "TASK").collect();
     assert_eq!(tasks.len(), 3, "one v21 task per thread");
-    // Leader: TASK STRING THREAD CPU CPU_FPU, cred objects, TASK_CREDS.
+    // Leader: TASK STRING THREAD RESTART_BLOCK CPU CPU_FPU, cred objects,
+    // TASK_CREDS, namespace objects, TASK_NS (the kernel's order).
     let t0 = tasks[0];
     assert_eq!(
-        &names[t0..t0 + 5],
-        &["TASK", "STRING", "THREAD", "CPU", "CPU_FPU"]
+        &names[t0..t0 + 6],
+        &[
+            "TASK",
+            "STRING",
+            "THREAD",
+            "RESTART_BLOCK",
+            "CPU",
+            "CPU_FPU"
+        ]
     );
     let creds = names.iter().position(|&n| n == "TASK_CREDS").unwrap();
-    assert!(names[t0 + 5..creds].contains(&"CRED"));
-    assert!(names[t0 + 5..creds].contains(&"GROUPINFO"));
-    assert!(creds < names.iter().position(|&n| n == "MM").unwrap());
+    assert!(names[t0 + 6..creds].contains(&"CRED"));
+    assert!(names[t0 + 6..creds].contains(&"GROUPINFO"));
+    let ns = names.iter().position(|&n| n == "TASK_NS").unwrap();
+    for n in ["UTS_NS", "IPC_NS", "NS"] {
+        assert!(names[creds..ns].contains(&n), "{n} before TASK_NS");
+    }
+    assert!(ns < names.iter().position(|&n| n == "MM").unwrap());
     // Leader section ends with TASK_OBJS SIGNAL_TASK SIGPENDING.
     assert_eq!(
         &names[tasks[1] - 3..tasks[1]],
         &["TASK_OBJS", "SIGNAL_TASK", "SIGPENDING"]
     );
-    for n in ["FS", "SIGHAND", "SIGNAL", "FILE_TABLE"] {
+    for n in ["FS", "SIGHAND", "SIGNAL", "FILE_TABLE", "NS", "CONTAINER"] {
         assert_eq!(names.iter().filter(|&&x| x == n).count(), 1, "{n}");
     }
     // Threads: their own short section with shared objects by reference.
@@ -366,15 +381,20 @@ fn v21_layout_follows_the_kernel_grammar() {
                 "TASK",
                 "STRING",
                 "THREAD",
+                "RESTART_BLOCK",
                 "CPU",
                 "CPU_FPU",
                 "TASK_CREDS",
+                "TASK_NS",
                 "TASK_OBJS",
                 "SIGNAL_TASK",
                 "SIGPENDING"
             ]
         );
     }
+    // And a v21 restart reads it to its end.
+    let w = v21_restart::walk(&v21).unwrap();
+    assert_eq!(w.tasks, 3);
 }
 
 #[test]

@@ -551,7 +551,7 @@ fn v21_error_paths() {
     // Unsupported file type, VMA type.
     let file = v21_at(&good, 304, 0);
     assert!(matches!(
-        m(&|b| put32(b, file + 8, 4)).kind,
+        m(&|b| put32(b, file + 8, 9)).kind,
         BadValue {
             field: "f_type",
             ..
@@ -586,7 +586,7 @@ fn v21_error_paths() {
         MissingTerminator { .. }
     ));
     // A redefined file objref.
-    let o2 = v21_at(&good, 6, 3);
+    let o2 = v21_at(&good, 6, 10);
     assert!(matches!(
         m(&|b| put32(b, o2 + 12, 3)).kind,
         ObjrefRedefined { id: 3, .. }
@@ -596,14 +596,20 @@ fn v21_error_paths() {
 #[test]
 fn v21_unknown_records_survive_a_round_trip() {
     let good = v21_img();
-    let tree = v21_at(&good, 101, 0);
+    let lsm = v21_at(&good, 7, 0);
     let mut b = good.clone();
-    // A CONTAINER record (not modelled) before the TREE.
-    let rec = [3u8, 0, 0, 0, 12, 0, 0, 0, 1, 2, 3, 4];
-    b.splice(tree..tree, rec);
+    // A container section of another security module (not modelled): the
+    // name BUFFER says "smack" and LSM_INFO holds 4 bytes of its own.
+    let name = v21_at(&good, 3, 0) + 8;
+    b[name + 8..name + 13].copy_from_slice(b"smack");
+    let info = [7u8, 0, 0, 0, 12, 0, 0, 0, 1, 2, 3, 4];
+    b.splice(lsm..lsm + 13, info);
     let events = decode_slice(&b).unwrap();
     assert!(events.iter().any(
-        |e| matches!(e, Event::Unknown(u) if u.type_code == 3 && u.payload[..] == [1, 2, 3, 4])
+        |e| matches!(e, Event::Unknown(u) if u.type_code == 7 && u.payload[..] == [1, 2, 3, 4])
+    ));
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Unknown(u) if u.type_code == 4 && u.payload.starts_with(b"smack"))
     ));
     let mut out = Vec::new();
     let mut enc = encoder(Revision::CkptV21, &mut out);

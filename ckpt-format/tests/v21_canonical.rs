@@ -296,13 +296,13 @@ fn task_objs_naming_a_kept_object_round_trips_and_kept_numbers_are_not_reused() 
 fn another_numbering_of_a_v21_image_decodes_to_the_same_model() {
     let n1 = native(&kept_signal_model(40, &[]));
     let canonical = round_trip(&n1);
-    // The same image with the file table numbered 9 (OBJREF and TASK_OBJS):
+    // The same image with the file table numbered 90 (OBJREF and TASK_OBJS):
     // only the numbering differs, so the model is the same...
     let mut other = canonical.clone();
     let table = objref_of(&other, "FILE_TABLE");
-    put32(&mut other, table + 12, 9);
+    put32(&mut other, table + 12, 90);
     let objs = rec(&other, "TASK_OBJS", 0);
-    put32(&mut other, objs + field("TASK_OBJS", "files_objref"), 9);
+    put32(&mut other, objs + field("TASK_OBJS", "files_objref"), 90);
     assert_ne!(other, canonical);
     let (from_other, _) = conv(&other, Revision::Native1, false).unwrap();
     assert_eq!(from_other, n1);

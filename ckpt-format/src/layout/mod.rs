@@ -20,6 +20,8 @@ pub mod v21;
 /// Type of a field as it lies on disk (little-endian).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ty {
+    /// Unsigned 8-bit.
+    U8,
     /// Unsigned 16-bit.
     U16,
     /// Signed 16-bit.
@@ -30,6 +32,8 @@ pub enum Ty {
     S32,
     /// Unsigned 64-bit.
     U64,
+    /// Signed 64-bit.
+    S64,
     /// A byte array (`char[n]`).
     Bytes,
     /// Padding: written as zero, reported when read non-zero.
@@ -40,11 +44,13 @@ impl Ty {
     /// Name printed by the schema.
     pub fn name(self) -> &'static str {
         match self {
+            Ty::U8 => "u8",
             Ty::U16 => "u16",
             Ty::S16 => "s16",
             Ty::U32 => "u32",
             Ty::S32 => "s32",
             Ty::U64 => "u64",
+            Ty::S64 => "s64",
             Ty::Bytes => "bytes",
             Ty::Pad => "pad",
         }
@@ -262,7 +268,8 @@ mod tests {
                 match fl.ty {
                     Ty::U16 | Ty::S16 => assert_eq!(fl.size, 2),
                     Ty::U32 | Ty::S32 => assert_eq!(fl.size, 4),
-                    Ty::U64 => assert_eq!(fl.size, 8),
+                    Ty::U64 | Ty::S64 => assert_eq!(fl.size, 8),
+                    Ty::U8 => assert_eq!(fl.size, 1),
                     _ => {}
                 }
             }

@@ -3,24 +3,33 @@
 //! ```text
 //! record := ckpt_hdr{u32 type; u32 len (header included)} payload[len - 8]
 //! image  := HEADER BUFFER(release) BUFFER(version) BUFFER(machine) HEADER_ARCH
-//!           other* TREE BUFFER(ckpt_pids[nr_tasks]) task* TAIL
+//!           CONTAINER BUFFER(lsm name) LSM_INFO
+//!           TREE BUFFER(ckpt_pids[nr_tasks]) task* TAIL
 //! task   := TASK STRING(comm)                              (zombies stop here)
-//!           THREAD(+TLS) CPU [CPU_FPU]
-//!           [cred objects TASK_CREDS]
+//!           THREAD(+TLS) RESTART_BLOCK CPU [CPU_FPU]
+//!           cred objects TASK_CREDS  namespace objects TASK_NS
 //!           [OBJREF FILE FILE_NAME] OBJREF(MM) MM BUFFER(auxv)
 //!              ( [OBJREF FILE FILE_NAME] VMA chunk* PGARR(0) )* MM_CONTEXT MM_CONTEXT_LDT
-//!           [OBJREF(FS) FS FILE_NAME FILE_NAME] [OBJREF(SIGHAND) SIGHAND] [OBJREF(SIGNAL) SIGNAL]
+//!           [OBJREF(FS) FS FILE_NAME FILE_NAME] [OBJREF(SIGHAND) SIGHAND]
+//!           [OBJREF(SIGNAL) SIGNAL SIGPENDING]
 //!           OBJREF(FILE_TABLE) FILE_TABLE ( [OBJREF FILE (FILE_NAME | PIPE_BUF)] FILE_DESC )*
-//!           TASK_OBJS [SIGNAL_TASK [SIGPENDING]]
+//!           TASK_OBJS SIGNAL_TASK SIGPENDING
 //!           thread*                    (each further thread of the task, a v21 task of its own)
-//! thread := TASK STRING THREAD CPU [CPU_FPU] [TASK_CREDS] TASK_OBJS [SIGNAL_TASK [SIGPENDING]]
+//! thread := TASK STRING THREAD RESTART_BLOCK CPU [CPU_FPU] TASK_CREDS TASK_NS TASK_OBJS
+//!           SIGNAL_TASK SIGPENDING
 //! chunk  := PGARR(n) BUFFER(n x u64 vaddrs, n x 4096 pages)
 //! ```
 //!
+//! That is the order a v21 kernel writes and its restart reads
+//! (docs/V21-STREAM.md). The decoder also reads images without the container
+//! section, restart blocks, task namespaces and SIGPENDING records (as ckpt
+//! wrote them before), and drops those records when they are the ones ckpt
+//! writes.
+//!
 //! Objects may come in any order before the record naming them. ERROR
 //! records (+ STRING) may appear anywhere; records this codec does not model
-//! (CONTAINER, LSM, namespaces, itimers, ...) become [`Event::Unknown`] and
-//! are written back verbatim. See docs/CONVERT.md "ckpt-v21: threads,
+//! (another LSM, other namespaces, itimers, sockets, ttys, ...) become
+//! [`Event::Unknown`] and are written back verbatim. See docs/CONVERT.md "ckpt-v21: threads,
 //! credentials, fs and signals". Layouts and codes come
 //! from [`crate::layout::v21`]; [`Framer`] is the one framing function.
 //!

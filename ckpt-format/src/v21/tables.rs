@@ -20,8 +20,99 @@ pub const CONSTANTS: [(&str, u64); 12] = [
     ("uts_domainname_len", 65),
     ("rlimit_nlimits", 16),
     ("n_tty_buf_size", 4096),
-    ("tty_termios_ncc", 19),
+    ("tty_termios_ncc", L::TTY_NCC as u64),
 ];
+
+/// The LSM name of the container section a kernel without a security
+/// module writes (BUFFER of `CHECKPOINT_LSM_NAME_MAX + 1` bytes, NUL padded).
+pub const LSM_NAME: &[u8] = b"none";
+/// The LSM_INFO payload written with [`LSM_NAME`] (a restart without an LSM
+/// reads past it).
+pub const LSM_INFO: &[u8] = b"dummy";
+
+/// `ckpt_hdr_utsns` strings ckpt writes (the model carries no uts namespace):
+/// `sysname`, `nodename` and `domainname` (the kernel's defaults for a new uts
+/// namespace); `release`, `version`, `machine` are the header's.
+pub const UTS_SYSNAME: &[u8] = b"Linux";
+/// See [`UTS_SYSNAME`].
+pub const UTS_NODENAME: &[u8] = b"(none)";
+/// See [`UTS_SYSNAME`].
+pub const UTS_DOMAINNAME: &[u8] = b"(none)";
+
+/// `ckpt_hdr_ipcns` limits ckpt writes: the defaults of a 2.6.33 kernel
+/// (SHMMAX, SHMALL, SHMMNI, MSGMAX, MSGMNB, MSGMNI, SEMMSL, SEMMNS, SEMOPM,
+/// SEMMNI); an IPC namespace with no shm, msg or sem objects.
+pub const IPC_LIMITS: [(&str, u64); 10] = [
+    ("shm_ctlmax", 0x200_0000),
+    ("shm_ctlall", 0x200_0000 / 4096 * (4096 / 16)),
+    ("shm_ctlmni", 4096),
+    ("msg_ctlmax", 8192),
+    ("msg_ctlmnb", 16384),
+    ("msg_ctlmni", 16),
+    ("sem_ctl_msl", 250),
+    ("sem_ctl_mns", 32000),
+    ("sem_ctl_opm", 32),
+    ("sem_ctl_mni", 128),
+];
+
+/// The three IPC sections of an IPC_NS, in order.
+pub const IPC_SECTIONS: [&str; 3] = ["IPC_SHM", "IPC_MSG", "IPC_SEM"];
+
+/// Object types of the namespace records (kept together as records when not
+/// the ones ckpt writes).
+pub(crate) const NS_OBJS: [&str; 5] = ["NS", "UTS_NS", "IPC_NS", "MNT_NS", "NET_NS"];
+
+/// The UTS_NS record ckpt writes for `k` (header fields included).
+pub fn uts_record(k: &Kernel) -> Vec<u8> {
+    let st = T.st("UTS_NS");
+    let mut b = st.zeroed();
+    st.put(&mut b, "h.type", code("UTS_NS") as u64);
+    st.put(&mut b, "h.len", st.size as u64);
+    let cut = |v: &[u8]| v[..v.len().min(L::NEW_UTS_LEN)].to_vec();
+    for (n, v) in [
+        ("sysname", UTS_SYSNAME),
+        ("nodename", UTS_NODENAME),
+        ("release", &k.release[..]),
+        ("version", &k.version[..]),
+        ("machine", &k.machine[..]),
+        ("domainname", UTS_DOMAINNAME),
+    ] {
+        st.put_bytes(&mut b, n, &cut(v));
+    }
+    b
+}
+
+/// The IPC_NS record ckpt writes (header fields included).
+pub fn ipc_ns_record() -> Vec<u8> {
+    let st = T.st("IPC_NS");
+    let mut b = st.zeroed();
+    st.put(&mut b, "h.type", code("IPC_NS") as u64);
+    st.put(&mut b, "h.len", st.size as u64);
+    for (n, v) in IPC_LIMITS {
+        st.put(&mut b, n, v);
+    }
+    b
+}
+
+/// The empty IPC section record of `kind` (`IPC_SHM`, ...).
+pub fn ipc_section_record(kind: &str) -> Vec<u8> {
+    let st = T.st("IPC");
+    let mut b = st.zeroed();
+    st.put(&mut b, "h.type", code("IPC") as u64);
+    st.put(&mut b, "h.len", st.size as u64);
+    st.put(&mut b, "ipc_type", code(kind) as u64);
+    b
+}
+
+/// The RESTART_BLOCK of a task in no restartable system call.
+pub fn restart_block_none() -> Vec<u8> {
+    let st = T.st("RESTART_BLOCK");
+    let mut b = st.zeroed();
+    st.put(&mut b, "h.type", code("RESTART_BLOCK") as u64);
+    st.put(&mut b, "h.len", st.size as u64);
+    st.put(&mut b, "function_type", L::RESTART_BLOCK_NONE);
+    b
+}
 
 /// The five objrefs of `ckpt_hdr_task_objs`, in order.
 pub(crate) const TASK_OBJS_FIELDS: [(&str, &str); 5] = [

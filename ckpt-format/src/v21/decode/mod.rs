@@ -87,6 +87,16 @@ struct Inner<I> {
     fs_ref: i32,
     sighand_ref: i32,
     signal_ref: i32,
+    /// The header's kernel (the UTS_NS strings ckpt writes).
+    kernel: Kernel,
+    /// UTS_NS and IPC_NS objects equal to the ones ckpt writes, not decoded
+    /// into events: objref -> their records (code, payload), given back as
+    /// records if an NS object that is kept names them.
+    canon_children: HashMap<i32, Vec<(u32, Vec<u8>)>>,
+    /// NS objects equal to the one ckpt writes.
+    canon_ns: HashSet<i32>,
+    /// The NS objref of the current task (its threads repeat it).
+    leader_ns: i32,
 }
 
 /// Threads of each task of an image, in order, as a first pass finds them.
@@ -144,6 +154,10 @@ impl<I: Input> Decoder<I> {
                 fs_ref: 0,
                 sighand_ref: 0,
                 signal_ref: 0,
+                kernel: Kernel::default(),
+                canon_children: HashMap::new(),
+                canon_ns: HashSet::new(),
+                leader_ns: 0,
             },
             checker: crate::validate::Checker::new(),
             failed: false,
@@ -362,18 +376,20 @@ impl<I: Input> Inner<I> {
         self.xstate_size = sa.get(&a, "xstate_size");
         let mut it = uts.into_iter();
         let mut s = || it.next().unwrap_or_default();
+        let kernel = Kernel {
+            major: st.get(&p, "major") as u16,
+            minor: st.get(&p, "minor") as u16,
+            patch: st.get(&p, "patch") as u16,
+            release: s(),
+            version: s(),
+            machine: s(),
+        };
+        self.kernel = kernel.clone();
         Ok(Event::Header(Header {
             revision: Revision::CkptV21,
             arch: Arch::X86_64,
             page_size: PAGE as u32,
-            kernel: Kernel {
-                major: st.get(&p, "major") as u16,
-                minor: st.get(&p, "minor") as u16,
-                patch: st.get(&p, "patch") as u16,
-                release: s(),
-                version: s(),
-                machine: s(),
-            },
+            kernel,
             time: st.get(&p, "time"),
             flags: st.get(&p, "uflags"),
             tool: String::new(),
@@ -416,6 +432,25 @@ impl<I: Input> Inner<I> {
         for (i, d) in raw.chunks_exact(8).enumerate() {
             let d = u64::from_le_bytes(d.try_into().unwrap_or([0; 8]));
             tls.extend_from_slice(&derive::desc_to_user(d, i as u32));
+        }
+        // Images ckpt wrote before the full stream have no RESTART_BLOCK.
+        if self
+            .fr
+            .peek()?
+            .is_some_and(|rh| rh.code == code("RESTART_BLOCK"))
+        {
+            let (rh, rb) = self.expect_struct("RESTART_BLOCK")?;
+            if rb != restart_block_none() {
+                return Err(rh.err(ErrorKind::Invalid {
+                    found: format!(
+                        "restart block of type {} with arguments {:?}",
+                        T.st("RESTART_BLOCK").get(&rb, "function_type"),
+                        ["arg_0", "arg_1", "arg_2", "arg_3", "arg_4"]
+                            .map(|a| T.st("RESTART_BLOCK").get(&rb, a))
+                    ),
+                    expected: "CKPT_RESTART_BLOCK_NONE (1) with no arguments (a system call to restart is not supported)".into(),
+                }));
+            }
         }
         let (_, c) = self.expect_struct("CPU")?;
         let sc = T.st("CPU");

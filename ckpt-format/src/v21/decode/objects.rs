@@ -4,7 +4,9 @@
 use super::*;
 
 impl<I: Input> Inner<I> {
-    pub(super) fn file_obj(&mut self, r: i32) -> Result<()> {
+    /// A file object; `Some(record)` for a file of a kind the model does not
+    /// carry (socket, tty, epoll, eventfd: kept as records by the caller).
+    pub(super) fn file_obj(&mut self, r: i32) -> Result<Option<(Hdr, Vec<u8>)>> {
         let h = self.fr.peek()?.ok_or_else(|| self.missing("FILE"))?;
         if h.code != code("FILE") || h.len < 12 {
             return Err(h.err(ErrorKind::UnexpectedRecord {
@@ -17,6 +19,9 @@ impl<I: Input> Inner<I> {
         let st = match ftype {
             L::FILE_GENERIC => T.st("FILE"),
             L::FILE_PIPE => T.st("FILE_PIPE"),
+            L::FILE_SOCKET | L::FILE_TTY | L::FILE_EPOLL | L::FILE_EVENTFD => {
+                return Ok(Some((h, p)));
+            }
             t => {
                 return Err(h.err(ErrorKind::BadValue {
                     field: "f_type",
@@ -91,7 +96,7 @@ impl<I: Input> Inner<I> {
                 emitted: false,
             },
         );
-        Ok(())
+        Ok(None)
     }
 
     /// Queue the events of a file's first use: its pipe's buffer if this is
@@ -295,6 +300,89 @@ impl<I: Input> Inner<I> {
                 self.sighand_ref = r;
                 Ok(Some(Event::SigActions(acts)))
             }
+            "UTS_NS" => {
+                let (uh, u) = self.expect_struct("UTS_NS")?;
+                if u == uts_record(&self.kernel) {
+                    let recs = vec![(h.code, p[8..].to_vec()), (uh.code, u[8..].to_vec())];
+                    self.canon_children.insert(r, recs);
+                    return self.step();
+                }
+                self.keep(r);
+                self.queue.push_back(unknown(&uh, &u[8..]));
+                Ok(Some(unknown(&h, &p[8..])))
+            }
+            "IPC_NS" => {
+                let (ih, i) = self.expect_struct("IPC_NS")?;
+                let mut recs = vec![(h.code, p[8..].to_vec()), (ih.code, i[8..].to_vec())];
+                let mut ours = i == ipc_ns_record();
+                for k in IPC_SECTIONS {
+                    match self.fr.peek()? {
+                        Some(sh) if sh.code == code("IPC") && sh.len == T.st("IPC").size as u64 => {
+                            let (sh, sp) = self.expect_struct("IPC")?;
+                            ours &= sp == ipc_section_record(k);
+                            recs.push((sh.code, sp[8..].to_vec()));
+                            if !ours {
+                                break;
+                            }
+                        }
+                        _ => {
+                            ours = false;
+                            break;
+                        }
+                    }
+                }
+                if ours {
+                    self.canon_children.insert(r, recs);
+                    return self.step();
+                }
+                // Kept as records (an IPC namespace with objects or other limits).
+                self.keep(r);
+                for (c, b) in recs.drain(1..) {
+                    self.queue.push_back(Event::Unknown(Unknown {
+                        revision: Revision::CkptV21,
+                        type_code: c,
+                        parent: 0,
+                        payload: Cow::Owned(b),
+                    }));
+                }
+                Ok(Some(unknown(&h, &p[8..])))
+            }
+            "NS" => {
+                let (nh, n) = self.expect_struct("NS")?;
+                let st = T.st("NS");
+                let uts = st.get_i(&n, "uts_objref") as i32;
+                let ipc = st.get_i(&n, "ipc_objref") as i32;
+                let ours = self.canon_children.contains_key(&uts)
+                    && self.canon_children.contains_key(&ipc)
+                    && st.get(&n, "net_objref") == 0
+                    && st.nonzero_padding(&n).is_empty();
+                if ours {
+                    self.canon_ns.insert(r);
+                    return self.step();
+                }
+                // Kept as records, with the namespaces it names that were
+                // dropped as ckpt's own given back as records before it.
+                self.keep(r);
+                let mut evs = Vec::new();
+                for c in [uts, ipc] {
+                    if let Some(recs) = self.canon_children.remove(&c) {
+                        self.keep(c);
+                        for (code, b) in recs {
+                            evs.push(Event::Unknown(Unknown {
+                                revision: Revision::CkptV21,
+                                type_code: code,
+                                parent: 0,
+                                payload: Cow::Owned(b),
+                            }));
+                        }
+                    }
+                }
+                evs.push(unknown(&h, &p[8..]));
+                evs.push(unknown(&nh, &n[8..]));
+                let first = evs.remove(0);
+                self.queue.extend(evs);
+                Ok(Some(first))
+            }
             "SIGNAL" if self.konst("rlimit_nlimits") == 16 => {
                 let sh = self.fr.peek()?.ok_or_else(|| self.missing("SIGNAL"))?;
                 let st = T.st("SIGNAL");
@@ -304,11 +392,28 @@ impl<I: Input> Inner<I> {
                     return Ok(Some(unknown(&h, &p[8..])));
                 }
                 let (_, b) = self.expect_struct("SIGNAL")?;
-                let rest_zero = b[264..].iter().all(|&x| x == 0);
+                let mut rest_zero = b[264..].iter().all(|&x| x == 0);
+                // The shared pending signals follow (images ckpt wrote before
+                // the full stream have none): dropped when empty, else the
+                // signal object is kept whole.
+                let sp = T.st("SIGPENDING");
+                let mut pending = None;
+                let next = self.fr.peek()?.map(|ph| ph.code);
+                if rest_zero && next == Some(code("SIGPENDING")) {
+                    let (ph, pp) = self.fr.take()?;
+                    let w = whole(&ph, pp);
+                    if ph.len != sp.size as u64 || w[8..].iter().any(|&x| x != 0) {
+                        rest_zero = false;
+                        pending = Some((ph, w));
+                    }
+                }
                 if !rest_zero {
                     // itimers or a controlling tty: kept whole, as records.
                     self.keep(r);
                     self.queue.push_back(unknown(&sh, &b[8..]));
+                    if let Some((ph, w)) = pending {
+                        self.queue.push_back(unknown(&ph, &w[8..]));
+                    }
                     return Ok(Some(unknown(&h, &p[8..])));
                 }
                 let lims = b[8..264]
@@ -322,7 +427,13 @@ impl<I: Input> Inner<I> {
                 Ok(Some(Event::Rlimits(lims)))
             }
             "FILE" => {
-                self.file_obj(r)?;
+                if let Some((fh, f)) = self.file_obj(r)? {
+                    // A socket, tty, epoll or eventfd file: kept as records
+                    // (the objects it names come before it, kept likewise).
+                    self.keep(r);
+                    self.queue.push_back(unknown(&fh, &f[8..]));
+                    return Ok(Some(unknown(&h, &p[8..])));
+                }
                 // Inside a file table a file is an fd's file: emit it now.
                 if self.table_ref != 0 {
                     if let Some(o) = self.files.get_mut(&r) {

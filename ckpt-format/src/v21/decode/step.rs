@@ -107,7 +107,12 @@ impl<I: Input> Inner<I> {
                 }));
             }
             if let Some(t) = self.cur_thread.as_mut() {
-                t.extras.set_u64("sigpending", st.get(&p, "signal"));
+                // An empty set is implied next to `clear_child_tid` (as the
+                // encoder writes a SIGPENDING for every thread).
+                let set = st.get(&p, "signal");
+                if set != 0 || t.extras.u64("clear_child_tid").is_some() {
+                    t.extras.set_u64("sigpending", set);
+                }
             }
             return self.step();
         }
@@ -301,7 +306,22 @@ impl<I: Input> Inner<I> {
                 Ok(Some(self.flush_task()))
             }
             "SIGNAL_TASK" if self.leader_out && !self.in_thread_task => {
+                // Stream mode: the leader's Thread went out with an empty mask.
+                // An empty mask with an empty SIGPENDING says the same: dropped.
                 let (h, p) = self.expect_struct("SIGNAL_TASK")?;
+                let sp = T.st("SIGPENDING");
+                let next = self.fr.peek()?;
+                if T.st("SIGNAL_TASK").get(&p, "blocked") == 0
+                    && next.is_some_and(|n| n.code == code("SIGPENDING") && n.len == sp.size as u64)
+                {
+                    let (ph, pp) = self.fr.take()?;
+                    let w = whole(&ph, pp);
+                    if w[8..].iter().all(|&x| x == 0) {
+                        return self.step();
+                    }
+                    self.queue.push_back(unknown(&ph, &w[8..]));
+                    return Ok(Some(unknown(&h, &p[8..])));
+                }
                 self.after_signal_task = true;
                 Ok(Some(unknown(&h, &p[8..])))
             }
@@ -336,11 +356,75 @@ impl<I: Input> Inner<I> {
                     for (k, d) in SIGALTSTACK_KEYS {
                         t.extras.set_u64(k, d);
                     }
+                    // An empty pending set is implied next to it too (the
+                    // SIGPENDING after SIGNAL_TASK, if any, sets the value).
+                    t.extras.set_u64("sigpending", 0);
                 }
                 self.cur_thread = Some(t);
                 self.step()
             }
             "OBJREF" => self.objref(),
+            "CONTAINER" => {
+                // The container section: dropped when it is the one ckpt
+                // writes (no security module), else kept as records.
+                let (h, p) = self.expect("CONTAINER", None)?;
+                let mut taken = vec![(h, p)];
+                for next in ["BUFFER", "LSM_INFO"] {
+                    match self.fr.peek()? {
+                        Some(nh) if nh.code == code(next) => {
+                            let (nh, np) = self.fr.take()?;
+                            let w = whole(&nh, np);
+                            taken.push((nh, w));
+                        }
+                        _ => break,
+                    }
+                }
+                let mut name = [0u8; L::LSM_NAME_MAX + 1];
+                name[..LSM_NAME.len()].copy_from_slice(LSM_NAME);
+                let ours = taken.len() == 3
+                    && taken[0].1.len() == HDR as usize
+                    && taken[1].1[8..] == name[..]
+                    && taken[2].1[8..] == *LSM_INFO;
+                if ours {
+                    return self.step();
+                }
+                for (h, p) in &taken[1..] {
+                    self.queue.push_back(unknown(h, &p[8..]));
+                }
+                Ok(Some(unknown(&taken[0].0, &taken[0].1[8..])))
+            }
+            "TASK_NS" if h.len == T.st("TASK_NS").size as u64 => {
+                let (h, p) = self.expect_struct("TASK_NS")?;
+                let r = T.st("TASK_NS").get_i(&p, "ns_objref") as i32;
+                if self.in_thread_task {
+                    if r != self.leader_ns {
+                        return Err(h.err(ErrorKind::Invalid {
+                            found: format!("a thread's TASK_NS naming objref {r}"),
+                            expected: format!("its leader's ({})", self.leader_ns),
+                        }));
+                    }
+                    return self.step();
+                }
+                self.leader_ns = r;
+                if self.canon_ns.contains(&r) {
+                    return self.step();
+                }
+                match self.defined.get(&r) {
+                    Some(d) if d.kept && T.obj_name(d.ty) == "NS" => {}
+                    Some(d) => {
+                        return Err(h.err(ErrorKind::Invalid {
+                            found: format!(
+                                "ns_objref {r}, an object of type {} (defined at offset {})",
+                                T.obj_name(d.ty),
+                                d.offset
+                            ),
+                            expected: "an NS object".into(),
+                        }))
+                    }
+                    None => return Err(h.err(ErrorKind::ObjrefUndefined { id: r as u32 })),
+                }
+                Ok(Some(unknown(&h, &p[8..])))
+            }
             "VMA" => self.vma().map(Some),
             "PGARR" => {
                 let (h, p) = self.expect_struct("PGARR")?;

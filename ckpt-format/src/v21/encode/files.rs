@@ -157,10 +157,13 @@ impl<W: Write> Encoder<W> {
             if u == 0 {
                 continue;
             }
+            // (The numbers ckpt gives its own objects are not named: a dry
+            // run, which lists the items before the plan is complete, numbers
+            // them without knowing every File and Pipe id yet.)
             let why = if i < 2 {
-                format!("ckpt-v21 numbers the task's {kind} itself ({r})")
+                format!("ckpt-v21 numbers the task's {kind} itself")
             } else if r != 0 {
-                format!("the task has a {kind} of its own, written as objref {r}")
+                format!("the task has a {kind} of its own")
             } else {
                 match self.kept_refs.get(&(u as u32)) {
                     Some(&ty) if T.obj_name(ty) == *kind => {
@@ -172,9 +175,13 @@ impl<W: Write> Encoder<W> {
                     None => format!("no {kind} object kept as a record before it has objref {u}"),
                 }
             };
+            let written = if r != 0 {
+                format!("the objref of the task's own {kind}")
+            } else {
+                st.get_i(&b, n).to_string()
+            };
             self.item(format!(
-                "TASK_OBJS record kept from the source: `{n}` = {u}, but {why}; written as {}",
-                st.get_i(&b, n)
+                "TASK_OBJS record kept from the source: `{n}` = {u}, but {why}; written as {written}"
             ))?;
         }
         if !named {

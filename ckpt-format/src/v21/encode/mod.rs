@@ -1,8 +1,10 @@
 //! The ckpt-v21 encoder.
 
 use super::{
-    arch_defaults, code, kept_objref, CAP_KEYS, CAP_ZERO_KEYS, CHUNK_PAGES, CONSTANTS, FILE_EXTRAS,
-    HDR, PAGE, SIGALTSTACK_KEYS, TASK_KEYS, TASK_OBJS_FIELDS, THREAD_ONLY_KEYS, THREAD_TASK_FIELDS,
+    arch_defaults, code, ipc_ns_record, ipc_section_record, kept_objref, restart_block_none,
+    uts_record, CAP_KEYS, CAP_ZERO_KEYS, CHUNK_PAGES, CONSTANTS, FILE_EXTRAS, HDR, IPC_SECTIONS,
+    LSM_INFO, LSM_NAME, NS_OBJS, PAGE, SIGALTSTACK_KEYS, TASK_KEYS, TASK_OBJS_FIELDS,
+    THREAD_ONLY_KEYS, THREAD_TASK_FIELDS,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::derive;
@@ -101,6 +103,23 @@ pub struct Encoder<W: Write> {
     parents: HashSet<i32>,
     finished: bool,
     checker: crate::validate::Checker,
+    /// The header is written; the container section follows it unless the
+    /// next event is a CONTAINER record kept from the source.
+    container_due: bool,
+    /// The header's kernel (the UTS_NS strings).
+    kernel: Kernel,
+    /// The NS object ckpt writes (once, with the first task that needs it).
+    ns_ref: u32,
+    /// The current task's TASK_NS is still to be written (after its
+    /// TASK_CREDS, unless namespace records kept from the source come).
+    ns_due: bool,
+    /// The NS objref of the current task (its threads repeat it).
+    task_ns: u32,
+    /// The task's own thread was written from the plan, before its late Thread event.
+    early_thread: bool,
+    /// Items of that early write, listed at the late Thread event (where a
+    /// dry run, which has no plan, finds them).
+    early_items: Vec<String>,
 }
 
 impl<W: Write> Encoder<W> {
@@ -158,6 +177,13 @@ impl<W: Write> Encoder<W> {
             parents: HashSet::new(),
             finished: false,
             checker: crate::validate::Checker::new(),
+            container_due: false,
+            kernel: Kernel::default(),
+            ns_ref: 0,
+            ns_due: false,
+            task_ns: 0,
+            early_thread: false,
+            early_items: Vec::new(),
         }
     }
 
@@ -323,7 +349,82 @@ impl<W: Write> Encoder<W> {
         st.put(&mut a, "has_fxsr", h.extras.u64("has_fxsr").unwrap_or(1));
         st.put(&mut a, "has_xsave", has_xsave);
         st.put(&mut a, "xstate_size", self.xstate_size);
-        self.rec("HEADER_ARCH", a)
+        self.rec("HEADER_ARCH", a)?;
+        self.kernel = h.kernel.clone();
+        self.container_due = true;
+        Ok(())
+    }
+
+    /// The container section a kernel without a security module writes:
+    /// CONTAINER, the LSM name BUFFER, LSM_INFO.
+    fn container(&mut self) -> Result<()> {
+        self.rec("CONTAINER", T.st("CONTAINER").zeroed())?;
+        let mut name = vec![0u8; L::LSM_NAME_MAX + 1];
+        name[..LSM_NAME.len()].copy_from_slice(LSM_NAME);
+        self.raw(code("BUFFER"), &name)?;
+        self.raw(code("LSM_INFO"), LSM_INFO)
+    }
+
+    /// The task's TASK_NS, naming the NS object ckpt writes (UTS_NS, IPC_NS
+    /// with its three empty IPC sections, NS; once per image).
+    fn default_ns(&mut self) -> Result<()> {
+        self.ns_due = false;
+        if self.ns_ref == 0 {
+            let uts = self.internal();
+            self.objref("UTS_NS", uts)?;
+            let b = uts_record(&self.kernel);
+            self.out.put(&b)?;
+            let ipc = self.internal();
+            self.objref("IPC_NS", ipc)?;
+            self.out.put(&ipc_ns_record())?;
+            for k in IPC_SECTIONS {
+                self.out.put(&ipc_section_record(k))?;
+            }
+            let ns = self.internal();
+            self.objref("NS", ns)?;
+            let st = T.st("NS");
+            let mut b = st.zeroed();
+            st.put(&mut b, "uts_objref", uts as u64);
+            st.put(&mut b, "ipc_objref", ipc as u64);
+            self.rec("NS", b)?;
+            self.ns_ref = ns;
+        }
+        self.task_ns = self.ns_ref;
+        self.task_ns_record()
+    }
+
+    fn task_ns_record(&mut self) -> Result<()> {
+        let st = T.st("TASK_NS");
+        let mut b = st.zeroed();
+        st.put(&mut b, "ns_objref", self.task_ns as u64);
+        self.rec("TASK_NS", b)
+    }
+
+    /// A record kept from the source that belongs to a task's namespaces
+    /// (written where it comes, before the task's TASK_NS).
+    fn ns_record(u: &Unknown<'_>) -> bool {
+        if u.revision != Revision::CkptV21 {
+            return false;
+        }
+        if let Some((_, ty)) = kept_objref(u) {
+            return NS_OBJS.contains(&T.obj_name(ty));
+        }
+        [
+            "NS",
+            "UTS_NS",
+            "IPC_NS",
+            "IPC",
+            "IPC_SHM",
+            "IPC_MSG",
+            "IPC_MSG_MSG",
+            "IPC_SEM",
+            "MNT_NS",
+            "NET_NS",
+            "NETDEV",
+            "NETDEV_ADDR",
+            "BUFFER",
+        ]
+        .contains(&T.name(u.type_code))
     }
 
     fn tree(&mut self) -> Result<()> {
@@ -386,6 +487,14 @@ impl<W: Write> EventSink for Encoder<W> {
         }
         self.checker.check(ev, self.out.pos)?;
         self.order(ev)?;
+        if self.container_due && !matches!(ev, Event::Header(_)) {
+            self.container_due = false;
+            let kept = matches!(ev, Event::Unknown(u)
+                if u.revision == Revision::CkptV21 && u.type_code == code("CONTAINER"));
+            if !kept {
+                self.container()?;
+            }
+        }
         let after_sig_task = std::mem::take(&mut self.after_sig_task);
         let mm_part = matches!(
             ev,
@@ -441,6 +550,20 @@ impl<W: Write> EventSink for Encoder<W> {
         }
         if !matches!(ev, Event::Thread(_) | Event::Task(_) | Event::Pipe(_)) {
             self.before_objects()?;
+        }
+        if self.ns_due && !matches!(ev, Event::Thread(_) | Event::Task(_) | Event::Tail) {
+            match ev {
+                Event::Unknown(u)
+                    if u.revision == Revision::CkptV21 && u.type_code == code("TASK_NS") =>
+                {
+                    self.ns_due = false;
+                    let full = [&[0u8; 8][..], &u.payload[..]].concat();
+                    self.task_ns = T.st("TASK_NS").get(&full, "ns_objref") as u32;
+                    return self.raw(u.type_code, &u.payload);
+                }
+                Event::Unknown(u) if Self::ns_record(u) => {}
+                _ => self.default_ns()?,
+            }
         }
         match ev {
             Event::Header(h) => self.header(h),

@@ -27,6 +27,7 @@ impl<W: Write> Encoder<W> {
         self.comm = String::from_utf8_lossy(&t.comm).into_owned();
         self.zombie = t.exit_state != 0;
         self.thread_written = false;
+        self.early_thread = false;
         self.mm = None;
         self.mm_ref = 0;
         self.table_ref = 0;
@@ -114,10 +115,8 @@ impl<W: Write> Encoder<W> {
         }
         self.creds_done = true;
         let t = self.cur_task.clone();
-        let caps = CAP_KEYS.iter().any(|(k, _)| t.extras.u64(k).is_some());
-        if t.creds == Creds::default() && !caps {
-            return Ok(());
-        }
+        // Always written (a v21 restart reads TASK_CREDS for every task): a
+        // model without credentials (a cr-v5 image) has uid and gid 0.
         let c = &t.creds;
         let st = T.st("CRED");
         let mut b = st.zeroed();
@@ -185,7 +184,9 @@ impl<W: Write> Encoder<W> {
             self.cred_cache.insert(key, r);
             self.cred_ref = r;
         }
-        self.task_creds()
+        self.task_creds()?;
+        self.ns_due = true;
+        Ok(())
     }
 
     pub(super) fn task_creds(&mut self) -> Result<()> {
@@ -204,6 +205,28 @@ impl<W: Write> Encoder<W> {
     pub(super) fn before_objects(&mut self) -> Result<()> {
         if !self.in_task {
             return Ok(());
+        }
+        // The task's own thread came after its other events (a cr-v5
+        // source): written here, where a v21 task has it, from the plan.
+        if self.pending.is_some() && !self.zombie && !self.thread_written {
+            let late = self.plan.as_ref().and_then(|p| {
+                p.late_threads
+                    .get(self.tasks.wrapping_sub(1))
+                    .cloned()
+                    .flatten()
+            });
+            if let Some(th) = late {
+                self.thread_written = true;
+                self.early_thread = true;
+                self.flush_task(Some(&th))?;
+                self.leader_sig = (th.sigmask, th.extras.u64("sigpending"));
+                let lossy = std::mem::replace(&mut self.losses.lossy, true);
+                let saved = std::mem::take(&mut self.losses.items);
+                let r = self.thread_records(&th);
+                self.early_items = std::mem::replace(&mut self.losses.items, saved);
+                self.losses.lossy = lossy;
+                r?;
+            }
         }
         self.flush_task(None)?;
         self.creds()
@@ -239,6 +262,20 @@ impl<W: Write> Encoder<W> {
                     t.tid
                 ))?,
             }
+        }
+
+        // The private SIGPENDING is always written; `sigpending` = 0 is
+        // implied next to `clear_child_tid`, like the sigaltstack keys.
+        match t.extras.u64("sigpending") {
+            Some(0) if !implied => self.item(format!(
+                "thread {}: `sigpending` = 0 without `clear_child_tid` (ckpt-v21 always writes the pending set; an empty one reads back as the key only next to `clear_child_tid`)",
+                t.tid
+            ))?,
+            None if implied => self.item(format!(
+                "thread {}: `clear_child_tid` without `sigpending` (ckpt-v21 implies an empty pending set next to it)",
+                t.tid
+            ))?,
+            _ => {}
         }
 
         // TLS: three GDT descriptors, from 16-byte user_desc entries.
@@ -282,6 +319,9 @@ impl<W: Write> Encoder<W> {
         st.put(&mut b, "sizeof_tls_array", 24);
         b.extend_from_slice(&tls);
         self.rec("THREAD", b)?;
+        // No system call to restart: ckpt captures stopped tasks whose
+        // interrupted call the restorer restarts by its registers.
+        self.out.put(&restart_block_none())?;
 
         let sc = T.st("CPU");
         let mut c = sc.zeroed();
@@ -352,11 +392,23 @@ impl<W: Write> Encoder<W> {
                 "a Task event first",
             ));
         }
-        if self.pending.is_none() && !self.thread_written && t.tid == self.pid {
-            return self.item(format!(
-                "thread {} after the task's other records: dropped",
+        let late = self.pending.is_none() && !self.thread_written && t.tid == self.pid;
+        let early = self.early_thread && t.tid == self.pid;
+        if late || early {
+            self.early_thread = false;
+            // Written before the task's objects from the plan (not in a dry run).
+            self.item(format!(
+                "thread {} after the task's other records (a v21 task has its thread before its objects: written there; it reads back right after its task)",
                 t.tid
-            ));
+            ))?;
+            if early {
+                let items = std::mem::take(&mut self.early_items);
+                self.losses.items.extend(items);
+            } else if self.plan.is_none() && !self.zombie {
+                // A dry run: the same items as the early write of the real run.
+                self.thread_records(t)?;
+            }
+            return Ok(());
         }
         if self.thread_written || t.tid != self.pid {
             if self.zombie {
@@ -392,19 +444,22 @@ impl<W: Write> Encoder<W> {
         self.creds()
     }
 
-    /// SIGNAL_TASK (and the private SIGPENDING when `sigpending` is known).
+    /// SIGNAL_TASK and the thread's private SIGPENDING (`sigpending`, 0
+    /// when unknown).
     pub(super) fn signal_task(&mut self, (mask, pending): (u64, Option<u64>)) -> Result<()> {
         let st = T.st("SIGNAL_TASK");
         let mut b = st.zeroed();
         st.put(&mut b, "blocked", mask);
         self.rec("SIGNAL_TASK", b)?;
-        if let Some(p) = pending {
-            let sp = T.st("SIGPENDING");
-            let mut b = sp.zeroed();
-            sp.put(&mut b, "signal", p);
-            self.rec("SIGPENDING", b)?;
-        }
-        Ok(())
+        self.sigpending(pending.unwrap_or(0))
+    }
+
+    /// A SIGPENDING with no queued siginfo.
+    pub(super) fn sigpending(&mut self, set: u64) -> Result<()> {
+        let sp = T.st("SIGPENDING");
+        let mut b = sp.zeroed();
+        sp.put(&mut b, "signal", set);
+        self.rec("SIGPENDING", b)
     }
 
     pub(super) fn fs(&mut self, f: &Fs) -> Result<()> {
@@ -479,7 +534,9 @@ impl<W: Write> Encoder<W> {
             b[o..o + 8].copy_from_slice(&l.cur.to_le_bytes());
             b[o + 8..o + 16].copy_from_slice(&l.max.to_le_bytes());
         }
-        self.rec("SIGNAL", b)
+        self.rec("SIGNAL", b)?;
+        // The shared pending signals: none (the model keeps pending signals per thread).
+        self.sigpending(0)
     }
 
     pub(super) fn end_task(&mut self) -> Result<()> {
@@ -488,23 +545,18 @@ impl<W: Write> Encoder<W> {
         }
         self.close_mm(None)?;
         self.before_objects()?;
+        if self.ns_due {
+            self.default_ns()?;
+        }
         if !self.zombie {
             self.table()?;
             let b = self.task_objs_record()?;
             self.rec("TASK_OBJS", b.clone())?;
-            let signals = !self.sig_override.is_empty()
-                || self.sighand_ref != 0
-                || self.signal_ref != 0
-                || self.leader_sig != (0, None)
-                || self
-                    .more_threads
-                    .iter()
-                    .any(|t| t.sigmask != 0 || t.extras.u64("sigpending").is_some());
             if !self.sig_override.is_empty() {
                 for (c, p) in std::mem::take(&mut self.sig_override) {
                     self.raw(c, &p)?;
                 }
-            } else if signals {
+            } else {
                 self.signal_task(self.leader_sig)?;
             }
             let threads = std::mem::take(&mut self.more_threads);
@@ -544,10 +596,9 @@ impl<W: Write> Encoder<W> {
                 )?;
                 self.thread_records(t)?;
                 self.task_creds()?;
+                self.task_ns_record()?;
                 self.rec("TASK_OBJS", b.clone())?;
-                if signals {
-                    self.signal_task((t.sigmask, t.extras.u64("sigpending")))?;
-                }
+                self.signal_task((t.sigmask, t.extras.u64("sigpending")))?;
             }
         }
         self.lost_pipes()?;
