@@ -293,6 +293,7 @@ fn compare_task(cx: &mut Ctx<'_>, a: &TaskSummary, b: &TaskSummary) {
     cx.field(&s, "comm", &a.comm, &b.comm);
     cx.field(&s, "state", &a.state, &b.state);
     cx.field(&s, "exit_state", &a.exit_state, &b.exit_state);
+    cx.field(&s, "exit_code", &a.exit_code, &b.exit_code);
     cx.field(&s, "uid", &a.uid, &b.uid);
     cx.field(&s, "gid", &a.gid, &b.gid);
     cx.field(&s, "cwd", &a.cwd, &b.cwd);

@@ -238,7 +238,12 @@ fn task(t: &TaskSummary, o: &mut String) {
         t.state,
         state_name(t.state),
         if t.exit_state != 0 {
-            format!(" (exit state {})", t.exit_state)
+            let how = match (t.exit_code & 0x7f, t.exit_code >> 8) {
+                (0, c) => format!("exited {c}"),
+                (s, _) if t.exit_code & 0x80 != 0 => format!("killed by signal {s}, core dumped"),
+                (s, _) => format!("killed by signal {s}"),
+            };
+            format!(" (exit state {}, {how})", t.exit_state)
         } else {
             String::new()
         },

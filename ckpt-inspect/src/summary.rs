@@ -99,6 +99,9 @@ pub struct TaskSummary {
     pub state: u32,
     /// Exit state (non-zero for zombies).
     pub exit_state: u32,
+    /// A zombie's wait status (exit code << 8, or the signal; absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub exit_code: u32,
     /// Real, effective, saved, fs uid.
     pub uid: [u32; 4],
     /// Real, effective, saved, fs gid.
@@ -332,6 +335,7 @@ impl Summariser {
                     comm: fmt::bytes(&t.comm),
                     state: t.state,
                     exit_state: t.exit_state,
+                    exit_code: t.exit_code,
                     uid: t.creds.uid,
                     gid: t.creds.gid,
                     ..TaskSummary::default()
@@ -568,4 +572,8 @@ pub fn summarise(img: &mut Image) -> (Summary, Option<ckpt_format::Error>) {
         sm.s.restorable = None;
     }
     (sm.finish(count.get()), err)
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
