@@ -29,6 +29,7 @@
 mod diag;
 pub mod direct;
 pub mod live;
+pub mod precopy;
 mod uncarried;
 
 use ckpt_format::{Event, EventSink};
@@ -122,6 +123,8 @@ pub struct Stats {
     pub pages_stored: u64,
     /// All-zero pages recorded as zero runs instead of contents.
     pub zero_pages: u64,
+    /// Pages kept in the parent image (an increment, `--parent`).
+    pub parent_pages: u64,
     /// Bytes of image written.
     pub bytes: u64,
     /// Time the target was stopped.
@@ -144,6 +147,7 @@ impl Stats {
             "vmas": self.vmas,
             "pages_stored": self.pages_stored,
             "zero_pages_elided": self.zero_pages,
+            "pages_in_parent": self.parent_pages,
             "bytes": self.bytes,
             "frozen_s": self.frozen.as_secs_f64(),
             "total_s": self.total.as_secs_f64(),

@@ -38,6 +38,15 @@ struct Cli {
     /// Print the statistics as one JSON line on stderr.
     #[arg(long)]
     json: bool,
+    /// Pre-copy pass: write the memory while the target keeps running (stopped only to
+    /// start write tracking and list its pages); not restorable by itself. A later
+    /// capture with --parent writes only what changed (docs/CAPTURE.md, "Pre-copy").
+    #[arg(long, conflicts_with_all = ["tree", "kill", "leave_stopped"])]
+    pre: bool,
+    /// Write an increment of this image (a pre-copy pass of the same process): pages
+    /// not written since are kept in it. Without tracking, every page is written.
+    #[arg(long, value_name = "IMG", conflicts_with = "tree")]
+    parent: Option<PathBuf>,
     /// Output file, or `-` for stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: PathBuf,
@@ -57,6 +66,12 @@ impl Progress for Bar {
 }
 
 fn main() {
+    // The holder a pre-copy pass leaves behind (crate::precopy): not for users.
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 4 && args[1] == "--hold-tracker" {
+        let (pid, fd) = (args[2].parse().unwrap_or(0), args[3].parse().unwrap_or(-1));
+        std::process::exit(ckpt_capture::precopy::hold(pid, fd));
+    }
     let cli = Cli::parse();
     let mut opts = Options::new(cli.pid);
     opts.tree = cli.tree;
@@ -104,13 +119,26 @@ fn main() {
     } else {
         None
     };
-    let mut producer = LiveCapture::new(opts.clone());
+    let out_path = (!to_stdout).then(|| cli.output.clone());
+    let mut producer: Box<dyn ckpt_capture::Producer> = if cli.pre {
+        Box::new(ckpt_capture::precopy::PreCapture::new(
+            opts.clone(),
+            cli.parent.clone(),
+            out_path,
+        ))
+    } else {
+        match &cli.parent {
+            Some(p) => Box::new(LiveCapture::new(opts.clone()).increment_of(p.clone(), out_path)),
+            None => Box::new(LiveCapture::new(opts.clone())),
+        }
+    };
+    let producer = &mut *producer;
     let progress = bar.as_mut().map(|b| b as &mut dyn Progress);
     let r = if to_stdout {
         let out = std::io::stdout().lock();
-        capture_to_writer(&mut producer, out, progress)
+        capture_to_writer(producer, out, progress)
     } else {
-        capture_to_path(&mut producer, &opts, &cli.output, progress)
+        capture_to_path(producer, &opts, &cli.output, progress)
     };
     if let Some(b) = &bar {
         b.0.finish_and_clear();

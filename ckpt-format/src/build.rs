@@ -49,6 +49,7 @@ impl ImageBuilder {
             tool: "ckpt-format builder".into(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
             extras: Extras::new(),
+            parent: None,
         }
     }
 

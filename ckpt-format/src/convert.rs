@@ -318,6 +318,28 @@ pub fn convert_slice(
     two_pass(from, open, out, opts)
 }
 
+/// Convert a pre-copy increment (`input`, native-1) with its parents (newest first,
+/// docs/FORMAT.md "Parent images") into one flat image: pages kept in a parent are
+/// written with the parent's contents and the result names no parent.
+pub fn convert_chain(
+    input: &[u8],
+    parents: &[&[u8]],
+    out: impl Write,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport> {
+    let from = crate::detect::detect(input)?.revision()?;
+    let open = |o: ReadOptions| -> Result<Box<dyn EventSource + '_>> {
+        let src = decoder(from, SliceInput::new(input), o)?;
+        let index = crate::chain::index_chain(parents)?;
+        Ok(Box::new(crate::chain::Flatten::new(src, index)))
+    };
+    if opts.to == Revision::Native1 {
+        let mut src = open(ReadOptions::default())?;
+        return one_pass(from, &mut *src, out, opts);
+    }
+    two_pass(from, open, out, opts)
+}
+
 /// Convert the image read from `input` (a file or a pipe) and write it to `out`.
 /// For a legacy target the input is first copied to a temporary file, which
 /// is removed afterwards.

@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod build;
+pub mod chain;
 pub mod convert;
 pub mod crv5;
 pub mod detect;

@@ -7,7 +7,7 @@
 //! ```text
 //! image := Header task* Error? Tail
 //! task  := Task ( Thread | Mm | vma | Fs | SigActions | Rlimits | Pipe | File | Fd )*   Unknown may appear anywhere
-//! vma   := Vma (Pages | ZeroPages)* VmaEnd
+//! vma   := Vma (Pages | ZeroPages | ParentPages)* VmaEnd
 //! ```
 //!
 //! Shared objects ([`File`], [`Pipe`]) carry an object id (objref) and appear in
@@ -208,6 +208,25 @@ pub struct Header {
     pub tool_version: String,
     /// Revision-specific fields without a named place here.
     pub extras: Extras,
+    /// The image this one is an increment of (pre-copy chains, docs/FORMAT.md "Parent
+    /// images"): pages marked [`Event::ParentPages`] have that image's contents.
+    pub parent: Option<ParentRef>,
+}
+
+/// Which image a pre-copy increment refers to: the three numbers of the parent's TAIL
+/// (its record count, the tail's byte offset and the stream CRC, which covers every byte
+/// of it) and where to look for it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ParentRef {
+    /// The parent's TAIL `records`.
+    pub records: u64,
+    /// The parent's TAIL `bytes` (offset of its tail record).
+    pub bytes: u64,
+    /// The parent's TAIL `stream_crc`.
+    pub stream_crc: u32,
+    /// The parent's path as the writer was given it, relative to this image's directory
+    /// when not absolute (a hint; readers may be told another path).
+    pub path: Vec<u8>,
 }
 
 impl Header {
@@ -224,6 +243,7 @@ impl Header {
             tool: String::new(),
             tool_version: String::new(),
             extras: Extras::new(),
+            parent: None,
         }
     }
 }
@@ -951,6 +971,9 @@ pub enum Event<'a> {
     Pages(PageChunk<'a>),
     /// All-zero pages of the current VMA.
     ZeroPages(ZeroRun),
+    /// Pages of the current VMA whose contents are those of the parent image
+    /// ([`Header::parent`]) at the same addresses of the task with the same pid.
+    ParentPages(ZeroRun),
     /// Ends the current VMA's pages.
     VmaEnd,
     /// cwd, root and umask of the current task.
@@ -984,6 +1007,7 @@ impl Event<'_> {
             Event::Vma(_) => "vma",
             Event::Pages(_) => "pages",
             Event::ZeroPages(_) => "zero-pages",
+            Event::ParentPages(_) => "parent-pages",
             Event::VmaEnd => "vma-end",
             Event::Fs(_) => "fs",
             Event::SigActions(_) => "sigactions",
@@ -1007,6 +1031,7 @@ impl Event<'_> {
             Event::Vma(v) => Event::Vma(v),
             Event::Pages(p) => Event::Pages(p.into_owned()),
             Event::ZeroPages(z) => Event::ZeroPages(z),
+            Event::ParentPages(z) => Event::ParentPages(z),
             Event::VmaEnd => Event::VmaEnd,
             Event::Fs(f) => Event::Fs(f),
             Event::SigActions(s) => Event::SigActions(s),

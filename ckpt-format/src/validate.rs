@@ -34,6 +34,7 @@ pub struct Checker {
     prev_vma_end: u64,
     vma: Option<OpenVma>,
     mm_seen: bool,
+    has_parent: bool,
     objects: HashMap<u32, (u64, bool)>,
     fds: HashSet<i32>,
 }
@@ -64,6 +65,7 @@ impl Checker {
             prev_vma_end: 0,
             vma: None,
             mm_seen: false,
+            has_parent: false,
             objects: HashMap::new(),
             fds: HashSet::new(),
         }
@@ -89,8 +91,10 @@ impl Checker {
             Stage::Ended => return Err(unexpected(offset, kind, "nothing after the tail")),
             _ => {}
         }
-        let in_vma_ok = matches!(ev, Event::Pages(_) | Event::ZeroPages(_) | Event::VmaEnd)
-            || matches!(ev, Event::Unknown(_) | Event::Error(_));
+        let in_vma_ok = matches!(
+            ev,
+            Event::Pages(_) | Event::ZeroPages(_) | Event::ParentPages(_) | Event::VmaEnd
+        ) || matches!(ev, Event::Unknown(_) | Event::Error(_));
         if self.vma.is_some() && !in_vma_ok {
             return Err(Error::new(
                 offset,
@@ -128,6 +132,7 @@ impl Checker {
                     ));
                 }
                 self.page_size = h.page_size;
+                self.has_parent = h.parent.is_some();
                 self.stage = Stage::Body;
             }
             Event::Task(_) => {
@@ -205,6 +210,30 @@ impl Checker {
                         offset,
                         ErrorKind::BadValue {
                             field: "zero page count",
+                            found: 0,
+                            expected: "at least 1".into(),
+                        },
+                    ));
+                }
+                self.check_run(&mut vma, z.start, z.count, offset)?;
+                self.vma = Some(vma);
+            }
+            Event::ParentPages(z) => {
+                let Some(mut vma) = self.vma else {
+                    return Err(unexpected(offset, kind, "parent pages inside a VMA"));
+                };
+                if !self.has_parent {
+                    return Err(unexpected(
+                        offset,
+                        kind,
+                        "parent pages only in an image with a parent (header)",
+                    ));
+                }
+                if z.count == 0 {
+                    return Err(Error::new(
+                        offset,
+                        ErrorKind::BadValue {
+                            field: "parent page count",
                             found: 0,
                             expected: "at least 1".into(),
                         },
@@ -366,6 +395,8 @@ pub struct Report {
     pub pages: u64,
     /// Pages elided as zero.
     pub zero_pages: u64,
+    /// Pages whose contents are in the parent image.
+    pub parent_pages: u64,
     /// The first violation, if any (readers stop at the first one).
     pub error: Option<Error>,
 }
@@ -389,6 +420,7 @@ pub fn validate(src: &mut dyn EventSource) -> Report {
         match &ev {
             Event::Pages(p) => r.pages += p.addrs.len() as u64,
             Event::ZeroPages(z) => r.zero_pages = r.zero_pages.saturating_add(z.count),
+            Event::ParentPages(z) => r.parent_pages = r.parent_pages.saturating_add(z.count),
             _ => {}
         }
         let res = c.check(&ev, 0);

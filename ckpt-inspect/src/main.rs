@@ -210,7 +210,7 @@ fn image_bytes(image: &str) -> Result<Image, Failure> {
 
 fn as_slice(img: &Image) -> &[u8] {
     match img {
-        Image::Mapped(m) => m,
+        Image::Mapped(m) | Image::Chained(m, _) => m,
         Image::Bytes(b) => b,
         Image::Stream(_) => &[],
     }
@@ -442,6 +442,10 @@ fn convert(
         let w = ProgressWriter { w, pb: &pb, n: 0 };
         let rep = match img {
             Image::Mapped(ref m) => ckpt_format::convert::convert_slice(m, w, &opts),
+            Image::Chained(ref m, ref ps) => {
+                let slices: Vec<&[u8]> = ps.iter().map(|p| &p[..]).collect();
+                ckpt_format::convert::convert_chain(m, &slices, w, &opts)
+            }
             Image::Bytes(ref b) => ckpt_format::convert::convert_slice(b, w, &opts),
             Image::Stream(r) => ckpt_format::convert::convert(r, w, &opts),
         };

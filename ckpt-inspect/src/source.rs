@@ -18,6 +18,9 @@ use std::rc::Rc;
 pub enum Image {
     /// A memory-mapped regular file.
     Mapped(memmap2::Mmap),
+    /// A mapped pre-copy increment and its parent images, newest first: read flattened
+    /// (ckpt_format::chain), pages kept in a parent taken from it.
+    Chained(memmap2::Mmap, Vec<memmap2::Mmap>),
     /// Bytes already in memory (tests, empty files).
     Bytes(Vec<u8>),
     /// A stream (stdin, a pipe ...), read once.
@@ -28,6 +31,9 @@ impl std::fmt::Debug for Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Image::Mapped(m) => write!(f, "Image::Mapped({} bytes)", m.len()),
+            Image::Chained(m, p) => {
+                write!(f, "Image::Chained({} bytes, {} parents)", m.len(), p.len())
+            }
             Image::Bytes(b) => write!(f, "Image::Bytes({} bytes)", b.len()),
             Image::Stream(_) => f.write_str("Image::Stream"),
         }
@@ -80,7 +86,18 @@ impl Image {
             return Ok(Image::Bytes(Vec::new()));
         }
         match map_file(&f) {
-            Ok(Some(m)) => Ok(Image::Mapped(m)),
+            Ok(Some(m)) => {
+                let parents = ckpt_format::chain::load_parents(path.as_ref(), &m, |p| {
+                    map_file(&File::open(p)?)?
+                        .ok_or_else(|| io::Error::other("empty or not a regular file"))
+                })
+                .map_err(|e| Failure::io(format!("{path}: cannot read its parent image"), e))?;
+                if parents.is_empty() {
+                    Ok(Image::Mapped(m))
+                } else {
+                    Ok(Image::Chained(m, parents))
+                }
+            }
             Ok(None) => Ok(stream(f)),
             Err(e) => Err(Failure::io(format!("cannot map {path}"), e)),
         }
@@ -89,7 +106,7 @@ impl Image {
     /// The image bytes when they are all addressable (mapped or in memory).
     pub fn slice(&self) -> Option<&[u8]> {
         match self {
-            Image::Mapped(m) => Some(m),
+            Image::Mapped(m) | Image::Chained(m, _) => Some(m),
             Image::Bytes(b) => Some(b),
             Image::Stream(_) => None,
         }
@@ -125,6 +142,13 @@ impl Image {
                 let n = ByteCount::fixed(m.len() as u64);
                 Ok((open_slice_with(m, opts)?, n))
             }
+            Image::Chained(m, ps) => {
+                let n = ByteCount::fixed(m.len() as u64);
+                let slices: Vec<&[u8]> = ps.iter().map(|p| &p[..]).collect();
+                let index = ckpt_format::chain::index_chain(&slices)?;
+                let flat = ckpt_format::chain::Flatten::new(open_slice_with(m, opts)?, index);
+                Ok((Box::new(flat), n))
+            }
             Image::Bytes(b) => {
                 let n = ByteCount::fixed(b.len() as u64);
                 Ok((open_slice_with(b, opts)?, n))
@@ -146,7 +170,7 @@ impl Image {
         &mut self,
     ) -> Result<(Box<dyn RecordSource + '_>, Revision), ckpt_format::Error> {
         match self {
-            Image::Mapped(m) => records_slice(m),
+            Image::Mapped(m) | Image::Chained(m, _) => records_slice(m),
             Image::Bytes(b) => records_slice(b),
             Image::Stream(r) => records_reader(r),
         }

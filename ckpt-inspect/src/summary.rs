@@ -427,6 +427,9 @@ impl Summariser {
                     v.zero_pages = v.zero_pages.saturating_add(z.count);
                 }
             }
+            // Only an increment read without its parents (a stream) shows these; from a
+            // file the chain is flattened first (source.rs).
+            Event::ParentPages(_) => {}
             Event::VmaEnd => self.in_vma = false,
             Event::Fs(f) => {
                 if let Some(t) = s.tasks.last_mut() {

@@ -193,6 +193,24 @@ pub fn restore_bytes(bytes: &[u8], opts: &Options) -> Result<Vec<i32>, Error> {
     restore_plan(&plan, bytes, opts)
 }
 
+/// Restore a pre-copy increment: `bytes` is the image, `parents` its parent images newest
+/// first (docs/FORMAT.md, "Parent images"). Every image of the chain is checked
+/// completely, and each link against the tail its child names, before anything is
+/// created; pages kept in a parent are taken from the parent's bytes.
+pub fn restore_chain(bytes: &[u8], parents: &[&[u8]], opts: &Options) -> Result<Vec<i32>, Error> {
+    if parents.is_empty() {
+        return restore_bytes(bytes, opts);
+    }
+    let index = ckpt_format::chain::index_chain(parents)
+        .map_err(|e| Error::Image(format!("broken parent image: {e}")))?;
+    let src =
+        ckpt_format::open_slice(bytes).map_err(|e| Error::Image(format!("broken image: {e}")))?;
+    let mut flat = ckpt_format::chain::Flatten::new(src, index);
+    let plan = Plan::collect(&mut flat, Some(bytes))?;
+    drop(flat);
+    restore_plan(&plan, bytes, opts)
+}
+
 /// Restore an image read from a stream (a pipe, stdin): decoded with bounded buffers;
 /// input that is not an image is refused from its first bytes; page contents go to an
 /// unlinked temporary file in `$TMPDIR` (not memory) while the whole image is checked,

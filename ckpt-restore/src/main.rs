@@ -85,7 +85,21 @@ fn main() {
                 Ok(m) => m,
                 Err(e) => fail(3, format!("{}: {e}", cli.image.display())),
             };
-            ckpt_restore::restore_bytes(&map, &opts)
+            // A pre-copy increment: its parents are mapped too (docs/FORMAT.md).
+            let parents = ckpt_format::chain::load_parents(&cli.image, &map, |p| {
+                ckpt_restore::map_image(&std::fs::File::open(p)?)
+            });
+            match parents {
+                Ok(ps) if !ps.is_empty() => {
+                    let slices: Vec<&[u8]> = ps.iter().map(|m| &m[..]).collect();
+                    ckpt_restore::restore_chain(&map, &slices, &opts)
+                }
+                Ok(_) => ckpt_restore::restore_bytes(&map, &opts),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    fail(1, format!("{}: {e}", cli.image.display()))
+                }
+                Err(e) => fail(3, format!("{}: {e}", cli.image.display())),
+            }
         } else {
             // A FIFO or a device given by name: a stream like stdin.
             ckpt_restore::restore_reader(std::io::BufReader::new(f), &opts)

@@ -294,6 +294,20 @@ impl Collector {
                 };
                 v.pages.push(PagesPlan { runs, data });
             }
+            // A check-only plan (capture's restorability check) does not need contents:
+            // the pages exist, in the parent.
+            Event::ParentPages(_) if !self.keep_pages => {
+                if tasks.last().and_then(|t| t.vmas.last()).is_none() || !self.in_vma {
+                    return err("broken image: parent pages outside a VMA");
+                }
+            }
+            Event::ParentPages(z) => {
+                return err(format!(
+                    "the image keeps {} pages from {:#x} in its parent image: restore it from \
+                     its file, with the parent next to it (the chain is resolved then)",
+                    z.count, z.start
+                ));
+            }
             Event::ZeroPages(z) => {
                 let Some(v) = tasks.last_mut().and_then(|t| t.vmas.last_mut()) else {
                     return err("broken image: zero pages outside a VMA");

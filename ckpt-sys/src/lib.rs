@@ -12,6 +12,7 @@
 //! | [`procfs`] | parsers for `/proc/PID/{stat,status,smaps,fdinfo/N,auxv,limits,task,task/*/children}` |
 //! | [`anon`] | anonymous-inode files (eventfd, eventpoll, timerfd, signalfd, inotify, pidfd ...): kind from the link, state from fdinfo, `kcmp(KCMP_EPOLL_TFD)` |
 //! | [`attrs`] | scheduling attributes, affinity, I/O priority, `oom_score_adj`, `coredump_filter`, timer slack; the POSIX timers of `/proc/PID/timers` |
+//! | [`track`] | dirty-page tracking for pre-copy: userfaultfd asynchronous write-protect + `PAGEMAP_SCAN` written pages |
 //! | [`files`] | fd inspection: `stat` through `/proc/PID/fd/N`, `kcmp(KCMP_FILE)`, peeking a pipe's buffered bytes without consuming them (`tee(2)`) |
 //!
 //! All functions return [`Result`] with a [`SysError`] that names the operation, the
@@ -77,6 +78,7 @@ pub mod inject;
 pub mod mem;
 pub mod procfs;
 pub mod ptrace;
+pub mod track;
 
 use std::fmt;
 use std::io;

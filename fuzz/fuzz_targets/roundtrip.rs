@@ -22,6 +22,8 @@ struct Desc {
     tasks: Vec<TaskD>,
     foreign: Option<(u32, u32, Vec<u8>)>,
     error: Option<Vec<u8>>,
+    /// An increment: the parent reference, and page code 2 means "in the parent".
+    parent: Option<(u64, u64, u32, Vec<u8>)>,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -66,6 +68,14 @@ fn build(d: &Desc) -> ImageBuilder {
     h.kernel.release = d.release.clone();
     if let Some((k, v)) = &d.header_extra {
         h.extras.set_u64(k, *v);
+    }
+    if let Some((records, bytes, stream_crc, path)) = &d.parent {
+        h.parent = Some(ParentRef {
+            records: *records,
+            bytes: *bytes,
+            stream_crc: *stream_crc,
+            path: path.clone(),
+        });
     }
     let mut b = ImageBuilder::new(h).chunk_pages(3);
     let mut next_id = 1u32;
@@ -128,23 +138,46 @@ fn build(d: &Desc) -> ImageBuilder {
                     (at + i as u64 * 4096, vec![fill; 4096])
                 })
                 .collect();
-            b.vma(
-                Vma {
-                    start: at,
-                    end: at + (n + 1) * 4096,
-                    prot: (v.prot & 7) as u32,
-                    flags: 0x70,
-                    pgoff: 0,
-                    kind: if v.file.is_some() {
-                        VmaKind::File
-                    } else {
-                        VmaKind::Anon
-                    },
-                    file: v.file.clone(),
-                    extras: Extras::new(),
+            let vma = Vma {
+                start: at,
+                end: at + (n + 1) * 4096,
+                prot: (v.prot & 7) as u32,
+                flags: 0x70,
+                pgoff: 0,
+                kind: if v.file.is_some() {
+                    VmaKind::File
+                } else {
+                    VmaKind::Anon
                 },
-                &pages,
-            );
+                file: v.file.clone(),
+                extras: Extras::new(),
+            };
+            if d.parent.is_some() {
+                // One event per page: contents, zero, or kept in the parent (code 2).
+                b.push(Event::Vma(vma));
+                for (i, &k) in v.pages.iter().take(12).enumerate() {
+                    let start = at + i as u64 * 4096;
+                    let run = ZeroRun { start, count: 1 };
+                    match k {
+                        0 => {}
+                        1 => {
+                            b.push(Event::ZeroPages(run));
+                        }
+                        2 => {
+                            b.push(Event::ParentPages(run));
+                        }
+                        _ => {
+                            b.push(Event::Pages(PageChunk {
+                                addrs: Addrs::from_u64s(&[start]),
+                                data: Cow::Owned(vec![k; 4096]),
+                            }));
+                        }
+                    }
+                }
+                b.push(Event::VmaEnd);
+            } else {
+                b.vma(vma, &pages);
+            }
             at += (n + 1) * 4096;
         }
         if let Some(s) = &t.sig {

@@ -14,7 +14,7 @@ pub(super) fn read_trim(path: &str) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-pub(super) fn header(root: i32) -> Header {
+pub(crate) fn header(root: i32) -> Header {
     let release = read_trim("/proc/sys/kernel/osrelease");
     let mut nums = String::from_utf8_lossy(&release)
         .split(|c: char| !c.is_ascii_digit())
@@ -44,6 +44,7 @@ pub(super) fn header(root: i32) -> Header {
         tool: "ckpt-capture".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         extras,
+        parent: None,
     }
 }
 
@@ -186,13 +187,13 @@ pub(super) fn inject_all(pid: i32, tids: &[i32]) -> ckpt_sys::Result<Injected> {
     Ok(out)
 }
 
-pub(super) enum Store {
+pub(crate) enum Store {
     Nothing,
     All,
     Scan(Select),
 }
 
-pub(super) fn classify(m: &MapEntry) -> (VmaKind, Option<Vec<u8>>, Store) {
+pub(crate) fn classify(m: &MapEntry) -> (VmaKind, Option<Vec<u8>>, Store) {
     let shared = m.shared();
     let path = m.path.clone();
     match path.as_deref() {

@@ -18,22 +18,143 @@ pub(super) fn is_zero(page: &[u8]) -> bool {
 }
 
 /// Ranges of one VMA read by one `process_vm_readv` batch.
-pub(super) struct Batch {
-    pub(super) vma: usize,
-    pub(super) ranges: Vec<(u64, usize)>,
-    pub(super) len: usize,
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub(crate) vma: usize,
+    pub(crate) ranges: Vec<(u64, usize)>,
+    pub(crate) len: usize,
 }
 
-pub(super) struct PageEmitter<'s> {
-    pub(super) sink: &'s mut dyn EventSink,
-    pub(super) chunk: usize,
-    pub(super) zero: Option<ZeroRun>,
-    pub(super) stored: u64,
-    pub(super) zeros: u64,
+/// Cut the selected `ranges` of VMA number `vi` into read batches (at most `batch_bytes`
+/// and `MAX_IOV` ranges each). No batch spans a run of `parent` (pages kept in a parent
+/// image are emitted between batches, in address order).
+pub(crate) fn batches_of(
+    vi: usize,
+    ranges: &[(u64, u64)],
+    parent: &[(u64, u64)],
+    batch_bytes: usize,
+) -> Vec<Batch> {
+    let mut batches = Vec::new();
+    let mut cur = Batch {
+        vma: vi,
+        ..Batch::default()
+    };
+    let mut pj = 0;
+    for &(mut a, e) in ranges {
+        // A parent run between the current batch and this range ends the batch.
+        let mut cut = false;
+        while pj < parent.len() && parent[pj].0 < a {
+            cut = true;
+            pj += 1;
+        }
+        if cut && cur.len > 0 {
+            batches.push(std::mem::replace(
+                &mut cur,
+                Batch {
+                    vma: vi,
+                    ..Batch::default()
+                },
+            ));
+        }
+        while a < e {
+            let take = ((e - a) as usize).min(batch_bytes - cur.len);
+            cur.ranges.push((a, take));
+            cur.len += take;
+            a += take as u64;
+            if cur.len == batch_bytes || cur.ranges.len() == mem::MAX_IOV {
+                let full = std::mem::replace(
+                    &mut cur,
+                    Batch {
+                        vma: vi,
+                        ..Batch::default()
+                    },
+                );
+                batches.push(full);
+            }
+        }
+    }
+    if cur.len > 0 {
+        batches.push(cur);
+    }
+    batches
 }
 
-impl PageEmitter<'_> {
-    pub(super) fn flush_zero(&mut self) -> Result<(), CaptureError> {
+/// The [`Vma`] record of a map entry and which of its pages are stored.
+pub(crate) fn vma_of(m: &MapEntry) -> (Vma, Store) {
+    let (kind, file, store) = classify(m);
+    // Write-protect tracking of a pre-copy (uw, um, ui) is ours, not the target's.
+    let own: Vec<String> = m
+        .vm_flags
+        .iter()
+        .filter(|f| !matches!(f.as_str(), "uw" | "um" | "ui"))
+        .cloned()
+        .collect();
+    let (flags, unknown) = procfs::vm_flags_bits(&own);
+    let mut x = Extras::new();
+    x.set_u64("dev_major", m.major as u64);
+    x.set_u64("dev_minor", m.minor as u64);
+    x.set_u64("ino", m.inode);
+    if !unknown.is_empty() {
+        x.set_bytes("vm_flags_unknown", unknown.join(" ").as_bytes());
+    }
+    let vma = Vma {
+        start: m.start,
+        end: m.end,
+        prot: m.prot(),
+        flags,
+        pgoff: m.offset / PAGE_SIZE as u64,
+        kind,
+        file,
+        extras: x,
+    };
+    (vma, store)
+}
+
+pub(crate) struct PageEmitter<'s> {
+    pub(crate) sink: &'s mut dyn EventSink,
+    chunk: usize,
+    zero: Option<ZeroRun>,
+    pub(crate) stored: u64,
+    pub(crate) zeros: u64,
+    pub(crate) parent_pages: u64,
+}
+
+impl<'s> PageEmitter<'s> {
+    pub(crate) fn new(sink: &'s mut dyn EventSink, chunk_pages: usize) -> PageEmitter<'s> {
+        PageEmitter {
+            sink,
+            chunk: chunk_pages.clamp(1, 4096),
+            zero: None,
+            stored: 0,
+            zeros: 0,
+            parent_pages: 0,
+        }
+    }
+
+    /// Emit the runs of `parent` from `*next` that start before `until` as pages kept in
+    /// the parent image (in address order with the stored ones).
+    pub(crate) fn parents(
+        &mut self,
+        parent: &[(u64, u64)],
+        next: &mut usize,
+        until: u64,
+    ) -> Result<(), CaptureError> {
+        while let Some(&(s, e)) = parent.get(*next) {
+            if s >= until {
+                break;
+            }
+            self.flush_zero()?;
+            let count = (e - s) / PAGE_SIZE as u64;
+            self.parent_pages += count;
+            self.sink
+                .event(&Event::ParentPages(ZeroRun { start: s, count }))
+                .map_err(fmt_err)?;
+            *next += 1;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn flush_zero(&mut self) -> Result<(), CaptureError> {
         if let Some(z) = self.zero.take() {
             self.zeros += z.count;
             self.sink.event(&Event::ZeroPages(z)).map_err(fmt_err)?;
@@ -56,7 +177,7 @@ impl PageEmitter<'_> {
     }
 
     /// Emit the pages of one batch: `ranges` were read into `buf` back to back.
-    pub(super) fn batch(
+    pub(crate) fn batch(
         &mut self,
         ranges: &[(u64, usize)],
         buf: &[u8],

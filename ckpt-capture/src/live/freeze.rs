@@ -80,7 +80,7 @@ pub(super) fn unsupported_kind(link: &[u8], mode: u32) -> Option<String> {
     }
 }
 
-pub(super) fn freeze_one(pid: i32) -> ckpt_sys::Result<Frozen> {
+pub(crate) fn freeze_one(pid: i32) -> ckpt_sys::Result<Frozen> {
     match Frozen::freeze_with(pid, ptrace::O_SUSPEND_SECCOMP) {
         Err(e) if e.is_permission() => Frozen::freeze(pid),
         r => r,

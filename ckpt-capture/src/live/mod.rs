@@ -44,6 +44,11 @@ use fds::capture_fds;
 use freeze::*;
 use task::capture_task;
 
+// For the pre-copy pass (crate::precopy), which reads memory the same way.
+pub(crate) use collect::{classify, header, Store};
+pub(crate) use emit::{batches_of, vma_of, PageEmitter};
+pub(crate) use freeze::freeze_one;
+
 /// Default bytes read from the target per `process_vm_readv` batch ([`Options::batch_bytes`]).
 /// 1 MiB keeps the batch in the CPU cache between the read, the zero check, the checksum and
 /// the write: 8 MiB batches measured clearly slower on this machine kind.
@@ -60,13 +65,28 @@ pub struct LiveCapture {
     /// [`Producer::after_commit`] once the image is safely written (dropped = left
     /// running).
     held: Vec<Proc>,
+    /// `--parent`: the image this capture is an increment of, and where it is written.
+    parent: Option<(std::path::PathBuf, Option<std::path::PathBuf>)>,
 }
 
 impl LiveCapture {
+    /// This capture as an increment of the image `parent` (a pre-copy pass of the same
+    /// process, `--parent`): pages unchanged since are kept there (crate::precopy). `out`
+    /// is the image's path, for the parent's path hint.
+    pub fn increment_of(
+        mut self,
+        parent: std::path::PathBuf,
+        out: Option<std::path::PathBuf>,
+    ) -> LiveCapture {
+        self.parent = Some((parent, out));
+        self
+    }
+
     /// A capture of `opts.pid` (and its descendants with `opts.tree`).
     pub fn new(opts: Options) -> LiveCapture {
         LiveCapture {
             opts,
+            parent: None,
             held: Vec::new(),
         }
     }
@@ -85,6 +105,8 @@ struct Shared {
     pipes: HashMap<(u64, u64), u32>,
     /// Parent-death signals to record, by pid (found by [`crate::uncarried`]).
     pdeath: HashMap<i32, u64>,
+    /// An increment over a parent image (`--parent`, crate::precopy).
+    split: Option<crate::precopy::Split>,
 }
 
 impl Shared {
@@ -135,13 +157,26 @@ impl Producer for LiveCapture {
                 format!("{pid} is a thread of process {tgid}; capture {tgid} instead"),
             ));
         }
+        // An increment: tracking taken over and the parent chain indexed before freezing.
+        let split = match &self.parent {
+            Some((pp, out)) => Some(crate::precopy::prepare(
+                pid,
+                Some(pp),
+                out.as_deref(),
+                crate::precopy::take_over(pid),
+                false,
+            )?),
+            None => None,
+        };
         let frozen_at = Instant::now();
         let mut procs = freeze_all(pid, self.opts.tree)?;
         check_output(&procs, &self.opts)?;
         // The header first: a refusal below then leaves a stream that says why (Header,
         // Error, Tail) instead of one that is not an image at all.
         let mut checker = Collector::for_checks();
-        let hdr = Event::Header(header(pid));
+        let mut h = header(pid);
+        h.parent = split.as_ref().and_then(|s| s.parent.clone());
+        let hdr = Event::Header(h);
         sink.event(&hdr).map_err(fmt_err)?;
         let _ = checker.push(0, hdr, None);
         if self.opts.leave == Leave::Killed && !self.opts.tree && !self.opts.orphan_children {
@@ -183,6 +218,7 @@ impl Producer for LiveCapture {
             };
             let mut shared = Shared {
                 pdeath: found.pdeath,
+                split,
                 ..Shared::default()
             };
             for (i, p) in procs.iter().enumerate() {

@@ -185,7 +185,7 @@ pub(super) fn capture_task(
     let mut plan = Vec::with_capacity(maps.len());
     let mut total_pages = 0u64;
     for m in &maps {
-        let (kind, file, store) = classify(m);
+        let (vma, store) = vma_of(m);
         let ranges: Vec<(u64, u64)> = match store {
             Store::Nothing => Vec::new(),
             Store::All => vec![(m.start, m.end)],
@@ -194,71 +194,26 @@ pub(super) fn capture_task(
                 m.start, m.end
             )))?,
         };
+        // An increment keeps the pages unchanged since its parent there (precopy.rs).
+        let (ranges, parent) = match &shared.split {
+            Some(sp) if is_root => sp.split(pid, m, ranges)?,
+            _ => (ranges, Vec::new()),
+        };
         total_pages += ranges
             .iter()
             .map(|r| (r.1 - r.0) / PAGE_SIZE as u64)
             .sum::<u64>();
-        let (flags, unknown) = procfs::vm_flags_bits(&m.vm_flags);
-        let mut x = Extras::new();
-        x.set_u64("dev_major", m.major as u64);
-        x.set_u64("dev_minor", m.minor as u64);
-        x.set_u64("ino", m.inode);
-        if !unknown.is_empty() {
-            x.set_bytes("vm_flags_unknown", unknown.join(" ").as_bytes());
-        }
-        let vma = Vma {
-            start: m.start,
-            end: m.end,
-            prot: m.prot(),
-            flags,
-            pgoff: m.offset / PAGE_SIZE as u64,
-            kind,
-            file,
-            extras: x,
-        };
-        plan.push((vma, ranges));
+        plan.push((vma, ranges, parent));
     }
     progress.add_total(total_pages);
     let memf = mem::open_mem(pid, false).map_err(sys(format!("pid {pid}")))?;
     let batch_bytes = opts.batch_bytes.clamp(PAGE_SIZE, 64 << 20) & !(PAGE_SIZE - 1);
-    // Cut the selected ranges into read batches (at most batch_bytes and MAX_IOV ranges).
-    let mut batches: Vec<Batch> = Vec::new();
-    for (vi, (_, ranges)) in plan.iter().enumerate() {
-        let mut cur = Batch {
-            vma: vi,
-            ranges: Vec::new(),
-            len: 0,
-        };
-        for &(mut a, e) in ranges {
-            while a < e {
-                let take = ((e - a) as usize).min(batch_bytes - cur.len);
-                cur.ranges.push((a, take));
-                cur.len += take;
-                a += take as u64;
-                if cur.len == batch_bytes || cur.ranges.len() == mem::MAX_IOV {
-                    let full = std::mem::replace(
-                        &mut cur,
-                        Batch {
-                            vma: vi,
-                            ranges: Vec::new(),
-                            len: 0,
-                        },
-                    );
-                    batches.push(full);
-                }
-            }
-        }
-        if cur.len > 0 {
-            batches.push(cur);
-        }
-    }
-    let mut em = PageEmitter {
-        sink,
-        chunk: opts.chunk_pages.clamp(1, 4096),
-        zero: None,
-        stored: 0,
-        zeros: 0,
-    };
+    let batches: Vec<Batch> = plan
+        .iter()
+        .enumerate()
+        .flat_map(|(vi, (_, ranges, parent))| batches_of(vi, ranges, parent, batch_bytes))
+        .collect();
+    let mut em = PageEmitter::new(sink, opts.chunk_pages);
     // A reader thread fills one buffer with process_vm_readv while this thread checks,
     // encodes and writes the other (pipelined; two buffers in flight).
     if !opts.pipeline {
@@ -266,16 +221,19 @@ pub(super) fn capture_task(
         // read, the checks and the write when batches are small.
         let mut buf = vec![0u8; batch_bytes];
         let mut bi = 0;
-        for (vi, (vma, _)) in plan.iter().enumerate() {
+        for (vi, (vma, _, parent)) in plan.iter().enumerate() {
             em.sink.event(&Event::Vma(vma.clone())).map_err(fmt_err)?;
             stats.vmas += 1;
+            let mut pi = 0;
             while bi < batches.len() && batches[bi].vma == vi {
                 let b = &batches[bi];
+                em.parents(parent, &mut pi, b.ranges[0].0)?;
                 read_batch(pid, &b.ranges, &mut buf[..b.len], &memf, vma.start, vma.end)?;
                 em.batch(&b.ranges, &buf[..b.len])?;
                 progress.advance((b.len / PAGE_SIZE) as u64);
                 bi += 1;
             }
+            em.parents(parent, &mut pi, u64::MAX)?;
             em.flush_zero()?;
             em.sink.event(&Event::VmaEnd).map_err(fmt_err)?;
         }
@@ -301,10 +259,12 @@ pub(super) fn capture_task(
                 }
             });
             let mut bi = 0;
-            for (vi, (vma, _)) in plan.iter().enumerate() {
+            for (vi, (vma, _, parent)) in plan.iter().enumerate() {
                 em.sink.event(&Event::Vma(vma.clone())).map_err(fmt_err)?;
                 stats.vmas += 1;
+                let mut pi = 0;
                 while bi < batches.len() && batches[bi].vma == vi {
+                    em.parents(parent, &mut pi, batches[bi].ranges[0].0)?;
                     let (buf, r) = full_rx.recv().map_err(|_| {
                         CaptureError::new(ErrorKind::Io, format!("pid {pid}: page reader stopped"))
                     })?;
@@ -315,6 +275,7 @@ pub(super) fn capture_task(
                     let _ = free_tx.send(buf);
                     bi += 1;
                 }
+                em.parents(parent, &mut pi, u64::MAX)?;
                 em.flush_zero()?;
                 em.sink.event(&Event::VmaEnd).map_err(fmt_err)?;
             }
@@ -323,6 +284,7 @@ pub(super) fn capture_task(
     }
     stats.pages_stored += em.stored;
     stats.zero_pages += em.zeros;
+    stats.parent_pages += em.parent_pages;
 
     // fs, signals, limits
     let umask = status

@@ -120,6 +120,7 @@ impl<I: Input> Decoder<I> {
                 | RecordType::VMA
                 | RecordType::PAGES
                 | RecordType::ZERO_PAGES
+                | RecordType::PARENT_PAGES
                 | RecordType::VMA_END
                 | RecordType::FD
         );
@@ -210,6 +211,25 @@ impl<I: Input> Decoder<I> {
                 let tool = String::from_utf8_lossy(c.bstr()?).into_owned();
                 let tool_version = String::from_utf8_lossy(c.bstr()?).into_owned();
                 let extras = c.extras()?;
+                let parent = if required & FEATURE_PARENT != 0 {
+                    let records = c.u64()?;
+                    let bytes = c.u64()?;
+                    let stream_crc = c.u32()?;
+                    let rsv_at = c.pos;
+                    let rsv = c.u32()?;
+                    if rsv != 0 {
+                        return Err(c.bad(rsv_at, "parent reserved", rsv as u64, "0"));
+                    }
+                    let path = c.bstr()?.to_vec();
+                    Some(ParentRef {
+                        records,
+                        bytes,
+                        stream_crc,
+                        path,
+                    })
+                } else {
+                    None
+                };
                 Event::Header(Header {
                     revision: Revision::Native1,
                     arch,
@@ -227,6 +247,7 @@ impl<I: Input> Decoder<I> {
                     tool,
                     tool_version,
                     extras,
+                    parent,
                 })
             }
             RecordType::TAIL => {
@@ -555,6 +576,12 @@ impl<I: Input> Decoder<I> {
                     v.zeros = v.zeros.saturating_add(count);
                 }
                 Event::ZeroPages(ZeroRun { start, count })
+            }
+            RecordType::PARENT_PAGES => {
+                let start = c.u64()?;
+                let count = c.u64()?;
+                c.end()?;
+                Event::ParentPages(ZeroRun { start, count })
             }
             RecordType::VMA_END => {
                 let pages = c.u64()?;

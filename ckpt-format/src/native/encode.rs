@@ -170,7 +170,12 @@ impl<W: Write> EventSink for Encoder<W> {
                 self.put(&preamble())?;
                 self.page_size = h.page_size;
                 let mut p = Put::default();
-                p.u64(KNOWN_FEATURES)
+                let features = if h.parent.is_some() {
+                    BASE_FEATURES | FEATURE_PARENT
+                } else {
+                    BASE_FEATURES
+                };
+                p.u64(features)
                     .u64(0)
                     .u16(arch_code(h.arch))
                     .u16(h.kernel.major)
@@ -186,6 +191,13 @@ impl<W: Write> EventSink for Encoder<W> {
                     .bstr(h.tool.as_bytes())
                     .bstr(h.tool_version.as_bytes())
                     .extras(&h.extras);
+                if let Some(r) = &h.parent {
+                    p.u64(r.records)
+                        .u64(r.bytes)
+                        .u32(r.stream_crc)
+                        .u32(0)
+                        .bstr(&r.path);
+                }
                 self.simple(RecordType::HEADER, 0, 0, &p.0)
             }
             Event::Task(t) => {
@@ -298,6 +310,11 @@ impl<W: Write> EventSink for Encoder<W> {
                 let mut p = Put::default();
                 p.u64(z.start).u64(z.count);
                 self.simple(RecordType::ZERO_PAGES, pid, 0, &p.0)
+            }
+            Event::ParentPages(z) => {
+                let mut p = Put::default();
+                p.u64(z.start).u64(z.count);
+                self.simple(RecordType::PARENT_PAGES, pid, 0, &p.0)
             }
             Event::VmaEnd => {
                 let mut p = Put::default();

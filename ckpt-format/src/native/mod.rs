@@ -38,8 +38,13 @@ pub const FEATURE_ZERO_RUNS: u64 = 1 << 0;
 pub const FEATURE_FOREIGN: u64 = 1 << 1;
 /// Required feature: records may end with an extras block.
 pub const FEATURE_EXTRAS: u64 = 1 << 2;
+/// Required feature: the image is an increment of a parent image (the HEADER payload ends
+/// with the parent reference; PARENT_PAGES records may appear).
+pub const FEATURE_PARENT: u64 = 1 << 3;
+/// The features every native-1 writer sets.
+pub const BASE_FEATURES: u64 = FEATURE_ZERO_RUNS | FEATURE_FOREIGN | FEATURE_EXTRAS;
 /// Every required feature this reader understands.
-pub const KNOWN_FEATURES: u64 = FEATURE_ZERO_RUNS | FEATURE_FOREIGN | FEATURE_EXTRAS;
+pub const KNOWN_FEATURES: u64 = BASE_FEATURES | FEATURE_PARENT;
 
 /// The record header, first 24 bytes of every record.
 ///
@@ -110,6 +115,7 @@ record_types! {
     PAGES = 0x0202, "PAGES";
     ZERO_PAGES = 0x0203, "ZERO_PAGES";
     VMA_END = 0x0204, "VMA_END";
+    PARENT_PAGES = 0x0205, "PARENT_PAGES";
     FILE = 0x0300, "FILE";
     PIPE = 0x0301, "PIPE";
     FD = 0x0302, "FD";

@@ -416,6 +416,7 @@ fn read_header(d: &Dir<'_>) -> Result<Header> {
         tool: d.string("header/tool")?,
         tool_version: d.string("header/tool_version")?,
         extras: d.extras("header")?,
+        parent: None,
     })
 }
 

@@ -591,6 +591,12 @@ impl Tree {
                         mf.size = mf.size.max(vs.end.min(MEM_LIMIT));
                     }
                 }
+                Event::ParentPages(z) => {
+                    let Some(vs) = vma.as_mut() else {
+                        return Err(Error(format!("image {at}: parent pages outside a VMA")));
+                    };
+                    vs.lines.push(format!("parent {:#x}:{}", z.start, z.count));
+                }
                 Event::VmaEnd => {
                     let Some(vs) = vma.take() else {
                         return Err(Error(format!("image {at}: VMA end without a VMA")));

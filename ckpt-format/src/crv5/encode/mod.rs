@@ -462,6 +462,10 @@ impl<W: Write> EventSink for Encoder<W> {
             self.close_mm(None)?;
         }
         match ev {
+            Event::ParentPages(z) => self.item(format!(
+                "{} pages at {:#x} kept in the parent image (flatten the chain first)",
+                z.count, z.start
+            )),
             Event::Header(h) => self.header(h),
             Event::Task(t) => self.task(t),
             Event::Thread(t) => {

@@ -395,6 +395,7 @@ impl<I: Input> Inner<I> {
             tool: String::new(),
             tool_version: String::new(),
             extras,
+            parent: None,
         }))
     }
 
