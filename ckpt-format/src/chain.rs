@@ -21,6 +21,14 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
+/// A native-1 decoder over `image` (chains are native-1 only).
+fn native_source(image: &[u8]) -> Box<dyn EventSource + '_> {
+    Box::new(crate::native::Decoder::new(
+        crate::input::SliceInput::new(image),
+        crate::stream::ReadOptions::default(),
+    ))
+}
+
 /// Where the contents of a run of pages are.
 #[derive(Clone, Copy, Debug)]
 enum Src<'p> {
@@ -56,7 +64,7 @@ pub fn tail_numbers(image: &[u8]) -> Option<(u64, u64, u32)> {
 
 /// The header of an image (its first event).
 pub fn header_of(image: &[u8]) -> Result<Header> {
-    let mut src = crate::open_slice(image)?;
+    let mut src = native_source(image);
     match src.next_event()? {
         Some(Event::Header(h)) => Ok(h),
         _ => Err(Error::invalid(0, "no header".to_string(), "a header first")),
@@ -85,7 +93,7 @@ impl<'p> PageIndex<'p> {
     /// Index `image`, a complete native-1 image; `parent` is the index of the image its
     /// header names (required when it names one, and checked against its tail numbers).
     pub fn build(image: &'p [u8], parent: Option<&PageIndex<'p>>) -> Result<PageIndex<'p>> {
-        let mut src = crate::open_slice(image)?;
+        let mut src = native_source(image);
         let mut idx = PageIndex {
             page_size: 4096,
             tasks: HashMap::new(),
@@ -260,7 +268,11 @@ pub fn load_parents<T: AsRef<[u8]>>(
     let mut out: Vec<T> = Vec::new();
     let mut cur_path = path.to_path_buf();
     let mut hdr = match crate::detect(image).ok().and_then(|d| d.revision().ok()) {
-        Some(Revision::Native1) => header_of(image).map_err(bad)?,
+        // A broken header is the image's own problem, reported by whoever reads it.
+        Some(Revision::Native1) => match header_of(image) {
+            Ok(h) => h,
+            Err(_) => return Ok(out),
+        },
         _ => return Ok(out),
     };
     while let Some(r) = hdr.parent.take() {

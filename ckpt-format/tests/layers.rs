@@ -6,7 +6,7 @@
 //! 2  stream (source/sink traits), detect, layout::derive, schema
 //! 3  legacy (plan, losses), validate
 //! 4  native, crv5, v21                 (the codecs; none uses another)
-//! 5  the crate root's functions (open_slice, encoder, sniff ...)
+//! 5  the crate root's functions (open_slice, encoder, sniff ...), chain (pre-copy chains)
 //! 6  convert, build
 //! ```
 //!
@@ -23,6 +23,7 @@ fn layer(module: &str) -> Option<u32> {
         "stream" | "detect" | "layout::derive" | "schema" => 2,
         "legacy" | "validate" => 3,
         "native" | "crv5" | "v21" => 4,
+        "chain" => 5,
         "convert" | "build" => 6,
         _ => return None,
     })
