@@ -22,6 +22,7 @@ pub mod plan;
 mod restore;
 pub mod signals;
 mod sys;
+pub mod timers;
 pub mod tree;
 
 pub use plan::{Plan, PlanError};

@@ -9,6 +9,7 @@
 //! | [`freeze`] | [`freeze::Frozen`]: a whole process with every thread seized and stopped (re-scanning `/proc/PID/task` until stable); releases every thread on drop |
 //! | [`inject`] | [`inject::Injector`]: run system calls *inside* a stopped thread (a `syscall` instruction found in the vDSO or written at RIP), restoring registers and text afterwards; scratch memory via injected `mmap` |
 //! | [`mem`] | `process_vm_readv`/`writev` in large batches, `/proc/PID/mem` fallback, page presence from the `PAGEMAP_SCAN` ioctl or `/proc/PID/pagemap` |
+//! | [`timers`] | interval timers and POSIX timers with their time left, by injected `getitimer`/`timer_gettime`/`timer_getoverrun` |
 //! | [`procfs`] | parsers for `/proc/PID/{stat,status,smaps,fdinfo/N,auxv,limits,task,task/*/children}` |
 //! | [`anon`] | anonymous-inode files (eventfd, eventpoll, timerfd, signalfd, inotify, pidfd ...): kind from the link, state from fdinfo, `kcmp(KCMP_EPOLL_TFD)` |
 //! | [`attrs`] | scheduling attributes, affinity, I/O priority, `oom_score_adj`, `coredump_filter`, timer slack; the POSIX timers of `/proc/PID/timers` |
@@ -78,6 +79,7 @@ pub mod inject;
 pub mod mem;
 pub mod procfs;
 pub mod ptrace;
+pub mod timers;
 pub mod track;
 
 use std::fmt;
