@@ -109,6 +109,93 @@ pub fn timerslack_ns(pid: pid_t) -> Result<u64> {
         .map_err(|_| SysError::other(p, "not a number"))
 }
 
+fn write_proc(path: &str, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| SysError::io(format!("write {text:?} to {path}"), &e))
+}
+
+/// Set the nice value of thread `tid` (`setpriority(PRIO_PROCESS, tid)`; lowering it
+/// below the current value needs CAP_SYS_NICE or `RLIMIT_NICE`).
+pub fn set_nice(tid: pid_t, nice: i64) -> Result<()> {
+    // SAFETY: plain integer syscall.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice as i32) };
+    if rc != 0 {
+        return Err(SysError::last(format!("setpriority tid {tid} nice {nice}")));
+    }
+    Ok(())
+}
+
+/// Set the scheduling policy and RT priority of thread `tid` (`sched_setscheduler`;
+/// `SCHED_DEADLINE` has other parameters and is refused here).
+pub fn set_scheduler(tid: pid_t, policy: u64, rt_priority: u64) -> Result<()> {
+    if policy == 6 {
+        return Err(SysError::other(
+            format!("sched_setscheduler tid {tid}"),
+            "SCHED_DEADLINE parameters are not captured",
+        ));
+    }
+    let p = libc::sched_param {
+        sched_priority: rt_priority as i32,
+    };
+    // SAFETY: `p` is a valid sched_param.
+    let rc = unsafe { libc::sched_setscheduler(tid, policy as i32, &p) };
+    if rc != 0 {
+        return Err(SysError::last(format!(
+            "sched_setscheduler tid {tid} policy {policy} priority {rt_priority}"
+        )));
+    }
+    Ok(())
+}
+
+/// Set the CPU affinity of thread `tid` to `cpus`.
+pub fn set_affinity(tid: pid_t, cpus: &[usize]) -> Result<()> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        if c >= libc::CPU_SETSIZE as usize {
+            return Err(SysError::other(
+                format!("sched_setaffinity tid {tid}"),
+                format!("CPU {c} beyond CPU_SETSIZE"),
+            ));
+        }
+        // SAFETY: `c` < CPU_SETSIZE.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(SysError::last(format!(
+            "sched_setaffinity tid {tid} {cpus:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// `ioprio_set(IOPRIO_WHO_PROCESS, tid, value)`.
+pub fn set_ioprio(tid: pid_t, value: i64) -> Result<()> {
+    // SAFETY: plain integer syscall.
+    let rc = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid as i64, value) };
+    if rc != 0 {
+        return Err(SysError::last(format!("ioprio_set tid {tid} {value:#x}")));
+    }
+    Ok(())
+}
+
+/// Write `/proc/PID/oom_score_adj` (lowering it needs CAP_SYS_RESOURCE).
+pub fn set_oom_score_adj(pid: pid_t, v: i64) -> Result<()> {
+    write_proc(&format!("/proc/{pid}/oom_score_adj"), &v.to_string())
+}
+
+/// Write `/proc/PID/coredump_filter`.
+pub fn set_coredump_filter(pid: pid_t, v: u64) -> Result<()> {
+    write_proc(&format!("/proc/{pid}/coredump_filter"), &format!("{v:#x}"))
+}
+
+/// Write `/proc/PID/timerslack_ns` (the leader thread's; needs CAP_SYS_NICE for another
+/// process).
+pub fn set_timerslack_ns(pid: pid_t, v: u64) -> Result<()> {
+    write_proc(&format!("/proc/{pid}/timerslack_ns"), &v.to_string())
+}
+
 /// What two processes can share without being threads of one process (`kcmp` types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shared {
@@ -243,6 +330,38 @@ pub fn parse_timers(s: &str) -> Option<Vec<PosixTimer>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every setter, on a child, read back through the getters.
+    #[test]
+    fn setters_read_back_on_a_child() {
+        let mut c = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let pid = c.id() as pid_t;
+        let r = (|| -> Result<()> {
+            set_nice(pid, 7)?;
+            set_affinity(pid, &[0])?;
+            set_ioprio(pid, 3 << 13)?; // IOPRIO_CLASS_IDLE, data 0
+            set_oom_score_adj(pid, 321)?;
+            set_coredump_filter(pid, 0x23)?;
+            set_timerslack_ns(pid, 70_000)?;
+            set_scheduler(pid, 3, 0)?; // SCHED_BATCH
+            let s = thread_sched(pid, pid)?;
+            assert_eq!((s.nice, s.policy, s.rt_priority), (7, 3, 0));
+            assert_eq!(s.affinity, vec![0]);
+            assert_eq!(s.ioprio, 3 << 13);
+            assert_eq!(oom_score_adj(pid)?, 321);
+            assert_eq!(coredump_filter(pid)?, 0x23);
+            assert_eq!(timerslack_ns(pid)?, 70_000);
+            assert!(set_scheduler(pid, 6, 0).is_err());
+            assert!(set_affinity(pid, &[libc::CPU_SETSIZE as usize]).is_err());
+            Ok(())
+        })();
+        let _ = c.kill();
+        let _ = c.wait();
+        r.unwrap();
+    }
 
     #[test]
     fn timers_text_parses() {
