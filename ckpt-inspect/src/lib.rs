@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod core_export;
+pub mod criu;
 pub mod diff;
 pub mod fmt;
 pub mod fsview;

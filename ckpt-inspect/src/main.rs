@@ -193,9 +193,14 @@ enum Cmd {
     },
 }
 
-/// The image's bytes: the mapping for files, everything read for streams.
+/// The image's bytes: the mapping for files, everything read for streams, a CRIU dump
+/// converted to native-1 (what the model cannot carry is noted on stderr).
 fn image_bytes(image: &str) -> Result<Image, Failure> {
-    match Image::open(image)? {
+    let (img, losses) = Image::open(image)?.into_native()?;
+    for l in &losses {
+        eprintln!("note: not carried from the CRIU dump: {l}");
+    }
+    match img {
         Image::Stream(mut r) => {
             let mut v = Vec::new();
             r.read_to_end(&mut v).map_err(|err| Failure::Io {
@@ -212,7 +217,7 @@ fn as_slice(img: &Image) -> &[u8] {
     match img {
         Image::Mapped(m) | Image::Chained(m, _) => m,
         Image::Bytes(b) => b,
-        Image::Stream(_) => &[],
+        Image::Stream(_) | Image::Criu(_) => &[],
     }
 }
 
@@ -266,6 +271,9 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
     match cmd {
         Cmd::Show { json, image } => {
             let mut img = Image::open(&image)?;
+            if let Image::Criu(_) = &img {
+                return ckpt_inspect::criu::show(&mut img, json, out);
+            }
             let (s, err) = summary::summarise(&mut img);
             // Said on stderr too, every time (also with --json).
             for l in &s.left_out {
@@ -283,6 +291,9 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         }
         Cmd::Records { json, image } => {
             let mut img = Image::open(&image)?;
+            if let Image::Criu(c) = &img {
+                return ckpt_inspect::criu::records(c, json, out);
+            }
             records::records(&mut img, json, out)
         }
         Cmd::Verify { json, image } => {
@@ -385,12 +396,32 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             image,
             mountpoint,
             daemon,
-        } => ckpt_inspect::fsview::mount(
-            &image,
-            &mountpoint,
-            ckpt_inspect::fsview::MountOptions { daemon },
-        )
-        .map_err(|e| Failure::Negative(e.to_string())),
+        } => {
+            // A CRIU dump is served from its native-1 conversion in a temporary file.
+            let mut tmp = None;
+            let path = if ckpt_criu::is_criu(&image) {
+                let c = ckpt_criu::CriuImage::open(&image)
+                    .map_err(ckpt_inspect::source::criu_failure)?;
+                let mut t = tempfile::NamedTempFile::new()
+                    .map_err(|e| Failure::io("cannot create a temporary file".into(), e))?;
+                for l in ckpt_inspect::source::criu_to_native(&c, t.as_file_mut())? {
+                    eprintln!("note: not carried from the CRIU dump: {l}");
+                }
+                let p = t.path().to_path_buf();
+                tmp = Some(t);
+                p
+            } else {
+                image.clone()
+            };
+            let r = ckpt_inspect::fsview::mount(
+                &path,
+                &mountpoint,
+                ckpt_inspect::fsview::MountOptions { daemon },
+            )
+            .map_err(|e| Failure::Negative(e.to_string()));
+            drop(tmp);
+            r
+        }
         Cmd::ExportCore { image, pid, output } => {
             let img = image_bytes(&image)?;
             let r = ckpt_inspect::core_export::export_core(
@@ -435,7 +466,30 @@ fn convert(
             Some(r) => TargetKernel::Release(r.to_string()),
         },
     };
-    let img = Image::open(input)?;
+    let mut img = Image::open(input)?;
+    if let Image::Criu(c) = &img {
+        // CRIU → native-1 (then, for a legacy target, native-1 → that revision).
+        let losses = ckpt_inspect::criu::losses(c)?;
+        if !losses.is_empty() && !lossy {
+            return Err(Failure::Negative(format!(
+                "conversion of the CRIU dump refused (--lossy converts anyway): the model has no record for: {}",
+                losses.join("; ")
+            )));
+        }
+        for l in &losses {
+            eprintln!("dropped: {l}");
+        }
+        if to == ckpt_format::Revision::Native1 {
+            let c = match img {
+                Image::Criu(c) => c,
+                _ => unreachable!("matched above"),
+            };
+            return write_output(output, out, |w| {
+                ckpt_inspect::source::criu_to_native(&c, w).map(|_| ())
+            });
+        }
+        img = img.into_native()?.0;
+    }
     let total = img.slice().map_or(0, |s| s.len() as u64);
     let pb = ckpt_inspect::progress::Progress::bytes("convert", total);
     let write = |w: &mut dyn Write| -> Result<ckpt_format::convert::ConvertReport, Failure> {
@@ -448,6 +502,7 @@ fn convert(
             }
             Image::Bytes(ref b) => ckpt_format::convert::convert_slice(b, w, &opts),
             Image::Stream(r) => ckpt_format::convert::convert(r, w, &opts),
+            Image::Criu(_) => unreachable!("converted to native-1 above"),
         };
         rep.map_err(|e| match e.kind {
             ckpt_format::ErrorKind::Unrepresentable { .. } => Failure::Negative(format!(
@@ -506,4 +561,38 @@ impl Write for ProgressWriter<'_> {
     fn flush(&mut self) -> io::Result<()> {
         self.w.flush()
     }
+}
+
+/// Write `output` (`-` = `out`) through a temporary file renamed into place.
+fn write_output(
+    output: &str,
+    out: &mut dyn Write,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    if output == "-" {
+        write(out)?;
+        return out.flush().map_err(Failure::from);
+    }
+    let dest = Path::new(output);
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ckpt-convert-")
+        .tempfile_in(dir)
+        .map_err(|e| Failure::io(format!("cannot create a file in {}", dir.display()), e))?;
+    write(tmp.as_file_mut())?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
+    tmp.persist(dest)
+        .map_err(|e| Failure::io(format!("cannot rename into {output}"), e.error))?;
+    Ok(())
 }

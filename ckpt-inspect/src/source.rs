@@ -25,6 +25,8 @@ pub enum Image {
     Bytes(Vec<u8>),
     /// A stream (stdin, a pipe ...), read once.
     Stream(Box<dyn Read>),
+    /// A CRIU image directory or container checkpoint archive (ckpt-criu).
+    Criu(Box<ckpt_criu::CriuImage>),
 }
 
 impl std::fmt::Debug for Image {
@@ -36,6 +38,7 @@ impl std::fmt::Debug for Image {
             }
             Image::Bytes(b) => write!(f, "Image::Bytes({} bytes)", b.len()),
             Image::Stream(_) => f.write_str("Image::Stream"),
+            Image::Criu(c) => write!(f, "Image::Criu({})", c.origin.display()),
         }
     }
 }
@@ -78,6 +81,9 @@ impl Image {
             }
             return Ok(stream(io::stdin()));
         }
+        if ckpt_criu::is_criu(std::path::Path::new(path)) {
+            return open_criu(path);
+        }
         let f = File::open(path).map_err(|e| Failure::io(format!("cannot open {path}"), e))?;
         let md = f
             .metadata()
@@ -108,7 +114,24 @@ impl Image {
         match self {
             Image::Mapped(m) | Image::Chained(m, _) => Some(m),
             Image::Bytes(b) => Some(b),
-            Image::Stream(_) => None,
+            Image::Stream(_) | Image::Criu(_) => None,
+        }
+    }
+
+    /// A CRIU dump converted to a native-1 image in an unlinked temporary file, mapped (for
+    /// the commands that work on an image's bytes); other images are returned as they are.
+    /// The second value names what the model could not carry.
+    pub fn into_native(self) -> Result<(Image, Vec<String>), Failure> {
+        let Image::Criu(c) = self else {
+            return Ok((self, Vec::new()));
+        };
+        let mut f = tempfile::tempfile()
+            .map_err(|e| Failure::io("cannot create a temporary file".into(), e))?;
+        let losses = criu_to_native(&c, &mut f)?;
+        match map_file(&f) {
+            Ok(Some(m)) => Ok((Image::Mapped(m), losses)),
+            Ok(None) => Ok((Image::Bytes(Vec::new()), losses)),
+            Err(e) => Err(Failure::io("cannot map the converted image".into(), e)),
         }
     }
 
@@ -127,6 +150,7 @@ impl Image {
                     Err(e) => Err(Failure::io("cannot map the spooled input".into(), e)),
                 }
             }
+            Image::Criu(c) => Ok(Image::Criu(c).into_native()?.0),
             other => Ok(other),
         }
     }
@@ -161,6 +185,10 @@ impl Image {
                 };
                 Ok((open_reader_with(cr, opts)?, n))
             }
+            Image::Criu(c) => {
+                let n = ByteCount::fixed(criu_bytes(c));
+                Ok((Box::new(ckpt_criu::Decoder::new(c)?), n))
+            }
         }
     }
 
@@ -173,8 +201,54 @@ impl Image {
             Image::Mapped(m) | Image::Chained(m, _) => records_slice(m),
             Image::Bytes(b) => records_slice(b),
             Image::Stream(r) => records_reader(r),
+            Image::Criu(_) => Err(ckpt_format::Error::invalid(
+                0,
+                "a CRIU dump",
+                "a single-file image (CRIU entries are listed by `records` itself)",
+            )),
         }
     }
+}
+
+/// Open a CRIU image directory or container checkpoint archive.
+fn open_criu(path: &str) -> Result<Image, Failure> {
+    let c = ckpt_criu::CriuImage::open(std::path::Path::new(path)).map_err(criu_failure)?;
+    Ok(Image::Criu(Box::new(c)))
+}
+
+/// A ckpt-criu error as a command failure (I/O errors exit 3, the rest 1).
+pub fn criu_failure(e: ckpt_criu::CriuError) -> Failure {
+    if e.io {
+        Failure::Io {
+            what: e.file.clone(),
+            err: io::Error::other(e.found),
+        }
+    } else {
+        Failure::Image(e.into())
+    }
+}
+
+/// Total bytes of a CRIU dump's files.
+fn criu_bytes(c: &ckpt_criu::CriuImage) -> u64 {
+    c.names()
+        .map(|n| c.file(n).map_or(0, |b| b.len() as u64))
+        .sum()
+}
+
+/// Write `c` as a native-1 image to `w`; returns what the model could not carry.
+pub fn criu_to_native(
+    c: &ckpt_criu::CriuImage,
+    w: &mut dyn io::Write,
+) -> Result<Vec<String>, Failure> {
+    let mut dec = ckpt_criu::Decoder::new(c).map_err(criu_failure)?;
+    {
+        let bw = io::BufWriter::with_capacity(1 << 16, &mut *w);
+        let mut enc = ckpt_format::native::Encoder::new(bw);
+        ckpt_format::pump(&mut dec, &mut enc)?;
+    }
+    w.flush()
+        .map_err(|e| Failure::io("cannot write the converted image".into(), e))?;
+    Ok(dec.losses().to_vec())
 }
 
 /// Framing-layer records of an image in memory, any revision.
