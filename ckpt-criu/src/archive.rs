@@ -276,6 +276,7 @@ pub fn write_archive(
             h.set_cksum();
             b.append_data(&mut h, name, *data)?;
         }
+        b.follow_symlinks(false);
         b.append_dir_all("checkpoint", dir)?;
         Ok(())
     }

@@ -66,6 +66,7 @@ struct Tables<'a> {
     tree: Vec<pb::PstreeEntry>,
     files: HashMap<u32, pb::FileEntry>,
     pipe_data: HashMap<u32, &'a [u8]>,
+    memfd: HashMap<u32, pb::MemfdInodeEntry>,
     inventory: pb::InventoryEntry,
 }
 
@@ -92,10 +93,19 @@ fn read_tables(img: &CriuImage) -> Result<Tables<'_>> {
             pipe_data.insert(e.pipe_id, d);
         }
     }
+    let mut memfd = HashMap::new();
+    if let Some(b) = img.file("memfd.img") {
+        for m in
+            ImageFile::expect("memfd.img", b, magic::MEMFD_INODE)?.all::<pb::MemfdInodeEntry>()?
+        {
+            memfd.insert(m.inode_id as u32, m);
+        }
+    }
     Ok(Tables {
         tree,
         files,
         pipe_data,
+        memfd,
         inventory,
     })
 }
@@ -318,7 +328,7 @@ impl<'a> Decoder<'a> {
         let mut ri = 0usize;
         let mut emitted = 0u64;
         for v in &mm.vmas {
-            let Some(vma) = self.vma(pid, v)? else {
+            let Some((vma, shmem)) = self.vma(pid, v)? else {
                 continue;
             };
             if vma.kind == VmaKind::Vvar && vma.end - vma.start == 6 * PAGE {
@@ -337,42 +347,26 @@ impl<'a> Decoder<'a> {
                 continue;
             }
             self.items.push_back(Item::Ev(Event::Vma(vma)));
-            // Runs overlapping [start, end): split at the VMA's bounds.
-            while ri < pm.runs.len() && pm.runs[ri].end() <= v.start {
-                ri += 1;
-            }
-            let mut j = ri;
-            while j < pm.runs.len() && pm.runs[j].vaddr < v.end {
-                let r = pm.runs[j];
-                let s = r.vaddr.max(v.start);
-                let e = r.end().min(v.end);
-                let n = (e - s) / PAGE;
-                emitted += n;
-                if r.flags & PE_PRESENT != 0 {
-                    let at = (r.off + (s - r.vaddr)) as usize;
-                    self.push_pages(s, n, &pages_bytes[at..at + (n * PAGE) as usize]);
-                } else if r.flags & PE_PARENT != 0 {
-                    let (mut a, mut left) = (s, n);
-                    while left > 0 {
-                        let (k, d) = pages::from_parent(self.img, pid, a, left, &mut self.parents)?;
-                        self.push_pages(a, k, d);
-                        a += k * PAGE;
-                        left -= k;
-                    }
-                } else if r.flags & PE_LAZY != 0 {
-                    self.losses.push(format!(
-                        "task {pid}: {n} lazy pages at {s:#x} (kept by a page server, not in the dump)"
-                    ));
-                } else {
-                    self.losses.push(format!(
-                        "task {pid}: {n} pages at {s:#x} with pagemap flags {:#x} and no contents",
-                        r.flags
-                    ));
-                }
-                if r.end() > v.end {
-                    break;
-                }
-                j += 1;
+            if let Some(shmid) = shmem {
+                // Shared memory: its own pagemap, addressed by offset in the object.
+                let pgoff = v.pgoff;
+                let (spm, sbytes) = self.shmem_pages(shmid)?;
+                let lo = pgoff;
+                let hi = pgoff.saturating_add(v.end - v.start);
+                let mut k = spm.runs.partition_point(|r| r.end() <= lo);
+                self.emit_runs(
+                    pid,
+                    &spm,
+                    sbytes,
+                    &mut k,
+                    lo,
+                    hi,
+                    v.start.wrapping_sub(pgoff),
+                    false,
+                )?;
+            } else {
+                emitted +=
+                    self.emit_runs(pid, &pm, pages_bytes, &mut ri, v.start, v.end, 0, true)?;
             }
             self.items.push_back(Item::Ev(Event::VmaEnd));
         }
@@ -391,6 +385,77 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
+    /// Emit the contents of `pm`'s runs overlapping `[lo, hi)` (addresses in the pagemap's
+    /// space; `delta` added gives the VMA's address), starting the search at run `*ri`.
+    /// `parent`: in_parent runs are looked up in the parent dump (task pagemaps only).
+    #[allow(clippy::too_many_arguments)]
+    fn emit_runs(
+        &mut self,
+        pid: u32,
+        pm: &pages::Pagemap,
+        bytes: &'a [u8],
+        ri: &mut usize,
+        lo: u64,
+        hi: u64,
+        delta: u64,
+        parent: bool,
+    ) -> Result<u64> {
+        while *ri < pm.runs.len() && pm.runs[*ri].end() <= lo {
+            *ri += 1;
+        }
+        let mut emitted = 0;
+        let mut j = *ri;
+        while j < pm.runs.len() && pm.runs[j].vaddr < hi {
+            let r = pm.runs[j];
+            let s = r.vaddr.max(lo);
+            let e = r.end().min(hi);
+            let n = (e - s) / PAGE;
+            let addr = s.wrapping_add(delta);
+            emitted += n;
+            if r.flags & PE_PRESENT != 0 {
+                let at = (r.off + (s - r.vaddr)) as usize;
+                self.push_pages(addr, n, &bytes[at..at + (n * PAGE) as usize]);
+            } else if r.flags & PE_PARENT != 0 && parent {
+                let (mut a, mut left) = (s, n);
+                while left > 0 {
+                    let (k, d) = pages::from_parent(self.img, pid, a, left, &mut self.parents)?;
+                    self.push_pages(a, k, d);
+                    a += k * PAGE;
+                    left -= k;
+                }
+            } else if r.flags & PE_LAZY != 0 {
+                self.losses.push(format!(
+                    "task {pid}: {n} lazy pages at {addr:#x} (kept by a page server, not in the dump)"
+                ));
+            } else {
+                self.losses.push(format!(
+                    "task {pid}: {n} pages at {addr:#x} with pagemap flags {:#x} and no contents",
+                    r.flags
+                ));
+            }
+            if r.end() > hi {
+                break;
+            }
+            j += 1;
+        }
+        Ok(emitted)
+    }
+
+    /// The pagemap and pages of shared memory object `shmid` (empty when it has none).
+    fn shmem_pages(&self, shmid: u64) -> Result<(pages::Pagemap, &'a [u8])> {
+        let name = format!("pagemap-shmem-{shmid}.img");
+        let Some(b) = self.img.file(&name) else {
+            return Ok((pages::Pagemap::default(), &[]));
+        };
+        let head = pages::read_pagemap(&name, b, None)?;
+        let pages_name = format!("pages-{}.img", head.pages_id);
+        let bytes = self.img.need(&pages_name)?;
+        Ok((
+            pages::read_pagemap(&name, b, Some(bytes.len() as u64))?,
+            bytes,
+        ))
+    }
+
     fn push_pages(&mut self, mut start: u64, mut count: u64, mut data: &'a [u8]) {
         while count > 0 {
             let n = count.min(CHUNK_PAGES);
@@ -406,8 +471,11 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn vma(&mut self, pid: u32, v: &pb::VmaEntry) -> Result<Option<Vma>> {
+    /// The model's VMA of a CRIU one, and the shared memory object holding its contents
+    /// (`None` for private memory); `None` for mappings the model has no kind for.
+    fn vma(&mut self, pid: u32, v: &pb::VmaEntry) -> Result<Option<(Vma, Option<u64>)>> {
         let st = v.status;
+        let mut shmem = None;
         let range = format!("task {pid}: VMA {:#x}-{:#x}", v.start, v.end);
         let (kind, file) = if st & VMA_AREA_VSYSCALL != 0 {
             (VmaKind::Other, Some(b"[vsyscall]".to_vec()))
@@ -431,15 +499,37 @@ impl<'a> Decoder<'a> {
             ));
             return Ok(None);
         } else if st & VMA_ANON_SHARED != 0 {
-            self.losses.push(format!(
-                "{range}: shared anonymous memory (pagemap-shmem-{}.img) is mapped but its contents are not read",
-                v.shmid
-            ));
+            shmem = Some(v.shmid);
             (VmaKind::SharedAnon, None)
-        } else if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
-            if st & VMA_AREA_MEMFD != 0 {
-                self.losses.push(format!("{range}: a memfd mapping"));
+        } else if st & VMA_AREA_MEMFD != 0 {
+            // A memfd, or the object of a shared anonymous mapping (named /dev/zero).
+            let ino = self
+                .t
+                .files
+                .get(&(v.shmid as u32))
+                .and_then(|f| f.memfd.as_ref())
+                .and_then(|m| self.t.memfd.get(&m.inode_id))
+                .ok_or_else(|| {
+                    CriuError::new(
+                        &format!("mm-{pid}.img"),
+                        0,
+                        format!(
+                            "{range} maps memfd file id {} without a memfd inode",
+                            v.shmid
+                        ),
+                        "a memfd entry in files.img and its inode in memfd.img",
+                    )
+                })?;
+            shmem = Some(ino.shmid as u64);
+            if ino.name == "/dev/zero" {
+                (VmaKind::SharedAnon, Some(b"/dev/zero (deleted)".to_vec()))
+            } else {
+                (
+                    VmaKind::File,
+                    Some(format!("/memfd:{} (deleted)", ino.name).into_bytes()),
+                )
             }
+        } else if st & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
             let name = self.reg_name(v.shmid as u32).ok_or_else(|| {
                 CriuError::new(
                     &format!("mm-{pid}.img"),
@@ -467,7 +557,7 @@ impl<'a> Decoder<'a> {
             self.losses
                 .push(format!("{range}: madvise advice bits {m:#x}"));
         }
-        Ok(Some(Vma {
+        let vma = Vma {
             start: v.start,
             end: v.end,
             prot: v.prot & 7,
@@ -476,7 +566,8 @@ impl<'a> Decoder<'a> {
             kind,
             file,
             extras: Default::default(),
-        }))
+        };
+        Ok(Some((vma, shmem)))
     }
 
     fn build_fs(&mut self, pid: u32) -> Result<()> {

@@ -39,6 +39,8 @@ pub const SK_QUEUES: u32 = 0x5626_4026;
 pub const MNTS: u32 = 0x5556_3928;
 /// `utsns-N.img`.
 pub const UTSNS: u32 = 0x5447_3203;
+/// `memfd.img` (memfd inodes).
+pub const MEMFD_INODE: u32 = 0x4845_3499;
 /// `stats-dump`, `stats-restore` (after [`SERVICE`]).
 pub const STATS: u32 = 0x5709_3306;
 /// `ghost-file-N.img`.
@@ -140,7 +142,7 @@ pub const KINDS: &[Kind] = &[
     k(0x6441_3049, "SECCOMP", E),
     k(0x6734_3323, "BINFMT_MISC", E),
     k(0x4935_3943, "AUTOFS", E),
-    k(0x4845_3499, "MEMFD_INODE", E),
+    k(MEMFD_INODE, "MEMFD_INODE", E),
     k(0x4311_4433, "TIMENS", E),
     k(0x6115_7326, "PIDNS", E),
     k(0x5750_6142, "BPFMAP_FILE", E),

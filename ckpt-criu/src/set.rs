@@ -99,6 +99,11 @@ impl CriuImage {
         }
     }
 
+    /// Read a container checkpoint archive from a stream (stdin, a pipe); `origin` names it.
+    pub fn open_reader(r: impl std::io::Read, origin: &Path) -> Result<CriuImage> {
+        archive::open_reader(r, origin)
+    }
+
     /// Build from files already read (archives, tests).
     pub(crate) fn from_files(
         files: BTreeMap<String, Backing>,
