@@ -13,7 +13,9 @@ use std::path::Path;
 /// every ckpt binary (`ckpt_format::exit`).
 fn exit_codes() -> String {
     format!(
-        "Every IMAGE may be `-` for stdin; every command works on a pipe.\n\n{}",
+        "Every IMAGE may be `-` for stdin; every command works on a pipe. An IMAGE may\n\
+         also be a CRIU image directory or a container checkpoint archive (tar, tar.gz,\n\
+         tar.zst as Podman, CRI-O and the kubelet write them): docs/CRIU.md.\n\n{}",
         ckpt_format::exit::HELP
     )
 }
@@ -22,7 +24,7 @@ fn exit_codes() -> String {
 #[command(
     name = "ckpt-inspect",
     version,
-    about = "Inspect Linux process checkpoint images (native-1, ckpt-v21, cr-v5)",
+    about = "Inspect Linux process checkpoint images (native-1, ckpt-v21, cr-v5, CRIU dumps)",
     after_help = exit_codes(),
     args_conflicts_with_subcommands = true
 )]

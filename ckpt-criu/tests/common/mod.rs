@@ -75,9 +75,14 @@ impl Workload {
 
 impl Drop for Workload {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-9", &format!("-{}", self.pid)])
-            .status();
+        // Its process group (the pipeline's members), by id: the workload leads its own
+        // session and group. Never a pid <= 1. (Not through kill(1): procps' kill reads
+        // `-9 -PID` as a list of pids and ends in kill(-1, SIGKILL).)
+        let pgid = self.pid as i32;
+        if pgid > 1 {
+            // SAFETY: kill(2) with a negative pid names one process group.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
