@@ -571,10 +571,11 @@ impl<'a> Decoder<'a> {
     }
 
     fn build_fs(&mut self, pid: u32) -> Result<()> {
-        let Some(b) = self.img.file(&format!("fs-{pid}.img")) else {
+        let name = format!("fs-{pid}.img");
+        let Some(b) = self.img.file(&name) else {
             return Ok(());
         };
-        let fs: pb::FsEntry = ImageFile::expect("fs.img", b, magic::FS)?.one()?;
+        let fs: pb::FsEntry = ImageFile::expect(&name, b, magic::FS)?.one()?;
         let fs = Fs {
             cwd: self.reg_name(fs.cwd_id).unwrap_or_default(),
             root: self.reg_name(fs.root_id).unwrap_or_default(),

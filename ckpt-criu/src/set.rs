@@ -99,6 +99,38 @@ impl CriuImage {
         }
     }
 
+    /// A dump from a "pack": the files of an image directory one after the other, each as
+    /// `u16 LE name length, name, u32 LE data length, data` (the fuzz targets' input and the
+    /// committed fixtures; [`pack_dir`] writes one).
+    pub fn from_pack(b: &[u8]) -> Result<CriuImage> {
+        let mut files = BTreeMap::new();
+        let mut at = 0usize;
+        let bad = |at: usize, what: &str| {
+            CriuError::new("pack", at as u64, what, "a complete pack record")
+        };
+        while at < b.len() {
+            let n = b
+                .get(at..at + 2)
+                .ok_or_else(|| bad(at, "a cut name length"))?;
+            let n = u16::from_le_bytes([n[0], n[1]]) as usize;
+            let name = b
+                .get(at + 2..at + 2 + n)
+                .ok_or_else(|| bad(at, "a cut name"))?;
+            let name = String::from_utf8_lossy(name).into_owned();
+            let l = b
+                .get(at + 2 + n..at + 6 + n)
+                .ok_or_else(|| bad(at, "a cut data length"))?;
+            let l = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+            let start = at + 6 + n;
+            let data = b
+                .get(start..start.saturating_add(l))
+                .ok_or_else(|| bad(at, "cut data"))?;
+            files.insert(name, Backing::Owned(data.to_vec()));
+            at = start + l;
+        }
+        CriuImage::from_files(files, PathBuf::from("pack"), None, 0)
+    }
+
     /// Read a container checkpoint archive from a stream (stdin, a pipe); `origin` names it.
     pub fn open_reader(r: impl std::io::Read, origin: &Path) -> Result<CriuImage> {
         archive::open_reader(r, origin)
@@ -204,4 +236,23 @@ impl CriuImage {
             )
         })
     }
+}
+
+/// Write the regular files of image directory `dir` as a pack ([`CriuImage::from_pack`]).
+pub fn pack_dir(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let mut names: Vec<_> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for n in names {
+        let data = fs::read(dir.join(&n))?;
+        out.extend_from_slice(&(n.len() as u16).to_le_bytes());
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
 }

@@ -565,7 +565,8 @@ impl Write for ProgressWriter<'_> {
     }
 }
 
-/// Write `output` (`-` = `out`) through a temporary file renamed into place.
+/// Write `output` (`-` = `out`) as every output is written (ckpt_format::output: a new or
+/// regular file replaced through a temporary file, a FIFO or device written through).
 fn write_output(
     output: &str,
     out: &mut dyn Write,
@@ -575,26 +576,9 @@ fn write_output(
         write(out)?;
         return out.flush().map_err(Failure::from);
     }
-    let dest = Path::new(output);
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ckpt-convert-")
-        .tempfile_in(dir)
-        .map_err(|e| Failure::io(format!("cannot create a file in {}", dir.display()), e))?;
-    write(tmp.as_file_mut())?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = tmp
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    tmp.as_file()
-        .sync_all()
+    let mut outf = ckpt_format::output::Output::create(Path::new(output))
         .map_err(|e| Failure::io(format!("cannot write {output}"), e))?;
-    tmp.persist(dest)
-        .map_err(|e| Failure::io(format!("cannot rename into {output}"), e.error))?;
-    Ok(())
+    write(&mut outf)?;
+    outf.commit()
+        .map_err(|e| Failure::io(format!("cannot write {output}"), e))
 }
