@@ -9,6 +9,7 @@
 //! | eventfd | `eventfd(0, EFD_SEMAPHORE?)` | counter by `write(count)` (a counter of 0 is not written) |
 //! | timerfd | `timerfd_create(clock)` | `timerfd_settime` with the time left (relative; for `TFD_TIMER_ABSTIME`, now + left on the same clock, with the captured flags), pending expirations by `ioctl(TFD_IOC_SET_TICKS)` |
 //! | signalfd | `signalfd(-1, mask)` | the mask (reads dequeue from the reading process, not the creator) |
+//! | inotify | `inotify_init1` | every watch by `inotify_add_watch(path, mask)` under its captured descriptor ([`make_inotify`]); queued events are not re-created |
 //! | epoll | `epoll_create1(0)` | empty: targets are registered by `epoll_ctl(ADD)` *in the restored process*, after its fd table is in place, because an epoll item is keyed by (file, fd number) and fdinfo shows that number; [`epoll_event_bytes`] is the argument |
 //!
 //! `O_NONBLOCK` is passed at creation; close-on-exec belongs to the fd and is set when the
@@ -162,6 +163,48 @@ pub fn make_epoll() -> io::Result<OwnedFd> {
     fd_or_err(unsafe { libc::epoll_create1(0) }, "epoll_create1")
 }
 
+/// An inotify instance with `watches` (watch descriptor, path, mask) under their
+/// captured watch descriptors. The kernel hands out descriptors in increasing order
+/// (cyclically), so each path is added, and removed and added again while the kernel
+/// gives a smaller descriptor than the captured one; a larger one is an error (a
+/// descriptor the kernel will not give). Events queued at capture time are not re-created.
+pub fn make_inotify(nonblock: bool, watches: &[(i32, &[u8], u32)]) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let flags = if nonblock { libc::IN_NONBLOCK } else { 0 };
+    // SAFETY: plain syscall.
+    let fd = fd_or_err(unsafe { libc::inotify_init1(flags) }, "inotify_init1")?;
+    let mut sorted: Vec<&(i32, &[u8], u32)> = watches.iter().collect();
+    sorted.sort_by_key(|w| w.0);
+    for &&(wd, path, mask) in &sorted {
+        let c = std::ffi::CString::new(path).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "NUL in an inotify watch path")
+        })?;
+        let show = String::from_utf8_lossy(path);
+        loop {
+            // SAFETY: valid descriptor and NUL-terminated path.
+            let got = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
+            if got < 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("inotify watch {wd} on {show}: {e}"),
+                ));
+            }
+            if got == wd {
+                break;
+            }
+            if got > wd || sorted.iter().any(|w| w.0 == got) {
+                return Err(io::Error::other(format!(
+                    "inotify watch {wd} on {show}: the kernel gave descriptor {got} (the path is watched twice, or {wd} cannot be had)"
+                )));
+            }
+            // SAFETY: removing the watch we just added.
+            unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), got) };
+        }
+    }
+    Ok(fd)
+}
+
 /// The x86-64 `struct epoll_event` (packed: u32 events, u64 data) for `epoll_ctl`.
 pub fn epoll_event_bytes(events: u32, data: u64) -> [u8; 12] {
     let mut b = [0u8; 12];
@@ -237,6 +280,30 @@ mod tests {
             0
         )
         .is_err());
+    }
+
+    #[test]
+    fn inotify_gets_the_captured_watch_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        let (pa, pb) = (
+            a.to_str().unwrap().as_bytes(),
+            b.to_str().unwrap().as_bytes(),
+        );
+        let modify = libc::IN_MODIFY;
+        let fd = make_inotify(true, &[(4, pb, modify | libc::IN_ATTRIB), (1, pa, modify)]).unwrap();
+        let me = std::process::id() as i32;
+        let mut w = anon::inotify_watches(&anon::fdinfo_text(me, fd.as_raw_fd()).unwrap()).unwrap();
+        w.sort_by_key(|w| w.wd);
+        assert_eq!(w.len(), 2);
+        assert_eq!((w[0].wd, w[0].mask & 0xfff), (1, modify));
+        assert_eq!((w[1].wd, w[1].mask & 0xfff), (4, modify | libc::IN_ATTRIB));
+        assert_eq!(anon::watch_path(me, &w[1]).unwrap(), pb);
+        assert_ne!(info(&fd).flags & libc::O_NONBLOCK as u32, 0);
+        // The same path twice cannot have two descriptors.
+        assert!(make_inotify(false, &[(1, pa, modify), (2, pa, modify)]).is_err());
     }
 
     #[test]

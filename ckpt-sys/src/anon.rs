@@ -299,6 +299,88 @@ pub fn inotify_watches(text: &str) -> Result<Vec<InotifyWatch>> {
     Ok(out)
 }
 
+/// The path of the inode an inotify watch of `pid` is on, as `pid` sees it: the mount of
+/// the watch's device is found in `/proc/PID/mountinfo`, opened through
+/// `/proc/PID/root`, and the watch's file handle opened on it (`open_by_handle_at`,
+/// needs CAP_DAC_READ_SEARCH); the path is then that descriptor's `/proc/self/fd` link,
+/// made relative to the process root again. A handle the kernel cannot open (the file
+/// was deleted) is an error naming the watch.
+pub fn watch_path(pid: pid_t, w: &InotifyWatch) -> Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let (major, minor) = (w.sdev >> 20, w.sdev & 0xf_ffff);
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .map_err(|e| SysError::io(format!("read /proc/{pid}/mountinfo"), &e))?;
+    let want = format!("{major}:{minor}");
+    let what = || {
+        format!(
+            "inotify watch {} of pid {pid} (device {want}, inode {})",
+            w.wd, w.ino
+        )
+    };
+    let mut last_err = SysError::other(what(), "no mount of its device");
+    for l in info.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        if f.len() < 5 || f[2] != want {
+            continue;
+        }
+        let root = format!("/proc/{pid}/root{}", f[4]);
+        let Ok(c) = std::ffi::CString::new(root.clone()) else {
+            continue;
+        };
+        // SAFETY: `c` is NUL-terminated; the descriptor is closed below. Not O_PATH:
+        // open_by_handle_at does not take an O_PATH mount descriptor (EBADF).
+        let mfd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if mfd < 0 {
+            last_err = SysError::last(format!("{}: open {root}", what()));
+            continue;
+        }
+        let mut fh = Vec::with_capacity(8 + w.handle.len());
+        fh.extend_from_slice(&(w.handle.len() as u32).to_ne_bytes());
+        fh.extend_from_slice(&w.handle_type.to_ne_bytes());
+        fh.extend_from_slice(&w.handle);
+        // SAFETY: `fh` is a struct file_handle of handle_bytes = the handle's length.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_open_by_handle_at,
+                mfd,
+                fh.as_mut_ptr(),
+                libc::O_PATH | libc::O_CLOEXEC,
+            )
+        } as i32;
+        let err = SysError::last(format!("{}: open_by_handle_at", what()));
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(mfd) };
+        if fd < 0 {
+            last_err = err;
+            continue;
+        }
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(fd) };
+        let link = link.map_err(|e| SysError::io(what(), &e))?;
+        let bytes = link.as_os_str().as_bytes().to_vec();
+        // The link is seen from our root; the target's root may be elsewhere (chroot).
+        let proot = std::fs::read_link(format!("/proc/{pid}/root"))
+            .map_err(|e| SysError::io(what(), &e))?;
+        let proot = proot.as_os_str().as_bytes();
+        if proot == b"/" {
+            return Ok(bytes);
+        }
+        if let Some(rest) = bytes.strip_prefix(proot) {
+            if rest.starts_with(b"/") {
+                return Ok(rest.to_vec());
+            }
+        }
+        return Err(SysError::other(what(), "outside the process root"));
+    }
+    Err(last_err)
+}
+
 /// The pid a pidfd refers to (`Pid:`; -1 once that process is gone).
 pub fn pidfd_pid(fi: &FdInfo) -> Result<i32> {
     dec(field(fi, "Pid", "pidfd")?, "pidfd")
@@ -451,6 +533,34 @@ mod tests {
         assert_eq!(t[0].data, 0xfeed);
         assert_eq!(t[0].events & libc::EPOLLET as u32, libc::EPOLLET as u32);
         assert!(same_epoll_target(me, ep, e).unwrap());
+        // An inotify watch resolves to the path it was added on.
+        let dir = std::env::temp_dir().join(format!("ckpt-sys-watch-{me}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("watched");
+        std::fs::write(&file, b"x").unwrap();
+        let file = std::fs::canonicalize(&file).unwrap();
+        // SAFETY: plain syscall.
+        let ifd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK) };
+        assert!(ifd >= 0);
+        let c = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+        // SAFETY: valid fd and NUL-terminated path.
+        let wd = unsafe {
+            libc::inotify_add_watch(ifd, c.as_ptr(), libc::IN_MODIFY | libc::IN_CLOSE_WRITE)
+        };
+        assert!(wd > 0);
+        let link = procfs::readlink(&format!("/proc/{me}/fd/{ifd}")).unwrap();
+        assert_eq!(AnonKind::of_link(&link), Some(AnonKind::Inotify));
+        let ws = inotify_watches(&fdinfo_text(me, ifd).unwrap()).unwrap();
+        assert_eq!(ws.len(), 1);
+        assert_eq!(ws[0].wd, wd);
+        assert_eq!(ws[0].mask & 0xfff, libc::IN_MODIFY | libc::IN_CLOSE_WRITE);
+        assert_eq!(
+            watch_path(me, &ws[0]).unwrap(),
+            file.to_str().unwrap().as_bytes()
+        );
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(ifd) };
+        let _ = std::fs::remove_dir_all(&dir);
         // SAFETY: closing our own descriptors.
         unsafe {
             libc::close(e);
