@@ -425,22 +425,32 @@ fn piece_bytes<'a>(c: &'a Collected, img: &'a [u8], r: &Run) -> Option<&'a [u8]>
 }
 
 /// Export the task `opts.pid` (default: the first) of the image `img` as an
-/// ELF core file written to `out` (through a temporary file and a rename).
+/// ELF core file written to `out`: a new or regular file is replaced through a
+/// temporary file, a FIFO or device written through, a directory refused
+/// ([`ckpt_format::output`]).
 pub fn export_core(img: &[u8], opts: ExportOptions, out: &Path) -> Result<ExportReport, Error> {
+    let mut outf = ckpt_format::output::Output::create(out)
+        .map_err(|e| Error(format!("{}: {e}", out.display())))?;
+    let r = export_core_to(img, opts, &mut outf)?;
+    outf.commit()
+        .map_err(|e| Error(format!("{}: {e}", out.display())))?;
+    Ok(r)
+}
+
+/// [`export_core`] into any writer (the caller commits or abandons it).
+pub fn export_core_to(
+    img: &[u8],
+    opts: ExportOptions,
+    outf: &mut dyn Write,
+) -> Result<ExportReport, Error> {
     let c = collect(img, opts.pid)?;
     let mut segs = segments(&c);
     let notes = notes(&c);
     let ps = c.page_size.max(1);
 
-    // A new or regular file is replaced through a temporary file; a FIFO or device is
-    // written through; a directory is refused (ckpt_format::output).
-    let mut outf = ckpt_format::output::Output::create(out)
-        .map_err(|e| Error(format!("{}: {e}", out.display())))?;
-    let werr = |e: &dyn fmt::Display| Error(format!("{}: {e}", out.display()));
-    let mut buf = StreamingBuffer::new(BufWriter::with_capacity(
-        1 << 20,
-        Counted { w: &mut outf, n: 0 },
-    ));
+    let werr = |e: &dyn fmt::Display| Error(format!("writing the core: {e}"));
+    let mut buf =
+        StreamingBuffer::new(BufWriter::with_capacity(1 << 20, Counted { w: outf, n: 0 }));
     {
         let mut w = Writer::new(Endianness::Little, true, &mut buf);
         w.reserve_file_header();
@@ -524,7 +534,6 @@ pub fn export_core(img: &[u8], opts: ExportOptions, out: &Path) -> Result<Export
     inner.flush().map_err(|e| werr(&e))?;
     let bytes = inner.get_ref().n;
     drop(inner);
-    outf.commit().map_err(|e| werr(&e))?;
     Ok(ExportReport {
         pid: c.task.as_ref().map_or(0, |t| t.pid),
         threads: c.threads.len(),

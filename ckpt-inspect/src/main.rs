@@ -376,12 +376,14 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             })
         }
         Cmd::Implode { dir, output, rev } => {
-            let r = ckpt_inspect::fsview::implode(
-                &dir,
-                &output,
-                &ckpt_inspect::fsview::ImplodeOptions { rev },
-            )
-            .map_err(|e| Failure::Negative(e.to_string()))?;
+            let r = write_output(&output, |w| {
+                ckpt_inspect::fsview::implode::implode_to(
+                    &dir,
+                    w,
+                    &ckpt_inspect::fsview::ImplodeOptions { rev },
+                )
+                .map_err(|e| e.to_string())
+            })?;
             writeln!(
                 out,
                 "wrote {} ({}, {} events)",
@@ -426,12 +428,14 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         }
         Cmd::ExportCore { image, pid, output } => {
             let img = image_bytes(&image)?;
-            let r = ckpt_inspect::core_export::export_core(
-                as_slice(&img),
-                ckpt_inspect::core_export::ExportOptions { pid },
-                &output,
-            )
-            .map_err(|e| Failure::Negative(e.to_string()))?;
+            let r = write_output(&output, |w| {
+                ckpt_inspect::core_export::export_core_to(
+                    as_slice(&img),
+                    ckpt_inspect::core_export::ExportOptions { pid },
+                    w,
+                )
+                .map_err(|e| e.to_string())
+            })?;
             writeln!(
                 out,
                 "wrote {}: task {}, {} thread(s), {} PT_LOAD segment(s) ({} with contents), {} bytes",
@@ -447,6 +451,54 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
                 err,
             })
         }
+    }
+}
+
+/// Write an output file through `ckpt_format::output::Output` with `f`, then commit it.
+/// A failure of the output itself (cannot create, write or rename) is exit 3; any other
+/// failure of `f` (a bad tree, a bad image) is exit 1.
+fn write_output<T>(
+    path: &Path,
+    f: impl FnOnce(&mut dyn Write) -> Result<T, String>,
+) -> Result<T, Failure> {
+    let shown = path.display().to_string();
+    let mut outf = ckpt_format::output::Output::create(path)
+        .map_err(|e| Failure::io(format!("cannot write {shown}"), e))?;
+    let mut w = Watch {
+        w: &mut outf,
+        err: None,
+    };
+    let r = f(&mut w);
+    let failed = w.err.take();
+    match (r, failed) {
+        (Err(_), Some(e)) => Err(Failure::io(format!("cannot write {shown}"), e)),
+        (Err(m), None) => Err(Failure::Negative(m)),
+        (Ok(v), _) => {
+            outf.commit()
+                .map_err(|e| Failure::io(format!("cannot write {shown}"), e))?;
+            Ok(v)
+        }
+    }
+}
+
+/// Remembers the first write error of the writer it wraps.
+struct Watch<'a> {
+    w: &'a mut dyn Write,
+    err: Option<io::Error>,
+}
+
+impl Write for Watch<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.w.write(b).inspect_err(|e| {
+            self.err
+                .get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.flush().inspect_err(|e| {
+            self.err
+                .get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
+        })
     }
 }
 

@@ -57,7 +57,7 @@ fn outputs_are_written_through_followed_or_refused_never_replaced() {
         for (i, c) in commands(&img, &tree, &full).into_iter().enumerate() {
             let a: Vec<&str> = c.iter().map(|x| x.as_str()).collect();
             let (code, e) = run(&a);
-            assert_ne!(code, 0, "{}: {e}", names[i]);
+            assert_eq!(code, 3, "{}: {e}", names[i]);
             assert!(e.contains("No space left on device"), "{}: {e}", names[i]);
             let md = std::fs::symlink_metadata(&full).unwrap();
             assert!(md.file_type().is_char_device(), "{} replaced it", names[i]);
@@ -133,7 +133,7 @@ fn outputs_are_written_through_followed_or_refused_never_replaced() {
     for (i, c) in commands(&img, &tree, &sub).into_iter().enumerate() {
         let a: Vec<&str> = c.iter().map(|x| x.as_str()).collect();
         let (code, e) = run(&a);
-        assert_ne!(code, 0, "{}", names[i]);
+        assert_eq!(code, 3, "{}: {e}", names[i]);
         assert!(e.contains("is a directory"), "{}: {e}", names[i]);
         assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 0);
     }

@@ -244,15 +244,28 @@ impl State<'_> {
     }
 }
 
-/// Implode the tree at `dir` into the image file `out`.
+/// Implode the tree at `dir` into the image file `out`: a new or regular file is
+/// replaced through a temporary file, a FIFO or device written through, a directory
+/// refused ([`ckpt_format::output`]).
 pub fn implode(dir: &Path, out: &Path, opts: &ImplodeOptions) -> Result<ImplodeReport> {
+    let mut outf = ckpt_format::output::Output::create(out)
+        .map_err(|e| Error(format!("{}: {e}", out.display())))?;
+    let r = implode_to(dir, &mut outf, opts)?;
+    outf.commit()
+        .map_err(|e| Error(format!("{}: {e}", out.display())))?;
+    Ok(r)
+}
+
+/// Implode the tree at `dir` into `outf` (the caller commits or abandons it).
+pub fn implode_to(
+    dir: &Path,
+    outf: &mut dyn std::io::Write,
+    opts: &ImplodeOptions,
+) -> Result<ImplodeReport> {
+    let out = Path::new("the output");
     let d = Dir { root: dir };
     let header = read_header(&d)?;
     let rev = opts.rev.unwrap_or(header.revision);
-    // A new or regular file is replaced through a temporary file; a FIFO or device is
-    // written through; a directory is refused (ckpt_format::output).
-    let mut outf = ckpt_format::output::Output::create(out)
-        .map_err(|e| Error(format!("{}: {e}", out.display())))?;
     let order = d.string("order")?;
     let mut st = State {
         d,
@@ -262,7 +275,7 @@ pub fn implode(dir: &Path, out: &Path, opts: &ImplodeOptions) -> Result<ImplodeR
         events: 0,
     };
     {
-        let mut enc = encoder(rev, std::io::BufWriter::with_capacity(1 << 16, &mut outf));
+        let mut enc = encoder(rev, std::io::BufWriter::with_capacity(1 << 16, outf));
         let mut header = Some(header);
         for (ln, line) in order.lines().enumerate() {
             let line = line.trim();
@@ -369,8 +382,6 @@ pub fn implode(dir: &Path, out: &Path, opts: &ImplodeOptions) -> Result<ImplodeR
             .map_err(|e| Error(format!("{}: {e}", out.display())))?;
     }
     check_stray(&st)?;
-    outf.commit()
-        .map_err(|e| Error(format!("{}: {e}", out.display())))?;
     Ok(ImplodeReport {
         revision: rev,
         events: st.events,
