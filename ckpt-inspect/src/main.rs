@@ -376,7 +376,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
             })
         }
         Cmd::Implode { dir, output, rev } => {
-            let r = write_output(&output, |w| {
+            let r = write_output_file(&output, |w| {
                 ckpt_inspect::fsview::implode::implode_to(
                     &dir,
                     w,
@@ -428,7 +428,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
         }
         Cmd::ExportCore { image, pid, output } => {
             let img = image_bytes(&image)?;
-            let r = write_output(&output, |w| {
+            let r = write_output_file(&output, |w| {
                 ckpt_inspect::core_export::export_core_to(
                     as_slice(&img),
                     ckpt_inspect::core_export::ExportOptions { pid },
@@ -457,7 +457,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Failure> {
 /// Write an output file through `ckpt_format::output::Output` with `f`, then commit it.
 /// A failure of the output itself (cannot create, write or rename) is exit 3; any other
 /// failure of `f` (a bad tree, a bad image) is exit 1.
-fn write_output<T>(
+fn write_output_file<T>(
     path: &Path,
     f: impl FnOnce(&mut dyn Write) -> Result<T, String>,
 ) -> Result<T, Failure> {
