@@ -24,6 +24,8 @@ pub mod signals;
 mod sys;
 pub mod timers;
 pub mod tree;
+pub mod vdso;
+pub mod xsave;
 
 pub use plan::{Plan, PlanError};
 use std::path::PathBuf;
