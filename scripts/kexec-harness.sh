@@ -92,7 +92,7 @@ kernel() { # VERSION -> path of its vmlinuz (downloaded and unpacked once)
 
 # --- the base initramfs: the same archive, in the same order, on both sides ------------------
 echo "== building the ckpt release binaries and the workloads"
-cargo build --release -q -p ckpt-capture -p ckpt-restore
+cargo build --release -q -p ckpt-capture -p ckpt-restore -p ckpt-inspect
 TD=$(cargo metadata --format-version 1 --no-deps | sed 's/.*"target_directory":"\([^"]*\)".*/\1/')
 R="$W/root"
 rm -rf "$R" && mkdir -p "$R"/{bin,sbin,proc,sys,dev,tmp,persist,opt/kexec,kexec}
@@ -111,8 +111,10 @@ mkdir -p "$R/usr/local/bin"
 # Stripped: the initramfs is unpacked by an emulated CPU, every megabyte costs boot time.
 strip -o "$R/usr/local/bin/ckpt-capture" "$TD/release/ckpt-capture"
 strip -o "$R/usr/local/bin/ckpt-restore" "$TD/release/ckpt-restore"
+strip -o "$R/usr/local/bin/ckpt-inspect" "$TD/release/ckpt-inspect"
+cp scripts/ckpt-restore-all.sh "$R/usr/local/bin/ckpt-restore-all"
 copy_with_libs /usr/sbin/kexec
-for f in "$TD/release/ckpt-capture" "$TD/release/ckpt-restore"; do
+for f in "$TD/release/ckpt-capture" "$TD/release/ckpt-restore" "$TD/release/ckpt-inspect"; do
   for l in $(ldd "$f" | grep -o '/[^ ]*'); do
     [ -e "$R$l" ] || { mkdir -p "$R$(dirname "$l")" && cp -L "$l" "$R$l"; }
   done

@@ -55,12 +55,11 @@ fi
 if [ "$role" = to ]; then
   cd /
   echo "@@ restore-start"
-  pids=
-  for i in /persist/*.ckpt; do
-    p=$(ckpt-restore "$i") || { echo "@@ error restore $i"; continue; }
-    pids="$pids $p"
-  done
-  echo "@@ restore-end$pids"
+  # The recipe's restore step: check (adaptations, refusals) and restore every image.
+  ckpt-restore-all /persist >/tmp/restored || echo "@@ error restore-all exit $?"
+  echo "@@ restore-end"
+  cat /tmp/restored
+  pids=$(grep '^restored ' /tmp/restored | cut -d' ' -f3-)
   # Wait for the restored workloads to finish (they print PASS/FAIL themselves).
   t=0
   while [ $t -lt 600 ]; do

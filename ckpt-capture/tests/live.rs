@@ -688,3 +688,44 @@ fn killed_multi_threaded_target_leaves_no_zombie_threads() {
     }
     assert_eq!(threads, 4);
 }
+
+/// Two threads spinning in clock_gettime are nearly always inside the vdso when stopped;
+/// the capture steps them out first, so no image holds a thread in the vdso's code
+/// (which another kernel's restore replaces by a proxy). Fails without the stepping
+/// (each capture then almost always finds a thread inside).
+#[test]
+fn threads_inside_the_vdso_are_stepped_out() {
+    let mut t = Target::spawn("vdso_spin", &[]);
+    assert_eq!(t.line(), "spin");
+    for round in 0..25 {
+        let (out, bytes) = capture_cli(t.pid(), &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let evs = decode(&bytes);
+        let vdso = evs
+            .iter()
+            .find_map(|e| match e {
+                Event::Vma(v) if v.kind == VmaKind::Vdso => Some((v.start, v.end)),
+                _ => None,
+            })
+            .expect("a vdso");
+        let mut threads = 0;
+        for e in &evs {
+            if let Event::Thread(th) = e {
+                threads += 1;
+                assert!(
+                    th.regs.rip < vdso.0 || th.regs.rip >= vdso.1,
+                    "round {round}: thread {} captured inside the vdso at {:#x} ({:#x}-{:#x})",
+                    th.tid,
+                    th.regs.rip,
+                    vdso.0,
+                    vdso.1
+                );
+            }
+        }
+        assert_eq!(threads, 2);
+    }
+}

@@ -25,6 +25,10 @@ pub struct CheckReport {
     /// What the image records without its state (`--allow-unsupported`): a restore goes
     /// without these.
     pub left_out: Vec<String>,
+    /// What a restore here adapts instead of restoring as captured: a vdso of another
+    /// kernel build proxied, XSAVE areas laid out for this kernel
+    /// ([`ckpt_restore::check::adaptations`]).
+    pub adapted: Vec<String>,
 }
 
 /// Check `img` (see the module docs). Paths are resolved under `root`.
@@ -68,10 +72,12 @@ pub fn report(c: Collector, root: &Path) -> CheckReport {
             .iter()
             .map(|c| c.to_string()),
     );
+    let adapted = ckpt_restore::check::adaptations(&plan, &[]);
     CheckReport {
         restorable: reasons.is_empty(),
         reasons,
         left_out: plan.left_out,
+        adapted,
     }
 }
 
@@ -80,6 +86,7 @@ fn not(reason: String) -> CheckReport {
         restorable: false,
         reasons: vec![reason],
         left_out: Vec::new(),
+        adapted: Vec::new(),
     }
 }
 
@@ -96,6 +103,15 @@ pub fn text(r: &CheckReport) -> String {
                 s.push_str(part);
                 s.push('\n');
             }
+        }
+    }
+    if !r.adapted.is_empty() {
+        s.push_str(&format!(
+            "adapted to this kernel by a restore ({}):\n",
+            r.adapted.len()
+        ));
+        for l in &r.adapted {
+            s.push_str(&format!("  - {l}\n"));
         }
     }
     if !r.left_out.is_empty() {

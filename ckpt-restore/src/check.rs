@@ -51,36 +51,21 @@ pub fn compat(plan: &Plan, image: &[u8]) -> Vec<String> {
         out.push("/proc is not mounted".to_string());
     }
     // CPU state.
-    let cpu = sys::cpu_xstate();
+    let cpu = crate::xsave::Layout::this_cpu();
     for t in &plan.tasks {
         for th in &t.threads {
             let Some(f) = &th.fpu else { continue };
             match f.kind {
                 FpuKind::Xsave => {
-                    let Some((xcr0, size)) = cpu else {
+                    let Some(here) = &cpu else {
                         out.push(format!(
                             "thread {}: image has an XSAVE area, this CPU has no XSAVE enabled",
                             th.tid
                         ));
                         continue;
                     };
-                    let img_x = if f.xfeatures != 0 {
-                        f.xfeatures
-                    } else {
-                        ckpt_sys::ptrace::xstate_xcr0(&f.data)
-                    };
-                    if img_x & !xcr0 != 0 {
-                        out.push(format!(
-                            "thread {}: XSAVE features {img_x:#x} in the image, this CPU enables {xcr0:#x} (missing {:#x})",
-                            th.tid,
-                            img_x & !xcr0
-                        ));
-                    } else if f.data.len() != size as usize {
-                        out.push(format!(
-                            "thread {}: XSAVE area of {} bytes in the image, {size} bytes on this CPU",
-                            th.tid,
-                            f.data.len()
-                        ));
+                    if let Err(e) = crate::xsave::fit(&f.data, f.xfeatures, here) {
+                        out.push(format!("thread {}: {e}", th.tid));
                     }
                 }
                 FpuKind::Fxsave => {
@@ -104,7 +89,7 @@ pub fn compat(plan: &Plan, image: &[u8]) -> Vec<String> {
         Err(e) => out.push(e),
         Ok((ours, our_bytes)) => {
             for t in &plan.tasks {
-                if let Err(e) = vdso_matches(t, &ours, &our_bytes, image) {
+                if let Err(e) = vdso_fit(t, &ours, &our_bytes, image) {
                     out.push(format!("task {}: {e}", t.task.pid));
                 }
             }
@@ -174,71 +159,90 @@ pub fn vvar_pieces(ours: &[Special]) -> Vec<(i64, u64)> {
         .collect()
 }
 
-/// The image's vdso must be byte-identical to ours, and its vvar mappings the same
-/// sizes at the same distances from it.
-pub fn vdso_matches(
-    t: &crate::plan::TaskPlan,
-    ours: &[Special],
-    our_bytes: &[u8],
-    image: &[u8],
-) -> Result<(), String> {
-    let img: Vec<&crate::plan::VmaPlan> = t
-        .vmas
-        .iter()
-        .filter(|v| matches!(v.vma.kind, VmaKind::Vdso | VmaKind::Vvar))
-        .collect();
-    let Some(iv) = img.iter().find(|v| v.vma.kind == VmaKind::Vdso) else {
-        return Ok(()); // no vdso captured: ours is simply unmapped
-    };
-    let Some(ov) = ours.iter().find(|o| o.0 == b"[vdso]") else {
-        return Err("the image has a vdso, this process has none".into());
-    };
-    if iv.vma.end - iv.vma.start != ov.2 - ov.1 {
-        return Err(format!(
-            "vdso differs: {} bytes in the image, {} here (another kernel)",
-            iv.vma.end - iv.vma.start,
-            ov.2 - ov.1
-        ));
+/// The captured vdso's bytes (every page of it), or why they are not all in the image.
+pub fn image_vdso(iv: &crate::plan::VmaPlan, image: &[u8]) -> Result<Vec<u8>, String> {
+    let len = iv.vma.end.saturating_sub(iv.vma.start);
+    if len == 0 || len > 1 << 20 {
+        return Err(format!("a vdso of {len} bytes"));
     }
-    // Compare contents.
+    let mut out = vec![0u8; len as usize];
     let mut seen = 0u64;
     for p in &iv.pages {
         let data: &[u8] = match &p.data {
-            crate::plan::PageData::Mapped { off, len } => &image[*off..*off + *len],
+            crate::plan::PageData::Mapped { off, len } => image
+                .get(*off..off.saturating_add(*len))
+                .ok_or("the vdso's pages lie outside the image")?,
             crate::plan::PageData::Owned(v) => v,
         };
         let mut cur = 0usize;
         for &(s, c) in &p.runs {
-            let len = (c * PAGE) as usize;
-            let o = (s - iv.vma.start) as usize;
-            if our_bytes.get(o..o + len) != data.get(cur..cur + len) {
-                return Err(format!(
-                    "vdso differs from this kernel's at offset {o:#x} (captured on another kernel build); it cannot be moved into place"
-                ));
-            }
-            cur += len;
+            let n = (c * PAGE) as usize;
+            let o = s.wrapping_sub(iv.vma.start) as usize;
+            let (Some(dst), Some(src)) =
+                (out.get_mut(o..o.saturating_add(n)), data.get(cur..cur + n))
+            else {
+                return Err("the vdso's pages do not fit it".into());
+            };
+            dst.copy_from_slice(src);
+            cur += n;
             seen += c;
         }
     }
-    for &(s, c) in &iv.zeros {
-        let o = (s - iv.vma.start) as usize;
-        let len = (c * PAGE) as usize;
-        if our_bytes
-            .get(o..o + len)
-            .is_none_or(|b| b.iter().any(|&x| x != 0))
-        {
-            return Err(format!("vdso differs from this kernel's at offset {o:#x}"));
-        }
+    for &(_, c) in &iv.zeros {
         seen += c;
     }
-    if seen * PAGE != iv.vma.end - iv.vma.start {
-        return Err(
-            "the image does not hold the whole vdso, so it cannot be compared with this kernel's"
-                .into(),
-        );
+    if seen * PAGE != len {
+        return Err("the image does not hold the whole vdso".into());
     }
-    // vvar pieces: same sizes, same offsets relative to the vdso.
-    let img_v: Vec<(i64, u64)> = img
+    Ok(out)
+}
+
+/// How the image's vdso is restored here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VdsoFit {
+    /// No vdso in the image: ours is unmapped.
+    Absent,
+    /// Byte-identical to ours, vvar pieces the same sizes at the same distances: ours
+    /// (and its vvar) is moved to the captured place.
+    InPlace,
+    /// Another kernel's (or another boot's) vdso: the captured one is kept at its place
+    /// with every exported function redirected to ours, which goes elsewhere; the
+    /// captured vvar place is reserved without access (docs/RESTORE.md, "vdso").
+    Proxy {
+        /// The captured vdso.
+        bytes: Vec<u8>,
+        /// Functions redirected (`clock_gettime -> +0x6f0`, the offset in ours).
+        redirected: Vec<String>,
+        /// Functions ours lacks (they return -ENOSYS).
+        missing: Vec<String>,
+    },
+}
+
+/// Far from any vdso: the largest (13-byte) jumps, so the check covers any placement.
+fn far_from(a: u64) -> u64 {
+    if a > 1 << 40 {
+        0x1000_0000
+    } else {
+        0x7f00_0000_0000
+    }
+}
+
+/// How task `t`'s vdso is restored here (see [`VdsoFit`]), or why it cannot be.
+pub fn vdso_fit(
+    t: &crate::plan::TaskPlan,
+    ours: &[Special],
+    our_bytes: &[u8],
+    image: &[u8],
+) -> Result<VdsoFit, String> {
+    let Some(iv) = t.vmas.iter().find(|v| v.vma.kind == VmaKind::Vdso) else {
+        return Ok(VdsoFit::Absent);
+    };
+    if !ours.iter().any(|o| o.0 == b"[vdso]") {
+        return Err("the image has a vdso, this process has none".into());
+    }
+    let bytes = image_vdso(iv, image).map_err(|e| format!("vdso: {e}"))?;
+    let img_v: Vec<(i64, u64)> = t
+        .vmas
         .iter()
         .filter(|v| v.vma.kind == VmaKind::Vvar)
         .map(|v| {
@@ -248,13 +252,98 @@ pub fn vdso_matches(
             )
         })
         .collect();
-    let our_v = vvar_pieces(ours);
-    if img_v != our_v {
-        return Err(format!(
-            "vvar layout differs: image {img_v:?} (offset from vdso, size), here {our_v:?}"
-        ));
+    if bytes == our_bytes && img_v == vvar_pieces(ours) {
+        return Ok(VdsoFit::InPlace);
     }
-    Ok(())
+    let p = crate::vdso::plan(&bytes, iv.vma.start, our_bytes, far_from(iv.vma.start))
+        .map_err(|e| format!("vdso of another kernel build cannot be proxied: {e}"))?;
+    // A thread stopped inside the captured vdso (not at an entry) would go on running
+    // its old code against clock data that is not there.
+    for th in &t.threads {
+        let rip = th.regs.rip;
+        if rip >= iv.vma.start && rip < iv.vma.end && !p.is_entry(rip - iv.vma.start) {
+            return Err(format!(
+                "thread {} was stopped inside the vdso (at +{:#x}), which is another kernel's here: it cannot continue in its old code (captures by this ckpt-capture step threads out of the vdso first)",
+                th.tid,
+                rip - iv.vma.start
+            ));
+        }
+    }
+    Ok(VdsoFit::Proxy {
+        bytes,
+        redirected: p.patches.iter().map(|x| x.what.clone()).collect(),
+        missing: p.missing,
+    })
+}
+
+/// What a restore here adapts rather than restores as captured: a proxied vdso, XSAVE
+/// areas laid out again. One line each, for `ckpt-inspect check` and ckpt-restore's
+/// stderr. Refusals are [`compat`]'s.
+pub fn adaptations(plan: &Plan, image: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok((ours, our_bytes)) = own_vdso() {
+        for t in &plan.tasks {
+            if let Ok(VdsoFit::Proxy {
+                redirected,
+                missing,
+                ..
+            }) = vdso_fit(t, &ours, &our_bytes, image)
+            {
+                let mut l = format!(
+                    "task {}: vdso of another kernel build, proxied: {} function(s) redirected to this kernel's vdso ({})",
+                    t.task.pid,
+                    redirected.len(),
+                    redirected.join(", ")
+                );
+                if !missing.is_empty() {
+                    l.push_str(&format!(
+                        "; not in this kernel's vdso, return -ENOSYS: {}",
+                        missing.join(", ")
+                    ));
+                }
+                out.push(l);
+            }
+        }
+    }
+    if let Some(here) = crate::xsave::Layout::this_cpu() {
+        for t in &plan.tasks {
+            for th in &t.threads {
+                let Some(f) = &th.fpu else { continue };
+                if f.kind != FpuKind::Xsave {
+                    continue;
+                }
+                if let Ok(crate::xsave::Fit::Relayout {
+                    from_xcr0,
+                    added,
+                    dropped,
+                    ..
+                }) = crate::xsave::fit(&f.data, f.xfeatures, &here)
+                {
+                    let mut l = format!(
+                        "thread {}: XSAVE area laid out for this kernel ({} bytes, features {from_xcr0:#x} -> {} bytes, {:#x})",
+                        th.tid,
+                        f.data.len(),
+                        here.size,
+                        here.xcr0
+                    );
+                    if added != 0 {
+                        l.push_str(&format!(
+                            "; in their initial state: {}",
+                            crate::xsave::names(added)
+                        ));
+                    }
+                    if dropped != 0 {
+                        l.push_str(&format!(
+                            "; dropped (unused, not enabled here): {}",
+                            crate::xsave::names(dropped)
+                        ));
+                    }
+                    out.push(l);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Everything that would make `ckpt-restore` refuse this plan here, found without

@@ -37,7 +37,10 @@ pub struct Entry {
 pub fn entries(elf: &[u8]) -> Result<Vec<Entry>, String> {
     let f = ElfFile64::<Endianness>::parse(elf).map_err(|e| format!("not an ELF64 object: {e}"))?;
     if f.architecture() != object::Architecture::X86_64 {
-        return Err(format!("an ELF object for {:?}, not x86-64", f.architecture()));
+        return Err(format!(
+            "an ELF object for {:?}, not x86-64",
+            f.architecture()
+        ));
     }
     let endian = f.endian();
     // (vaddr, file offset, file size) of every PT_LOAD: symbol values are addresses.
@@ -55,13 +58,22 @@ pub fn entries(elf: &[u8]) -> Result<Vec<Entry>, String> {
         let Ok(name) = s.name() else { continue };
         let a = s.address();
         let Some(&(v, o, n)) = loads.iter().find(|l| a >= l.0 && a - l.0 < l.2) else {
-            return Err(format!("symbol {name} at {a:#x} lies outside every loaded segment"));
+            return Err(format!(
+                "symbol {name} at {a:#x} lies outside every loaded segment"
+            ));
         };
         let off = a - v + o;
         if off >= elf.len() as u64 {
-            return Err(format!("symbol {name} at offset {off:#x} lies past the image"));
+            return Err(format!(
+                "symbol {name} at offset {off:#x} lies past the image"
+            ));
         }
-        raw.push((off, s.size(), (o + n).min(elf.len() as u64), name.to_string()));
+        raw.push((
+            off,
+            s.size(),
+            (o + n).min(elf.len() as u64),
+            name.to_string(),
+        ));
     }
     if raw.is_empty() {
         return Err("it exports no function".into());
@@ -111,7 +123,7 @@ pub struct Patch {
     pub offset: u64,
     /// The instructions.
     pub bytes: Vec<u8>,
-    /// For reports: `clock_gettime -> +0x6f0 (jmp rel32)`.
+    /// For reports: `clock_gettime -> +0x6f0` (the offset in our vdso).
     pub what: String,
 }
 
@@ -166,12 +178,7 @@ pub fn plan(old: &[u8], old_base: u64, new: &[u8], new_base: u64) -> Result<Prox
         let (bytes, what) = match target {
             Some(t) => {
                 let j = jump(at, new_base + t.offset);
-                let kind = if j.len() == 5 {
-                    "jmp rel32"
-                } else {
-                    "movabs r11; jmp r11"
-                };
-                (j, format!("{} -> +{:#x} ({kind})", label(e), t.offset))
+                (j, format!("{} -> +{:#x}", label(e), t.offset))
             }
             None => {
                 p.missing.push(label(e).to_string());
@@ -217,6 +224,47 @@ impl Proxy {
     }
 }
 
+/// Where to put our vdso and vvar (`span` bytes together) in a process whose address
+/// space will hold `used` (sorted or not; `(start, end)`): the free place with a guard page
+/// on each side that is nearest to `target` (the captured vdso, so that the jumps are
+/// 5-byte `jmp rel32`), above `low` and below `high`.
+pub fn place_near(used: &[(u64, u64)], target: u64, span: u64, low: u64, high: u64) -> Option<u64> {
+    const G: u64 = 4096;
+    let mut u: Vec<(u64, u64)> = used.iter().copied().filter(|r| r.0 < r.1).collect();
+    u.sort_unstable();
+    let mut best: Option<(u64, u64)> = None; // (distance, address)
+    let mut prev = low;
+    let mut consider = |gs: u64, ge: u64| {
+        if ge <= gs || ge - gs < span + 2 * G {
+            return;
+        }
+        let lo = gs + G;
+        let hi = ge - G - span; // highest start
+        let a = target.clamp(lo, hi) & !(G - 1);
+        let a = if a < lo { a + G } else { a };
+        if a < lo || a > hi {
+            return;
+        }
+        let d = a.abs_diff(target);
+        if best.is_none_or(|b| d < b.0) {
+            best = Some((d, a));
+        }
+    };
+    for &(s, e) in &u {
+        if s > prev {
+            consider(prev, s.min(high));
+        }
+        prev = prev.max(e);
+        if prev >= high {
+            break;
+        }
+    }
+    if high > prev {
+        consider(prev, high);
+    }
+    best.map(|b| b.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,7 +280,13 @@ mod tests {
         let v = our_vdso();
         let es = entries(&v).unwrap();
         let names: Vec<&str> = es.iter().map(label).collect();
-        for want in ["clock_gettime", "gettimeofday", "time", "getcpu", "clock_getres"] {
+        for want in [
+            "clock_gettime",
+            "gettimeofday",
+            "time",
+            "getcpu",
+            "clock_getres",
+        ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }
         let cgt = es.iter().find(|e| label(e) == "clock_gettime").unwrap();
@@ -243,6 +297,40 @@ mod tests {
             assert!(w[0].offset < w[1].offset);
             assert!(w[0].offset + w[0].room <= w[1].offset);
         }
+    }
+
+    #[test]
+    fn placement_next_to_the_captured_vdso() {
+        const G: u64 = 4096;
+        let vdso = (0x7ffd_0000_0000, 0x7ffd_0000_2000);
+        let vvar = (0x7ffd_0000_2000 - 6 * G, 0x7ffd_0000_0000);
+        let stack = (0x7ffc_f000_0000, 0x7ffc_f002_0000);
+        let used = [stack, vvar, vdso, (0x5555_0000_0000, 0x5555_0001_0000)];
+        let a = place_near(&used, vdso.0, 8 * G, 0x1000_0000, 0x7fff_ffff_f000).unwrap();
+        // Right after the vdso, one guard page between.
+        assert_eq!(a, vdso.1 + G);
+        // The same layout with the space above taken: below the vvar.
+        let top = (vdso.1, 0x7fff_ffff_f000);
+        let used2 = [stack, vvar, vdso, top];
+        let a = place_near(&used2, vdso.0, 8 * G, 0x1000_0000, 0x7fff_ffff_f000).unwrap();
+        assert_eq!(a, vvar.0 - G - 8 * G);
+        for &(s, e) in &used2 {
+            assert!(
+                a + 8 * G + G <= s || a >= e + G,
+                "{a:#x} touches {s:#x}-{e:#x}"
+            );
+        }
+        // No room at all.
+        assert_eq!(
+            place_near(
+                &[(0x1000_0000, 0x7fff_ffff_f000)],
+                vdso.0,
+                G,
+                0x1000_0000,
+                0x7fff_ffff_f000
+            ),
+            None
+        );
     }
 
     #[test]
@@ -272,7 +360,10 @@ mod tests {
             assert_eq!(patched[o], 0xe9, "{e:?}");
             let rel = i32::from_le_bytes(patched[o + 1..o + 5].try_into().unwrap()) as i64;
             // Lands on the same function in the other copy.
-            assert_eq!(0x7f00_0000_0000 + e.offset as i64 + 5 + rel, 0x7f00_0010_0000 + e.offset as i64);
+            assert_eq!(
+                0x7f00_0000_0000 + e.offset as i64 + 5 + rel,
+                0x7f00_0010_0000 + e.offset as i64
+            );
             assert!(p.is_entry(e.offset));
         }
         // Far away: absolute jumps, same targets.
@@ -293,11 +384,17 @@ mod tests {
         other[pos + 7..pos + 11].copy_from_slice(b"tyme");
         let p = plan(&v, 0x7f00_0000_0000, &other, 0x7f00_0010_0000).unwrap();
         assert_eq!(p.missing, ["time"]);
-        let t = entries(&v).unwrap().into_iter().find(|e| label(e) == "time").unwrap();
+        let t = entries(&v)
+            .unwrap()
+            .into_iter()
+            .find(|e| label(e) == "time")
+            .unwrap();
         let patch = p.patches.iter().find(|x| x.offset == t.offset).unwrap();
         assert_eq!(patch.bytes, ENOSYS_STUB);
         // Not an ELF, a truncated one: refused with a reason, no panic.
-        assert!(plan(&[0u8; 64], 0, &v, 0).unwrap_err().contains("the image's vdso"));
+        assert!(plan(&[0u8; 64], 0, &v, 0)
+            .unwrap_err()
+            .contains("the image's vdso"));
         for n in [0usize, 16, 64, 200, v.len() / 2] {
             let _ = plan(&v[..n], 0, &v, 0x1000);
         }

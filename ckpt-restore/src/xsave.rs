@@ -127,7 +127,10 @@ pub fn fit(area: &[u8], xcr0: u64, here: &Layout) -> Result<Fit, String> {
     let img_xcr0 = if xcr0 != 0 { xcr0 } else { u64_at(area, 464) };
     let in_use = u64_at(area, 512);
     if u64_at(area, 520) != 0 {
-        return Err("XSAVE area in the compacted format (xcomp_bv set); ptrace gives the standard one".into());
+        return Err(
+            "XSAVE area in the compacted format (xcomp_bv set); ptrace gives the standard one"
+                .into(),
+        );
     }
     let extra = in_use & !img_xcr0;
     if extra != 0 {
@@ -246,7 +249,10 @@ mod tests {
         assert!(out[576..832].iter().all(|&x| x == 2));
         assert!(out[2688..2696].iter().all(|&x| x == 9));
         // And back, onto a kernel that enables more: the same bytes at the same places.
-        let Fit::Relayout { area: back, added, .. } = fit(&out, 0, &from).unwrap() else {
+        let Fit::Relayout {
+            area: back, added, ..
+        } = fit(&out, 0, &from).unwrap()
+        else {
             panic!("expected a relayout")
         };
         assert_eq!(added, 0xe0);
@@ -278,7 +284,9 @@ mod tests {
         c[520] = 1;
         assert!(fit(&c, 0, &here).unwrap_err().contains("compacted"));
         let d = area(&here, 0x1_0000_0007, 0);
-        assert!(fit(&d, 0, &here).unwrap_err().contains("not in the captured"));
+        assert!(fit(&d, 0, &here)
+            .unwrap_err()
+            .contains("not in the captured"));
     }
 
     #[test]

@@ -97,15 +97,22 @@ fn broken_and_incompatible_images_are_refused_before_any_process() {
     });
     refused(dir.path(), &arch, pid, "image is for x86_32");
 
-    // XSAVE features this CPU does not have (AMX tile data, bit 18).
+    // XSAVE state this kernel does not enable, in use (AMX tile data, bit 18, in the
+    // area's xstate_bv): refused by name. (Enabled but unused, it would be dropped.)
     let xs = rewrite(&good, |ev, _| {
         if let Event::Thread(t) = ev {
             if let Some(f) = &mut t.fpu {
                 f.xfeatures |= 1 << 18;
+                f.data[512 + 2] |= 1 << 2;
             }
         }
     });
-    refused(dir.path(), &xs, pid, "XSAVE features");
+    refused(
+        dir.path(),
+        &xs,
+        pid,
+        "XSAVE state of AMX TILEDATA (18) in use, which this kernel does not enable",
+    );
     // XSAVE area of another size.
     let xsz = rewrite(&good, |ev, _| {
         if let Event::Thread(t) = ev {
@@ -209,15 +216,21 @@ fn broken_and_incompatible_images_are_refused_before_any_process() {
         refused(dir.path(), &hi, pid, "needs CAP_SYS_RESOURCE");
     }
 
-    // Another kernel's vdso.
+    // A vdso that is not ours and not an ELF object either: it cannot be proxied (another
+    // kernel's vdso is, tests/vdso_proxy.rs).
     let vd = rewrite(&good, |ev, kind| {
         if let (Event::Pages(p), Some(VmaKind::Vdso)) = (ev, kind) {
             let mut d = p.data.to_vec();
-            d[100] ^= 0xff;
+            d[1] ^= 0xff;
             p.data = Cow::Owned(d);
         }
     });
-    refused(dir.path(), &vd, pid, "vdso differs");
+    refused(
+        dir.path(),
+        &vd,
+        pid,
+        "vdso of another kernel build cannot be proxied: the image's vdso: not an ELF64 object",
+    );
 
     // A mapped file that is not there.
     let nofile = rewrite(&good, |ev, _| {

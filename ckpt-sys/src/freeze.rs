@@ -220,3 +220,61 @@ pub fn wait_for_stop(tid: pid_t) -> Result<Option<i32>> {
         }
     }
 }
+
+/// Most single steps [`step_out_of`] takes: a vdso call is a few hundred instructions
+/// (its seqlock retry loops included); far more means something else is going on.
+pub const STEP_OUT_LIMIT: u32 = 100_000;
+
+/// Single-step the stopped thread `tid` of `tgid` until its `rip` leaves `[lo, hi)` —
+/// used for the vdso: a thread stopped inside a vdso function finishes the call and
+/// stands in its caller, so the image does not depend on the vdso's code, which another
+/// kernel does not have (ckpt-restore proxies the captured vdso there). The thread only
+/// runs instructions it was about to run. Left in place: a thread outside the range, or
+/// inside a system call it would restart (`orig_rax >= 0` with `-ERESTART*` in `rax`;
+/// stepping would re-enter a blocking call). Signals arriving meanwhile are held and
+/// queued again with `tgkill` at the end (their siginfo is lost, as with injection).
+/// Returns the number of steps taken; `Err` if the thread is still inside after
+/// [`STEP_OUT_LIMIT`] steps or died.
+pub fn step_out_of(tgid: pid_t, tid: pid_t, lo: u64, hi: u64) -> Result<u32> {
+    let inside = |r: &libc::user_regs_struct| r.rip >= lo && r.rip < hi;
+    let r = ptrace::get_regs(tid)?;
+    if !inside(&r) || (r.orig_rax as i64 >= 0 && (-516..=-512).contains(&(r.rax as i64))) {
+        return Ok(0);
+    }
+    let mut held = Vec::new();
+    let mut steps = 0u32;
+    let out = loop {
+        if steps >= STEP_OUT_LIMIT {
+            break Err(SysError::errno(
+                format!("thread {tid} still inside [{lo:#x}, {hi:#x}) after {steps} single steps"),
+                libc::ETIMEDOUT,
+            ));
+        }
+        ptrace::step(tid, 0)?;
+        steps += 1;
+        match ptrace::wait(tid)? {
+            WaitStatus::Stopped {
+                sig: libc::SIGTRAP,
+                event: 0,
+            } => {}
+            WaitStatus::Stopped { sig, event: 0 } => {
+                held.push(sig);
+                continue;
+            }
+            WaitStatus::Stopped { .. } => continue,
+            WaitStatus::Exited(_) | WaitStatus::Signaled(_) => {
+                break Err(SysError::errno(
+                    format!("thread {tid} exited while stepping out of the vdso"),
+                    libc::ESRCH,
+                ))
+            }
+        }
+        if !inside(&ptrace::get_regs(tid)?) {
+            break Ok(steps);
+        }
+    };
+    for s in held {
+        ptrace::tgkill(tgid, tid, s)?;
+    }
+    out
+}

@@ -86,6 +86,17 @@ pub(super) fn capture_task(
     };
     let tids = frozen.threads();
 
+    // A thread stopped inside the vdso first finishes that call, so that the image does
+    // not depend on this kernel's vdso code (docs/CAPTURE.md, "Threads").
+    let maps = procfs::maps(pid).map_err(sys(format!("pid {pid}: maps")))?;
+    if let Some(v) = maps.iter().find(|m| m.path.as_deref() == Some(b"[vdso]")) {
+        for &tid in &tids {
+            ckpt_sys::freeze::step_out_of(pid, tid, v.start, v.end).map_err(sys(format!(
+                "pid {pid} thread {tid}: stepping out of the vdso"
+            )))?;
+        }
+    }
+
     // Threads: registers etc. first, before anything is injected.
     let mut threads = Vec::with_capacity(tids.len());
     for &tid in &tids {

@@ -26,6 +26,7 @@ pub const PROGS: &[&str] = &[
     "deleted",
     "uncarried",
     "locks",
+    "vdso_spin",
 ];
 
 /// Compile the [`PROGS`] fixtures (once per test binary).

@@ -4,7 +4,9 @@
 use super::*;
 
 /// Park our vdso/vvar inside the area, drop everything else, move them to the image's
-/// vdso place; then every VMA, the pages, and the final protections.
+/// vdso place — or, when the image's vdso is another kernel's, next to it, and make the
+/// image's vdso the proxy (docs/RESTORE.md, "Another kernel"); then every VMA, the pages,
+/// and the final protections. Returns our vdso's address when the image's is proxied.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn address_space(
     main: &mut Remote,
@@ -16,7 +18,8 @@ pub(super) fn address_space(
     area_len: u64,
     ours: &[(Vec<u8>, u64, u64)],
     shm: &[ShmLink],
-) -> Result<(), Error> {
+    our_bytes: &[u8],
+) -> Result<Option<u64>, Error> {
     // Park the vdso/vvar inside the area, drop everything else, move them into place.
     let img_vdso = t.vmas.iter().find(|v| v.vma.kind == VmaKind::Vdso);
     let park = area + AREA_PAGES * PAGE;
@@ -43,11 +46,37 @@ pub(super) fn address_space(
         libc::SYS_munmap,
         &[area + area_len, TASK_SIZE - (area + area_len)],
     )?;
-    if let Some(iv) = img_vdso {
-        let our_vdso = ours.iter().find(|o| o.0 == b"[vdso]").map_or(0, |o| o.1);
+    let our_vdso = ours.iter().find(|o| o.0 == b"[vdso]").map_or(0, |o| o.1);
+    let fit = match img_vdso {
+        None => check::VdsoFit::Absent,
+        Some(_) => check::vdso_fit(t, ours, our_bytes, image)
+            .map_err(|e| Error::Incompatible(vec![format!("task {}: {e}", t.task.pid)]))?,
+    };
+    // Where our vdso goes: the captured place, or (proxy) a free place near it.
+    let dest_first = match (&fit, img_vdso) {
+        (check::VdsoFit::InPlace, Some(iv)) => {
+            Some(iv.vma.start.wrapping_add(first).wrapping_sub(our_vdso))
+        }
+        (check::VdsoFit::Proxy { .. }, Some(iv)) => {
+            let span = ours.last().map_or(0, |l| l.2) - first;
+            let mut used: Vec<(u64, u64)> = t
+                .vmas
+                .iter()
+                .map(|v| (v.vma.start, v.vma.end))
+                .filter(|r| r.1 <= TASK_SIZE)
+                .collect();
+            used.push((area, area + area_len));
+            let at = crate::vdso::place_near(&used, iv.vma.start, span, 0x1000_0000, TASK_SIZE)
+                .ok_or_else(|| {
+                    Error::System("no room for this kernel's vdso in the image's layout".into())
+                })?;
+            Some(at)
+        }
+        _ => None,
+    };
+    if let Some(dest_first) = dest_first {
         for o in ours {
             let len = o.2 - o.1;
-            let dest = iv.vma.start.wrapping_add(o.1).wrapping_sub(our_vdso);
             main.call(
                 "mremap (vdso into place)",
                 libc::SYS_mremap,
@@ -56,25 +85,41 @@ pub(super) fn address_space(
                     len,
                     len,
                     (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                    dest,
+                    dest_first + (o.1 - first),
                 ],
             )?;
         }
     }
+    // Our vdso's new address when the image's is proxied to it.
+    let proxy_to = match (&fit, dest_first) {
+        (check::VdsoFit::Proxy { .. }, Some(d)) => Some(d + (our_vdso - first)),
+        _ => None,
+    };
 
     // Every VMA, then the pages, then the final protections.
     let mut reprotect: Vec<(u64, u64, u32)> = Vec::new();
     for v in &t.vmas {
         let link = shm.iter().find(|l| l.start == v.vma.start);
-        if let Some(p) = map_vma(main, v, st, link, pid, area + PAGE)? {
+        if let (check::VdsoFit::Proxy { .. }, VmaKind::Vdso | VmaKind::Vvar) = (&fit, v.vma.kind) {
+            proxy_map(main, v, &mut reprotect)?;
+        } else if let Some(p) = map_vma(main, v, st, link, pid, area + PAGE)? {
             reprotect.push(p);
         }
     }
     write_pages(pid, t, image)?;
+    if let (check::VdsoFit::Proxy { bytes, .. }, Some(iv), Some(to)) = (&fit, img_vdso, proxy_to) {
+        let p = crate::vdso::plan(bytes, iv.vma.start, our_bytes, to)
+            .map_err(|e| Error::Image(format!("task {}: vdso: {e}", t.task.pid)))?;
+        let mut patched = bytes.clone();
+        p.apply(&mut patched);
+        sys::write_pairs(pid, &[(iv.vma.start, &patched)])
+            .map_err(|e| sys_err("writing the proxied vdso", e))?;
+    }
     for (s, l, prot) in reprotect {
         main.call("mprotect", libc::SYS_mprotect, &[s, l, prot as u64])?;
     }
-    advise(main, t)
+    advise(main, t)?;
+    Ok(proxy_to)
 }
 
 /// `vm_flags` bits that `madvise` sets, with the advice that sets each.
@@ -123,6 +168,43 @@ fn advise(main: &mut Remote, t: &TaskPlan) -> Result<(), Error> {
     Ok(())
 }
 
+/// The image's vdso and vvar when the vdso is proxied: the vdso becomes private
+/// anonymous memory (writable until the patched bytes are in, then its captured
+/// protection), the vvar a reservation without access — the clock data it showed belongs
+/// to the old kernel, and old code that still read it faults instead of misreading.
+fn proxy_map(
+    main: &mut Remote,
+    v: &VmaPlan,
+    reprotect: &mut Vec<(u64, u64, u32)>,
+) -> Result<(), Error> {
+    let m = &v.vma;
+    let len = m.end - m.start;
+    let (prot, flags) = if m.kind == VmaKind::Vdso {
+        reprotect.push((m.start, len, m.prot & 7));
+        (
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+        )
+    } else {
+        (
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+        )
+    };
+    let r = main.call(
+        &format!("mmap {:#x}-{:#x} (proxied vdso/vvar)", m.start, m.end),
+        libc::SYS_mmap,
+        &[m.start, len, prot as u64, flags as u64, u64::MAX, 0],
+    )?;
+    if r != m.start {
+        return Err(Error::System(format!(
+            "mmap {:#x}-{:#x} landed at {r:#x}",
+            m.start, m.end
+        )));
+    }
+    Ok(())
+}
+
 /// The mm fields (prctl_mm_map with auxv and exe), the name and the personality.
 pub(super) fn mm_fields(
     main: &mut Remote,
@@ -130,6 +212,7 @@ pub(super) fn mm_fields(
     pid: i32,
     data: u64,
     exe: Option<RawFd>,
+    proxy_to: Option<u64>,
 ) -> Result<(), Error> {
     // mm fields, exe, name, personality.
     if let Some(mm) = &t.mm {
@@ -149,7 +232,17 @@ pub(super) fn mm_fields(
         ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
-        let auxv: Vec<u8> = mm.auxv.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut auxv_v = mm.auxv.clone();
+        if let Some(to) = proxy_to {
+            // AT_SYSINFO_EHDR: the kernel's copy of the auxv names the live vdso (the
+            // process's own copy still names the proxy, a valid ELF image that jumps there).
+            for pair in auxv_v.chunks_exact_mut(2) {
+                if pair[0] == 33 {
+                    pair[1] = to;
+                }
+            }
+        }
+        let auxv: Vec<u8> = auxv_v.iter().flat_map(|v| v.to_le_bytes()).collect();
         if auxv.len() > 1024 {
             return Err(Error::Image(format!(
                 "auxv of {} bytes is too long",

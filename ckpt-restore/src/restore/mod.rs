@@ -71,6 +71,9 @@ pub fn restore(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32>, Er
     if !problems.is_empty() {
         return Err(Error::Incompatible(problems));
     }
+    for a in check::adaptations(plan, image) {
+        eprintln!("ckpt-restore: {a}");
+    }
     let tree = tree::plan_tree(&plan.tasks, sys::my_session()).map_err(Error::Image)?;
     if opts.pid_mode == PidMode::Prefer {
         check::child_pids_free(plan).map_err(Error::Pid)?;
@@ -119,6 +122,8 @@ impl Proc<'_> {
 struct AreaShape {
     /// Our vdso/vvar mappings: (name, start, end).
     ours: Vec<(Vec<u8>, u64, u64)>,
+    /// The bytes of our vdso (the proxy's target).
+    our_bytes: Vec<u8>,
     len: u64,
 }
 
@@ -130,13 +135,14 @@ fn build(
     opts: &Options,
 ) -> Result<Vec<i32>, Error> {
     let me = std::process::id() as i32;
-    let (ours, _) = check::own_vdso().map_err(Error::System)?;
+    let (ours, our_bytes) = check::own_vdso().map_err(Error::System)?;
     let vd_span = match (ours.first(), ours.last()) {
         (Some(f), Some(l)) => l.2 - f.1,
         _ => 0,
     };
     let shape = AreaShape {
         ours,
+        our_bytes,
         len: AREA_PAGES * PAGE + vd_span,
     };
     // Our own vdso: a fork has it at the same address, with a `syscall` in it.

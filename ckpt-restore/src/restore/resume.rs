@@ -28,8 +28,19 @@ pub(super) fn finish<'a>(
     let exe = st.exe[p.idx];
     let main = &mut p.main;
     let shm = std::mem::take(&mut p.shm);
-    memory::address_space(main, t, st, image, pid, area, area_len, ours, &shm)?;
-    memory::mm_fields(main, t, pid, data, exe)?;
+    let proxy_to = memory::address_space(
+        main,
+        t,
+        st,
+        image,
+        pid,
+        area,
+        area_len,
+        ours,
+        &shm,
+        &shape.our_bytes,
+    )?;
+    memory::mm_fields(main, t, pid, data, exe, proxy_to)?;
     sigactions(main, t, pid, data)?;
     let built = threads::clone_threads(main, t, pid, data, opts, &mut guard.procs[gi].1)?;
     let mut remotes: Vec<&mut Remote> = vec![main];

@@ -198,7 +198,15 @@ pub(super) fn load_thread(pid: i32, tid: i32, th: &Thread) -> Result<(), Error> 
     if let Some(f) = &th.fpu {
         match f.kind {
             FpuKind::Xsave => {
-                ptrace::set_xstate(tid, &f.data).map_err(|e| sys_err(format!("tid {tid}"), e))?
+                let here = crate::xsave::Layout::this_cpu()
+                    .ok_or_else(|| Error::System("this CPU has no XSAVE enabled".into()))?;
+                let area = match crate::xsave::fit(&f.data, f.xfeatures, &here)
+                    .map_err(|e| Error::Incompatible(vec![format!("thread {tid}: {e}")]))?
+                {
+                    crate::xsave::Fit::AsIs => std::borrow::Cow::Borrowed(&f.data[..]),
+                    crate::xsave::Fit::Relayout { area, .. } => std::borrow::Cow::Owned(area),
+                };
+                ptrace::set_xstate(tid, &area).map_err(|e| sys_err(format!("tid {tid}"), e))?
             }
             FpuKind::Fxsave => sys::ptrace_set_fpregs(tid, &f.data)
                 .map_err(|e| sys_err(format!("PTRACE_SETFPREGS tid {tid}"), e))?,
