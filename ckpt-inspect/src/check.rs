@@ -111,7 +111,8 @@ pub fn text(r: &CheckReport) -> String {
             r.adapted.len()
         ));
         for l in &r.adapted {
-            s.push_str(&format!("  - {l}\n"));
+            // "+", not "-": these are not reasons (scripts count the "  - " lines).
+            s.push_str(&format!("  + {l}\n"));
         }
     }
     if !r.left_out.is_empty() {
