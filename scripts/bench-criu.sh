@@ -22,7 +22,8 @@ runs=${RUNS:-5}
 
 criu=$(scripts/build-criu.sh)
 crit=$(scripts/build-criu.sh --crit)
-cargo build -q --release -p ckpt-inspect -p ckpt-criu --example decode
+cargo build -q --release -p ckpt-inspect
+cargo build -q --release -p ckpt-criu --example decode
 ins=target/release/ckpt-inspect
 dec=target/release/examples/decode
 mkdir -p "$dir"
@@ -34,11 +35,15 @@ dump() { # out-dir bytes step
   local out=$1 bytes=$2 step=$3 ready=$dir/ready
   rm -rf "$out" "$ready"
   mkdir -p "$out"
+  # Private anonymous memory without transparent huge pages (a huge page would make the
+  # untouched pages between the written ones present too).
   setsid /usr/bin/python3 -c "
-import os, sys, time
+import mmap, time
 n = $bytes
-b = bytearray(n)
-b[::4096 * $step] = b'\x01' * len(range(0, n, 4096 * $step))
+m = mmap.mmap(-1, n, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+m.madvise(mmap.MADV_NOHUGEPAGE)
+for i in range(0, n, 4096 * $step):
+    m[i] = 1
 open('$ready', 'w').close()
 time.sleep(1000)
 " </dev/null >/dev/null 2>&1 &
