@@ -9,8 +9,7 @@
 # run, then medians with min/max, the ratios capture/criu and capture/cat (medians), the frozen
 # time of each tool (ckpt-capture's --json frozen_s; CRIU's stats-dump frozen_time), and the
 # user/system CPU time of the tool and of the target (CRIU's parasite works inside the target).
-# Then the image size for 512 MiB of written zeros, and (PRECOPY=1, the default for sizes
-# >= 1024) pre-copy on N MiB with a writer rewriting 5% of the pages per second: the frozen
+# Then the image size for 512 MiB of written zeros, and (unless PRECOPY=0) pre-copy on N MiB with a writer rewriting 5% of the pages per second: the frozen
 # time of `ckpt-capture --parent` after iterated `--pre` passes, against a full capture.
 #
 # usage: scripts/bench-capture.sh [OUTDIR] [SIZES_MiB...]   (default: target/bench-capture, 512 2048)
@@ -18,7 +17,7 @@
 #        CRIU=path to criu (default: scripts/build-criu.sh); NO_CRIU=1 skips it
 #        RUNS=n  runs per tool and size (default 5)
 #        PRECOPY_MIB=N size of the pre-copy case (default: the largest size), RATE=5 (%/s);
-#        PRECOPY=0 skips it
+#        PRECOPY=0 skips it; CKPT_RESTORE=path to ckpt-restore (restores the last chain)
 #        CARGO_TARGET_DIR as usual.
 # Prints one line per measurement and a JSON summary line at the end.
 set -euo pipefail
@@ -31,8 +30,9 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 TD=${CARGO_TARGET_DIR:-target}
 if [[ -z "${CKPT_CAPTURE:-}" ]]; then
-    cargo build --release -q -p ckpt-capture
+    cargo build --release -q -p ckpt-capture -p ckpt-restore
     CKPT_CAPTURE=$TD/release/ckpt-capture
+    CKPT_RESTORE=${CKPT_RESTORE:-$TD/release/ckpt-restore}
 fi
 if [[ "${NO_CRIU:-0}" != 1 && -z "${CRIU:-}" ]]; then
     CRIU=$(scripts/build-criu.sh)
