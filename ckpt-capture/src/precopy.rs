@@ -282,13 +282,18 @@ pub fn prepare(
         );
         return Ok(split);
     }
-    let map = |p: &Path| ckpt_restore::map_image(&std::fs::File::open(p)?);
+    let map = |p: &Path| ckpt_restore::map_image_lazy(&std::fs::File::open(p)?);
     let m = map(pp).map_err(io_err(&format!("parent image {}", pp.display())))?;
     let ancestors = ckpt_format::chain::load_parents(pp, &m, map)
         .map_err(io_err(&format!("parents of {}", pp.display())))?;
     let mut chain: Vec<&[u8]> = vec![&m[..]];
     chain.extend(ancestors.iter().map(|a| &a[..]));
-    let index = ckpt_format::chain::index_chain(&chain).map_err(|e| {
+    // Which pages the chain has is all a capture needs: records checked, page contents not
+    // read (restore and inspection check those).
+    let opts = ckpt_format::ReadOptions {
+        check_page_data: false,
+    };
+    let index = ckpt_format::chain::index_chain_with(&chain, opts).map_err(|e| {
         CaptureError::new(ErrorKind::Io, format!("parent image {}: {e}", pp.display()))
     })?;
     split.cov = index.coverage();

@@ -16,16 +16,16 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::*;
-use crate::stream::EventSource;
+use crate::stream::{EventSource, ReadOptions};
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 /// A native-1 decoder over `image` (chains are native-1 only).
-fn native_source(image: &[u8]) -> Box<dyn EventSource + '_> {
+fn native_source(image: &[u8], opts: ReadOptions) -> Box<dyn EventSource + '_> {
     Box::new(crate::native::Decoder::new(
         crate::input::SliceInput::new(image),
-        crate::stream::ReadOptions::default(),
+        opts,
     ))
 }
 
@@ -64,7 +64,7 @@ pub fn tail_numbers(image: &[u8]) -> Option<(u64, u64, u32)> {
 
 /// The header of an image (its first event).
 pub fn header_of(image: &[u8]) -> Result<Header> {
-    let mut src = native_source(image);
+    let mut src = native_source(image, ReadOptions::default());
     match src.next_event()? {
         Some(Event::Header(h)) => Ok(h),
         _ => Err(Error::invalid(0, "no header".to_string(), "a header first")),
@@ -93,7 +93,18 @@ impl<'p> PageIndex<'p> {
     /// Index `image`, a complete native-1 image; `parent` is the index of the image its
     /// header names (required when it names one, and checked against its tail numbers).
     pub fn build(image: &'p [u8], parent: Option<&PageIndex<'p>>) -> Result<PageIndex<'p>> {
-        let mut src = native_source(image);
+        Self::build_with(image, parent, ReadOptions::default())
+    }
+
+    /// [`PageIndex::build`] with read options: `check_page_data: false` checks every record
+    /// but not the page contents' CRCs (and does not read the contents at all) — enough to
+    /// know which pages an image has (a capture planning an increment).
+    pub fn build_with(
+        image: &'p [u8],
+        parent: Option<&PageIndex<'p>>,
+        opts: ReadOptions,
+    ) -> Result<PageIndex<'p>> {
+        let mut src = native_source(image, opts);
         let mut idx = PageIndex {
             page_size: 4096,
             tasks: HashMap::new(),
@@ -249,9 +260,14 @@ impl<'p> PageIndex<'p> {
 /// parent, `parents[1]` its parent ...; the last one has none). Each is decoded and
 /// checked completely, and each link is checked against the tail numbers its child names.
 pub fn index_chain<'p>(parents: &[&'p [u8]]) -> Result<PageIndex<'p>> {
+    index_chain_with(parents, ReadOptions::default())
+}
+
+/// [`index_chain`] with read options (see [`PageIndex::build_with`]).
+pub fn index_chain_with<'p>(parents: &[&'p [u8]], opts: ReadOptions) -> Result<PageIndex<'p>> {
     let mut idx: Option<PageIndex<'p>> = None;
     for img in parents.iter().rev() {
-        idx = Some(PageIndex::build(img, idx.as_ref())?);
+        idx = Some(PageIndex::build_with(img, idx.as_ref(), opts)?);
     }
     idx.ok_or_else(|| chain_err("no parent image".into(), "at least one parent"))
 }

@@ -268,3 +268,9 @@ fn tempfile_in_tmp() -> std::io::Result<std::fs::File> {
 pub fn map_image(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     sys::map_image(f)
 }
+
+/// Map an image file read-only without reading it ahead: only the pages touched are read
+/// (records of an image whose page contents are not needed).
+pub fn map_image_lazy(f: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    sys::map_image_lazy(f)
+}

@@ -495,6 +495,13 @@ pub fn kill_and_reap(pid: i32, threads: &[i32]) {
     }
 }
 
+/// Map an image file read-only, pages read only when touched (for reading the records of
+/// an image without its page contents, e.g. a capture indexing its parent chain).
+pub fn map_image_lazy(f: &std::fs::File) -> io::Result<memmap2::Mmap> {
+    // SAFETY: as in `map_image`.
+    unsafe { memmap2::MmapOptions::new().map(f) }
+}
+
 /// Map an image file read-only (populated ahead, read sequentially).
 pub fn map_image(f: &std::fs::File) -> io::Result<memmap2::Mmap> {
     // SAFETY: images are written to a temporary name and renamed into place, never
