@@ -65,6 +65,9 @@ impl Frozen {
             threads: Vec::new(),
             released: false,
         };
+        // Each tid is tried once, kept or not: one that exited while it was being seized may
+        // still be listed in /proc/PID/task for a while and must not be seized again.
+        let mut tried: Vec<pid_t> = Vec::new();
         let mut rounds = 0;
         loop {
             rounds += 1;
@@ -75,18 +78,21 @@ impl Frozen {
                 ));
             }
             let tids = procfs::list_tasks(pid)?;
-            let new: Vec<pid_t> = tids
-                .into_iter()
-                .filter(|t| !f.threads.iter().any(|s| s.tid == *t))
-                .collect();
+            let new: Vec<pid_t> = tids.into_iter().filter(|t| !tried.contains(t)).collect();
             if new.is_empty() {
                 break;
             }
             let mut seized = Vec::new();
+            tried.extend_from_slice(&new);
             for tid in new {
                 match ptrace::seize(tid, options) {
                     Ok(()) => seized.push(tid),
                     Err(e) if e.errno == libc::ESRCH && tid != pid => continue,
+                    // A thread past exit_notify is refused with EPERM while it still shows
+                    // in the task list: it is leaving, not protected.
+                    Err(e) if e.errno == libc::EPERM && tid != pid && thread_exiting(pid, tid) => {
+                        continue
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -277,4 +283,15 @@ pub fn step_out_of(tgid: pid_t, tid: pid_t, lo: u64, hi: u64) -> Result<u32> {
         ptrace::tgkill(tgid, tid, s)?;
     }
     out
+}
+
+/// Whether thread `tid` of `pid` is gone or a zombie/dead entry (state `Z` or `X`).
+fn thread_exiting(pid: pid_t, tid: pid_t) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) {
+        Err(_) => true,
+        Ok(st) => match st.rfind(')') {
+            Some(i) => matches!(st.as_bytes().get(i + 2), Some(b'Z' | b'X')),
+            None => false,
+        },
+    }
 }
