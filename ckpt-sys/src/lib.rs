@@ -14,6 +14,11 @@
 //! | [`anon`] | anonymous-inode files (eventfd, eventpoll, timerfd, signalfd, inotify, pidfd ...): kind from the link, state from fdinfo, `kcmp(KCMP_EPOLL_TFD)` |
 //! | [`attrs`] | scheduling attributes, affinity, I/O priority, `oom_score_adj`, `coredump_filter`, timer slack; the POSIX timers of `/proc/PID/timers` |
 //! | [`track`] | dirty-page tracking for pre-copy: userfaultfd asynchronous write-protect + `PAGEMAP_SCAN` written pages |
+//! | [`sock`] | sockets through a descriptor of ours: [`sock::take_fd`] (`pidfd_getfd` of a target's socket), family/type/protocol, addresses ([`sock::Addr`]), options ([`sock::Options`]) read and applied, socket/bind/connect/listen/shutdown |
+//! | [`sockdiag`] | `NETLINK_SOCK_DIAG`: unix sockets (peer inode, name, accept-queue peers, backlog, shutdown) and TCP/UDP sockets (state, endpoints, queues, backlog) |
+//! | [`unixq`] | a unix socket's receive queue read without consuming it (`SO_PEEK_OFF` + `MSG_PEEK`, descriptors in flight included) and written back (`SCM_RIGHTS`) |
+//! | [`tcp`] | established TCP connections dumped and rebuilt with `TCP_REPAIR` (sequence numbers, queues, window, MSS/wscale/SACK/timestamps) |
+//! | [`netlock`] | an nftables table of our own dropping a connection's segments while its process is down, so the peer sees no reset |
 //! | [`files`] | fd inspection: `stat` through `/proc/PID/fd/N`, `kcmp(KCMP_FILE)`, peeking a pipe's buffered bytes without consuming them (`tee(2)`) |
 //!
 //! All functions return [`Result`] with a [`SysError`] that names the operation, the
@@ -77,10 +82,15 @@ pub mod files;
 pub mod freeze;
 pub mod inject;
 pub mod mem;
+pub mod netlock;
 pub mod procfs;
 pub mod ptrace;
+pub mod sock;
+pub mod sockdiag;
+pub mod tcp;
 pub mod timers;
 pub mod track;
+pub mod unixq;
 
 use std::fmt;
 use std::io;
