@@ -16,6 +16,7 @@
 //! | [`track`] | dirty-page tracking for pre-copy: userfaultfd asynchronous write-protect + `PAGEMAP_SCAN` written pages |
 //! | [`sock`] | sockets through a descriptor of ours: [`sock::take_fd`] (`pidfd_getfd` of a target's socket), family/type/protocol, addresses ([`sock::Addr`]), options ([`sock::Options`]) read and applied, socket/bind/connect/listen/shutdown |
 //! | [`sockdiag`] | `NETLINK_SOCK_DIAG`: unix sockets (peer inode, name, accept-queue peers, backlog, shutdown) and TCP/UDP sockets (state, endpoints, queues, backlog) |
+//! | [`sockets`] | one socket of a frozen process read whole ([`sockets::snapshot`]: addresses, options, state, queues, TCP repair dump) and the reasons a restore could not rebuild a tree's sockets ([`sockets::refusals`]) |
 //! | [`unixq`] | a unix socket's receive queue read without consuming it (`SO_PEEK_OFF` + `MSG_PEEK`, descriptors in flight included) and written back (`SCM_RIGHTS`) |
 //! | [`tcp`] | established TCP connections dumped and rebuilt with `TCP_REPAIR` (sequence numbers, queues, window, MSS/wscale/SACK/timestamps) |
 //! | [`netlock`] | an nftables table of our own dropping a connection's segments while its process is down, so the peer sees no reset |
@@ -87,6 +88,7 @@ pub mod procfs;
 pub mod ptrace;
 pub mod sock;
 pub mod sockdiag;
+pub mod sockets;
 pub mod tcp;
 pub mod timers;
 pub mod track;

@@ -104,6 +104,17 @@ pub struct InetDiag {
     pub shutdown: u8,
 }
 
+impl InetDiag {
+    /// Local and remote endpoints as socket addresses.
+    pub fn endpoints(&self) -> (crate::sock::Addr, crate::sock::Addr) {
+        let a = |(ip, port): (std::net::IpAddr, u16)| match ip {
+            std::net::IpAddr::V4(v) => crate::sock::Addr::V4(v, port),
+            std::net::IpAddr::V6(v) => crate::sock::Addr::V6(v, port, 0, 0),
+        };
+        (a(self.src), a(self.dst))
+    }
+}
+
 /// Names of the TCP states as `ss` prints them (index = state number).
 pub const TCP_STATE_NAMES: [&str; 13] = [
     "unknown",

@@ -292,9 +292,10 @@ pub fn restore(fd: BorrowedFd<'_>, c: &Conn, local: &Addr, remote: &Addr) -> Res
     repair_on(fd)?;
     make_room(fd, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, c.outq.len())?;
     make_room(fd, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE, c.inq.len())?;
-    // The port may still be held by the old socket (a capture that left it running, or
-    // one not yet closed): repair-mode sockets may share it.
-    sock::set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    // Repair mode makes the kernel force address reuse (`SK_FORCE_REUSE`): the bind
+    // succeeds next to a listener on the same port. Setting SO_REUSEADDR now would
+    // replace that with ordinary reuse (and fail); leaving repair mode resets it, so
+    // the caller sets SO_REUSEADDR again afterwards if the program had it.
     sock::bind(fd, local)?;
     let outq_len = c.outq.len() as u32;
     select_queue(fd, TCP_RECV_QUEUE)?;

@@ -4,7 +4,8 @@
 //! `recvmsg(MSG_PEEK | MSG_DONTWAIT)` returns the next piece of the queue and moves the
 //! peek offset past it, so successive calls walk the whole queue without dequeuing
 //! anything; the socket's own peek offset is put back afterwards. For `SOCK_DGRAM` and
-//! `SOCK_SEQPACKET` one call is one message. For `SOCK_STREAM` the kernel joins queued
+//! `SOCK_SEQPACKET` one call is one message (a zero-length message cannot be told from
+//! the end of the queue, and ends the walk). For `SOCK_STREAM` the kernel joins queued
 //! writes into one read until it reaches a write that carried descriptors (that one is
 //! the last of the read), so a [`Message`] is then "bytes, with the descriptors that
 //! arrive with their last part". Descriptors in flight (`SCM_RIGHTS`) come back as new
@@ -159,8 +160,12 @@ fn peek_all(fd: BorrowedFd<'_>, ty: i32) -> Result<Vec<Message>> {
                 format!("a queued datagram is longer than {} bytes", buf.len()),
             ));
         }
-        if n == 0 && ty == libc::SOCK_STREAM {
-            break; // end of stream: the peer shut its sending side
+        if n == 0 {
+            // End of the queue with the peer's sending side shut (a stream's or
+            // seqpacket's EOF). A zero-length datagram reads the same and would repeat
+            // forever under MSG_PEEK: it ends the walk too, and a caller compares the
+            // bytes read with sock_diag's queue length (stream and seqpacket).
+            break;
         }
         out.push(Message {
             data: buf[..n].to_vec(),
