@@ -78,6 +78,11 @@ fn socket_fails_by_default_and_target_keeps_running() {
     assert_eq!(out.status.code(), Some(1));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains(&format!("fd {} is a socket", r[0])), "{e}");
+    // Named with what it is (ckpt_sys::sockets::describe_fd).
+    assert!(
+        e.contains("]: unix stream established unnamed -> unnamed queued 0)"),
+        "{e}"
+    );
     assert!(e.contains("--allow-unsupported"), "{e}");
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),

@@ -520,3 +520,113 @@ fn http_server_connection_survives_its_process() {
     let (_, from) = l.accept().unwrap();
     assert!(from.ip().is_loopback());
 }
+
+/// redis-server with a client sending INCR as fast as it gets answers: the server is
+/// frozen and every socket of it read (TCP connections through repair mode on and off)
+/// eight times while the client runs. The client never sees an error, a reset or a
+/// skipped or repeated count, and the key holds the number of INCRs at the end.
+/// (What a capture with --leave-running does to a live redis; the restore half waits for
+/// the image records.)
+#[test]
+fn redis_client_undisturbed_by_repeated_socket_reads() {
+    use std::net::TcpStream;
+    if Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-server missing: .ci/run installs it"
+        );
+        eprintln!("skipped: redis-server not installed");
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut srv = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let pid = srv.id() as i32;
+    let connect = || {
+        for _ in 0..100 {
+            if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {
+                return c;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("redis-server does not listen on {port}");
+    };
+    let cmd = |c: &mut TcpStream, args: &[&str]| -> std::io::Result<String> {
+        let mut m = format!("*{}\r\n", args.len());
+        for a in args {
+            m.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        c.write_all(m.as_bytes())?;
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            c.read_exact(&mut b)?;
+            line.push(b[0]);
+        }
+        Ok(String::from_utf8_lossy(&line).trim_end().to_string())
+    };
+    let mut c = connect();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(cmd(&mut c, &["SET", "k", "0"]).unwrap(), "+OK");
+    // The client runs until told to stop (at most a million INCRs), so every read below
+    // happens while it is sending.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let client = std::thread::spawn(move || {
+        let mut i = 0u64;
+        while i < 1_000_000 && !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            i += 1;
+            let r = cmd(&mut c, &["INCR", "k"]).map_err(|e| format!("INCR {i}: {e}"))?;
+            if r != format!(":{i}") {
+                return Err(format!("INCR {i} answered {r:?}"));
+            }
+        }
+        Ok((c, i))
+    });
+    for _ in 0..8 {
+        let mut f = Frozen::freeze(pid).unwrap();
+        let index = sockets::Index::read().unwrap();
+        let mut conns = 0;
+        for fd in procfs::list_fds(pid).unwrap() {
+            let Ok(link) = procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) else {
+                continue;
+            };
+            if link.starts_with(b"socket:") {
+                let s = sockets::snapshot(pid, fd, &index, false).unwrap();
+                conns += (s.state == tcp::ESTABLISHED) as usize;
+            }
+        }
+        assert_eq!(conns, 1, "the INCR client's connection");
+        f.release(Release::Run).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut c, n) = client.join().unwrap().unwrap();
+    assert_eq!(cmd(&mut c, &["INCRBY", "k", "0"]).unwrap(), format!(":{n}"));
+    let _ = srv.kill();
+    let _ = srv.wait();
+}

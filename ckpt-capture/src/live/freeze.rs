@@ -30,6 +30,7 @@ pub(super) fn refuse_orphans(pid: i32) -> Result<(), CaptureError> {
 /// before anything is written: one refusal naming all of them.
 pub(super) fn refuse_unsupported(procs: &[Proc]) -> Result<(), CaptureError> {
     let mut items: Vec<(String, String)> = Vec::new();
+    let mut index = None;
     for p in procs.iter().filter(|p| p.frozen.is_some()) {
         let pid = p.pid;
         let fds = procfs::list_fds(pid).map_err(sys(format!("pid {pid} fds")))?;
@@ -41,10 +42,23 @@ pub(super) fn refuse_unsupported(procs: &[Proc]) -> Result<(), CaptureError> {
                 continue;
             };
             if let Some(what) = unsupported_kind(&link, st.st_mode) {
+                // A socket is named with what it is (family, type, state, addresses,
+                // queued bytes: docs/SOCKETS.md), read without touching its queues.
+                let mut detail = String::new();
+                if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+                    if index.is_none() {
+                        index = ckpt_sys::sockets::Index::read().ok();
+                    }
+                    if let Some(ix) = &index {
+                        if let Ok(d) = ckpt_sys::sockets::describe_fd(pid, fd, ix) {
+                            detail = format!(": {d}");
+                        }
+                    }
+                }
                 items.push((
                     what.clone(),
                     format!(
-                        "pid {pid} fd {fd} is {} ({})",
+                        "pid {pid} fd {fd} is {} ({}{detail})",
                         ckpt_restore::plan::article(&what),
                         String::from_utf8_lossy(&link)
                     ),
