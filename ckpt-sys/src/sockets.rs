@@ -408,7 +408,7 @@ fn holder(ino: u32) -> String {
 /// any staged file.
 pub mod build {
     use super::*;
-    use std::os::fd::{BorrowedFd, RawFd};
+    use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
     /// One queued message to put back: bytes and the descriptors to send with them.
     pub type Queued<'a> = (&'a [u8], Vec<RawFd>);
@@ -534,6 +534,41 @@ pub mod build {
         Ok(())
     }
 
+    /// A connection accepted from a unix listener, rebuilt through the rebuilt
+    /// listener (so the accepted end has the listener's name, as before): a client of
+    /// type `ty` connects to `name`, `listener` accepts it at once. `ends` are (client,
+    /// accepted) as in [`unix_pair`]. The listener's accept queue must hold nothing else.
+    pub fn unix_accepted(
+        listener: BorrowedFd<'_>,
+        name: &Addr,
+        ty: i32,
+        ends: [(&Options, &[Queued<'_>], u8); 2],
+    ) -> Result<(OwnedFd, OwnedFd)> {
+        let c = sock::socket(libc::AF_UNIX, ty, 0)?;
+        ends[0].0.apply(c.as_fd(), libc::AF_UNIX, 0)?;
+        sock::connect(c.as_fd(), name)?;
+        // SAFETY: accept4 on a descriptor we borrow; no address wanted.
+        let a = unsafe {
+            libc::accept4(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if a < 0 {
+            return Err(SysError::last(format!("accept on {name}")));
+        }
+        // SAFETY: a fresh descriptor that we now own.
+        let a = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(a) };
+        ends[1].0.apply(a.as_fd(), libc::AF_UNIX, 0)?;
+        refill(a.as_fd(), ends[0].1)?;
+        refill(c.as_fd(), ends[1].1)?;
+        shut_as(c.as_fd(), ends[0].2)?;
+        shut_as(a.as_fd(), ends[1].2)?;
+        Ok((c, a))
+    }
+
     /// A UDP (or other datagram) socket: options, bound to `local`, connected to `peer`
     /// when it was.
     pub fn datagram(
@@ -582,6 +617,83 @@ mod tests {
 
     fn me() -> libc::pid_t {
         std::process::id() as libc::pid_t
+    }
+
+    fn queue_of(s: &Snapshot) -> Vec<(Vec<u8>, Vec<std::os::fd::RawFd>)> {
+        use std::os::fd::AsRawFd;
+        match &s.detail {
+            Detail::Unix { queue, .. } => queue
+                .iter()
+                .map(|m| {
+                    (
+                        m.data.clone(),
+                        m.fds.iter().map(|f| f.as_raw_fd()).collect(),
+                    )
+                })
+                .collect(),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    /// A unix listener at a path with an accepted connection holding data both ways and
+    /// a shut sending side: snapshots; originals closed (the socket file stays behind,
+    /// as after a killed process); rebuilt: the stale file is replaced, the accepted end
+    /// has the listener's name again, the client's peer is that name, the queues and
+    /// the shutdown read as before.
+    #[test]
+    fn unix_listener_and_accepted_connection_rebuilt() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join(format!("ckpt-acc-{}.sock", me()));
+        let _ = std::fs::remove_file(&path);
+        let name = Addr::UnixPath(path.as_os_str().as_encoded_bytes().to_vec());
+        let l = sock::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0).unwrap();
+        sock::bind(l.as_fd(), &name).unwrap();
+        sock::listen(l.as_fd(), 4).unwrap();
+        let c = sock::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0).unwrap();
+        sock::connect(c.as_fd(), &name).unwrap();
+        // SAFETY: accept on our listener.
+        let a = unsafe { libc::accept(l.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut()) };
+        assert!(a >= 0);
+        // SAFETY: fresh descriptor.
+        let a = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(a) };
+        unixq::send_message(c.as_fd(), b"to-server", &[]).unwrap();
+        unixq::send_message(a.as_fd(), b"to-client", &[]).unwrap();
+        sock::shutdown(c.as_fd(), libc::SHUT_WR).unwrap();
+        let ix = Index::read().unwrap();
+        let sl = snapshot(me(), l.as_raw_fd(), &ix, false).unwrap();
+        let sc = snapshot(me(), c.as_raw_fd(), &ix, false).unwrap();
+        let sa = snapshot(me(), a.as_raw_fd(), &ix, false).unwrap();
+        assert_eq!((sl.state, sl.backlog), (10, Some(4)));
+        assert_eq!(
+            sa.local, name,
+            "the accepted end carries the listener's name"
+        );
+        assert_eq!(sc.peer.as_ref(), Some(&name));
+        let (qc, qa) = (queue_of(&sc), queue_of(&sa));
+        let (oc, oa, ol) = (sc.options.clone(), sa.options.clone(), sl.options.clone());
+        let (shc, sha, backlog) = (sc.shutdown, sa.shutdown, sl.backlog);
+        drop((l, c, a, sl, sc, sa));
+        assert!(path.exists(), "the socket file outlives its socket");
+        let l2 = build::bound(libc::AF_UNIX, libc::SOCK_STREAM, 0, &ol, &name, backlog).unwrap();
+        let qc: Vec<build::Queued> = qc.iter().map(|(d, f)| (&d[..], f.clone())).collect();
+        let qa: Vec<build::Queued> = qa.iter().map(|(d, f)| (&d[..], f.clone())).collect();
+        let (c2, a2) = build::unix_accepted(
+            l2.as_fd(),
+            &name,
+            libc::SOCK_STREAM,
+            [(&oc, &qc[..], shc), (&oa, &qa[..], sha)],
+        )
+        .unwrap();
+        assert_eq!(sock::local_addr(a2.as_fd()).unwrap(), name);
+        assert_eq!(sock::peer_addr(c2.as_fd()).unwrap(), Some(name.clone()));
+        let mut s = String::new();
+        std::fs::File::from(a2).read_to_string(&mut s).unwrap();
+        assert_eq!(s, "to-server", "then EOF: the client's side is shut");
+        let mut b = [0u8; 9];
+        std::fs::File::from(c2).read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"to-client");
+        let _ = std::fs::remove_file(&path);
     }
 
     /// UDP of both families, bound and connected, and a netlink socket with groups:
