@@ -365,10 +365,23 @@ fn v21_layout_follows_the_kernel_grammar() {
         assert!(names[creds..ns].contains(&n), "{n} before TASK_NS");
     }
     assert!(ns < names.iter().position(|&n| n == "MM").unwrap());
-    // Leader section ends with TASK_OBJS SIGNAL_TASK SIGPENDING.
+    // Leader section ends with TASK_OBJS, the signal object (SIGNAL and the
+    // shared SIGPENDING, no OBJREF), then the private SIGPENDING and
+    // SIGNAL_TASK (checkpoint_task_objs / checkpoint_task_signal, C/R v18-v20).
     assert_eq!(
-        &names[tasks[1] - 3..tasks[1]],
-        &["TASK_OBJS", "SIGNAL_TASK", "SIGPENDING"]
+        &names[tasks[1] - 5..tasks[1]],
+        &[
+            "TASK_OBJS",
+            "SIGNAL",
+            "SIGPENDING",
+            "SIGPENDING",
+            "SIGNAL_TASK"
+        ]
+    );
+    // A thread's section: TASK_OBJS, SIGPENDING, SIGNAL_TASK.
+    assert_eq!(
+        &names[tasks[2] - 3..tasks[2]],
+        &["TASK_OBJS", "SIGPENDING", "SIGNAL_TASK"]
     );
     for n in ["FS", "SIGHAND", "SIGNAL", "FILE_TABLE", "NS", "CONTAINER"] {
         assert_eq!(names.iter().filter(|&&x| x == n).count(), 1, "{n}");
@@ -387,8 +400,8 @@ fn v21_layout_follows_the_kernel_grammar() {
                 "TASK_CREDS",
                 "TASK_NS",
                 "TASK_OBJS",
-                "SIGNAL_TASK",
-                "SIGPENDING"
+                "SIGPENDING",
+                "SIGNAL_TASK"
             ]
         );
     }

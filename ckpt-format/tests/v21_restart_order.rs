@@ -228,7 +228,7 @@ fn a_record_out_of_the_restart_order_is_named_with_its_offset() {
         ),
         (
             "SIGPENDING",
-            "TAIL where a v21 restart reads SIGPENDING",
+            "SIGNAL_TASK where a v21 restart reads SIGPENDING",
             true,
         ),
     ] {
@@ -387,4 +387,34 @@ fn object_kinds_ckpt_does_not_model_are_named_and_kept() {
         .count();
     assert_eq!(kept, 17, "every spliced record is kept");
     assert!(encode(&evs) == b, "kept records are written back in place");
+}
+
+#[test]
+fn images_of_issue_20_read_to_the_same_model_but_do_not_walk() {
+    // fixtures/legacy/issue-20/*.img: the v21 fixtures as ckpt wrote them
+    // before the order was checked against the kernel patches (LSM name
+    // "none", the signal object announced by an OBJREF before TASK_OBJS, a
+    // thread's SIGNAL_TASK before its SIGPENDING). A v21 restart has no
+    // restore method for a SIGNAL objref and reads SIGPENDING first.
+    let dir = root().join("fixtures/legacy/issue-20");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let b = std::fs::read(&p).unwrap();
+        n += 1;
+        let e = v21_restart::walk(&b).unwrap_err();
+        assert!(
+            e.contains("an OBJREF announcing a SIGNAL object")
+                || e.contains("SIGNAL_TASK where a v21 restart reads SIGPENDING"),
+            "{name}: {e}"
+        );
+        let now = std::fs::read(root().join("fixtures/images/ckpt-v21").join(&name)).unwrap();
+        assert_eq!(events(&b), events(&now), "{name}");
+        // Written again: the kernel's order, byte for byte today's fixture.
+        let again = encode(&events(&b));
+        assert_eq!(again, now, "{name}");
+        v21_restart::walk(&again).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert_eq!(n, 2);
 }

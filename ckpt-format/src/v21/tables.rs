@@ -23,11 +23,15 @@ pub const CONSTANTS: [(&str, u64); 12] = [
     ("tty_termios_ncc", L::TTY_NCC as u64),
 ];
 
-/// The LSM name of the container section a kernel without a security
-/// module writes (BUFFER of `CHECKPOINT_LSM_NAME_MAX + 1` bytes, NUL padded).
-pub const LSM_NAME: &[u8] = b"none";
-/// The LSM_INFO payload written with [`LSM_NAME`] (a restart without an LSM
-/// reads past it).
+/// The LSM name of the container section a kernel built without security
+/// modules writes (its `DEFAULT_LSM_NAME`; BUFFER of
+/// `CHECKPOINT_LSM_NAME_MAX + 1` bytes, NUL padded).
+pub const LSM_NAME: &[u8] = b"lsm_none";
+/// The LSM name ckpt wrote before it was checked against the kernel source
+/// (images of issue 20); read as [`LSM_NAME`].
+pub const LSM_NAME_OLD: &[u8] = b"none";
+/// The LSM_INFO payload written with [`LSM_NAME`]: the kernel's dummy LSM
+/// info, 5 bytes without a NUL (a restart without an LSM reads past it).
 pub const LSM_INFO: &[u8] = b"dummy";
 
 /// `ckpt_hdr_utsns` strings ckpt writes (the model carries no uts namespace):

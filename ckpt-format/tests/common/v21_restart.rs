@@ -187,8 +187,9 @@ impl<'a> Walker<'a> {
                 self.expect("SIGHAND", Some(8 + 32 * n))?;
             }
             "SIGNAL" => {
-                self.fixed("SIGNAL")?;
-                self.sigpending()?;
+                // The kernel's objhash has no restore method for a signal
+                // object: it is read right after the TASK_OBJS naming it.
+                return Err(format!("@{at:#x}: an OBJREF announcing a SIGNAL object"));
             }
             "CRED" => {
                 let r = self.fixed("CRED")?;
@@ -296,6 +297,16 @@ impl<'a> Walker<'a> {
 
     fn sigpending(&mut self) -> R<()> {
         let r = self.expect("SIGPENDING", None)?;
+        Self::pending_len(&r)
+    }
+
+    /// A SIGPENDING with no shared object before it.
+    fn sigpending_here(&mut self) -> R<()> {
+        let r = self.expect_here("SIGPENDING", None)?;
+        Self::pending_len(&r)
+    }
+
+    fn pending_len(r: &Rec<'_>) -> R<()> {
         let n = u(r.b, "SIGPENDING", "nr_pending") as usize;
         if r.b.len() != 24 + 48 * n {
             return Err(format!("@{:#x}: SIGPENDING length vs nr_pending", r.off));
@@ -334,10 +345,20 @@ impl<'a> Walker<'a> {
             ("sighand_objref", "SIGHAND"),
             ("signal_objref", "SIGNAL"),
         ] {
-            self.names(&o, i(o.b, "TASK_OBJS", field), kind, true)?;
+            let r = i(o.b, "TASK_OBJS", field) as i32;
+            if kind == "SIGNAL" && r > 0 && !self.objs.contains_key(&r) {
+                // restore_obj_signal: the first thread of a group reads the
+                // signal object (SIGNAL, the shared SIGPENDING) here.
+                let n = T.st("SIGNAL").size;
+                self.expect_here("SIGNAL", Some(n))?;
+                self.sigpending_here()?;
+                self.objs.insert(r, "SIGNAL");
+            }
+            self.names(&o, r as i64, kind, true)?;
         }
-        self.fixed("SIGNAL_TASK")?;
+        // restore_task_signal: the private pending set, then the mask.
         self.sigpending()?;
+        self.fixed("SIGNAL_TASK")?;
         Ok(())
     }
 

@@ -67,6 +67,8 @@ struct Inner<I> {
     in_thread_task: bool,
     /// The last record was SIGNAL_TASK (a SIGPENDING after it is the thread's).
     after_signal_task: bool,
+    /// The thread's SIGPENDING came before its SIGNAL_TASK (the kernel's order).
+    before_signal_task: bool,
     /// The leader's Task as emitted (thread-task defaults).
     leader: Task,
     leader_cred: i32,
@@ -97,6 +99,13 @@ struct Inner<I> {
     canon_ns: HashSet<i32>,
     /// The NS objref of the current task (its threads repeat it).
     leader_ns: i32,
+    /// The signal objref a TASK_OBJS named with its SIGNAL right after it
+    /// (the kernel's order: no OBJREF announces the signal object).
+    bare_signal: Option<i32>,
+    /// Events of the leader's file table, held from its FILE_TABLE until its
+    /// signal object is read (after TASK_OBJS), so that the model keeps
+    /// capture's order (Rlimits before the files).
+    defer: Option<Vec<Event<'static>>>,
 }
 
 /// Threads of each task of an image, in order, as a first pass finds them.
@@ -141,6 +150,7 @@ impl<I: Input> Decoder<I> {
                 task_fields: Vec::new(),
                 in_thread_task: false,
                 after_signal_task: false,
+                before_signal_task: false,
                 leader: Task::default(),
                 leader_cred: 0,
                 table: None,
@@ -158,6 +168,8 @@ impl<I: Input> Decoder<I> {
                 canon_children: HashMap::new(),
                 canon_ns: HashSet::new(),
                 leader_ns: 0,
+                bare_signal: None,
+                defer: None,
             },
             checker: crate::validate::Checker::new(),
             failed: false,

@@ -140,6 +140,73 @@ impl<I: Input> Inner<I> {
         }
     }
 
+    /// A signal object: SIGNAL and the shared SIGPENDING, announced by an
+    /// OBJREF (images of issue 20) or, as the kernel writes it, right after
+    /// the TASK_OBJS naming it (`objref` None).
+    pub(super) fn signal_obj(
+        &mut self,
+        r: i32,
+        objref: Option<(Hdr, Vec<u8>)>,
+    ) -> Result<Option<Event<'_>>> {
+        let sh = self.fr.peek()?.ok_or_else(|| self.missing("SIGNAL"))?;
+        let st = T.st("SIGNAL");
+        let plain = sh.code == code("SIGNAL") && sh.len == st.size as u64;
+        if !plain {
+            self.keep(r);
+            return match objref {
+                Some((h, p)) => Ok(Some(unknown(&h, &p[8..]))),
+                None => {
+                    let (sh, sp) = self.fr.take()?;
+                    Ok(Some(unknown(&sh, sp)))
+                }
+            };
+        }
+        let (_, b) = self.expect_struct("SIGNAL")?;
+        let mut rest_zero = b[264..].iter().all(|&x| x == 0);
+        // The shared pending signals follow (images ckpt wrote before
+        // the full stream have none): dropped when empty, else the
+        // signal object is kept whole.
+        let sp = T.st("SIGPENDING");
+        let mut pending = None;
+        let next = self.fr.peek()?.map(|ph| ph.code);
+        if rest_zero && next == Some(code("SIGPENDING")) {
+            let (ph, pp) = self.fr.take()?;
+            let w = whole(&ph, pp);
+            if ph.len != sp.size as u64 || w[8..].iter().any(|&x| x != 0) {
+                rest_zero = false;
+                pending = Some((ph, w));
+            }
+        }
+        if !rest_zero {
+            // itimers or a controlling tty: kept whole, as records.
+            self.keep(r);
+            self.queue.push_back(unknown(&sh, &b[8..]));
+            if let Some((ph, w)) = pending {
+                self.queue.push_back(unknown(&ph, &w[8..]));
+            }
+            return match objref {
+                Some((h, p)) => Ok(Some(unknown(&h, &p[8..]))),
+                None => Ok(self.queue.pop_front()),
+            };
+        }
+        let lims = b[8..264]
+            .chunks_exact(16)
+            .map(|x| Rlimit {
+                cur: u64::from_le_bytes(x[..8].try_into().unwrap_or([0; 8])),
+                max: u64::from_le_bytes(x[8..].try_into().unwrap_or([0; 8])),
+            })
+            .collect();
+        self.signal_ref = r;
+        Ok(Some(Event::Rlimits(lims)))
+    }
+
+    /// End `defer`: the held events come next, in order.
+    pub(super) fn release(&mut self) {
+        if let Some(d) = self.defer.take() {
+            self.queue.extend(d);
+        }
+    }
+
     /// Emit the held Task (and, with a thread table, its threads after it).
     pub(super) fn flush_task(&mut self) -> Event<'static> {
         let t = self.pending_task.take().unwrap_or_default();
@@ -172,6 +239,12 @@ impl<I: Input> Inner<I> {
         let st = T.st("OBJREF");
         let ty = st.get(&p, "objtype") as u32;
         let r = st.get_i(&p, "objref") as i32;
+        if self.defer.is_some() && !matches!(T.obj_name(ty), "FILE" | "FILE_TABLE") {
+            // Another object than files: the held events go first.
+            self.held_objref = Some((h, p));
+            self.release();
+            return self.step();
+        }
         self.define(&h, r, ty)?;
         match T.obj_name(ty) {
             "USER_NS" => {
@@ -383,49 +456,7 @@ impl<I: Input> Inner<I> {
                 self.queue.extend(evs);
                 Ok(Some(first))
             }
-            "SIGNAL" if self.konst("rlimit_nlimits") == 16 => {
-                let sh = self.fr.peek()?.ok_or_else(|| self.missing("SIGNAL"))?;
-                let st = T.st("SIGNAL");
-                let plain = sh.code == code("SIGNAL") && sh.len == st.size as u64;
-                if !plain {
-                    self.keep(r);
-                    return Ok(Some(unknown(&h, &p[8..])));
-                }
-                let (_, b) = self.expect_struct("SIGNAL")?;
-                let mut rest_zero = b[264..].iter().all(|&x| x == 0);
-                // The shared pending signals follow (images ckpt wrote before
-                // the full stream have none): dropped when empty, else the
-                // signal object is kept whole.
-                let sp = T.st("SIGPENDING");
-                let mut pending = None;
-                let next = self.fr.peek()?.map(|ph| ph.code);
-                if rest_zero && next == Some(code("SIGPENDING")) {
-                    let (ph, pp) = self.fr.take()?;
-                    let w = whole(&ph, pp);
-                    if ph.len != sp.size as u64 || w[8..].iter().any(|&x| x != 0) {
-                        rest_zero = false;
-                        pending = Some((ph, w));
-                    }
-                }
-                if !rest_zero {
-                    // itimers or a controlling tty: kept whole, as records.
-                    self.keep(r);
-                    self.queue.push_back(unknown(&sh, &b[8..]));
-                    if let Some((ph, w)) = pending {
-                        self.queue.push_back(unknown(&ph, &w[8..]));
-                    }
-                    return Ok(Some(unknown(&h, &p[8..])));
-                }
-                let lims = b[8..264]
-                    .chunks_exact(16)
-                    .map(|x| Rlimit {
-                        cur: u64::from_le_bytes(x[..8].try_into().unwrap_or([0; 8])),
-                        max: u64::from_le_bytes(x[8..].try_into().unwrap_or([0; 8])),
-                    })
-                    .collect();
-                self.signal_ref = r;
-                Ok(Some(Event::Rlimits(lims)))
-            }
+            "SIGNAL" if self.konst("rlimit_nlimits") == 16 => self.signal_obj(r, Some((h, p))),
             "FILE" => {
                 if let Some((fh, f)) = self.file_obj(r)? {
                     // A socket, tty, epoll or eventfd file: kept as records
@@ -455,7 +486,23 @@ impl<I: Input> Inner<I> {
                     }));
                 }
                 self.table_ref = r;
-                self.step()
+                if self.in_thread_task || self.signal_ref != 0 || self.defer.is_some() {
+                    return self.step();
+                }
+                // The kernel writes the signal object after TASK_OBJS: hold
+                // the file events until it is read (see `defer`).
+                self.defer = Some(Vec::new());
+                loop {
+                    let ev = self.step()?.map(Event::into_owned);
+                    match (ev, self.defer.as_mut()) {
+                        (Some(e), Some(d)) => d.push(e),
+                        (None, Some(_)) => {
+                            self.release();
+                            return self.step();
+                        }
+                        (e, None) => return Ok(e),
+                    }
+                }
             }
             "MM" => {
                 let (mh, m) = self.expect_struct("MM")?;

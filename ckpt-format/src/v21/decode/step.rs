@@ -56,6 +56,18 @@ impl<I: Input> Inner<I> {
             return Err(self.missing("a TAIL record"));
         };
         let name = h.name();
+        if self.defer.is_some()
+            && matches!(
+                name,
+                "TASK" | "TAIL" | "SIGNAL_TASK" | "SIGPENDING" | "ERROR" | "SIGNAL"
+            )
+        {
+            let bare = name == "SIGNAL" && self.bare_signal.is_some();
+            self.release();
+            if !bare {
+                return self.step();
+            }
+        }
 
         if self.pending_task.is_some() && !matches!(name, "THREAD" | "OBJREF" | "TASK_CREDS") {
             return Ok(Some(self.flush_task()));
@@ -94,6 +106,54 @@ impl<I: Input> Inner<I> {
             self.after_signal_task = false;
             let (h, p) = self.fr.take()?;
             return Ok(Some(unknown(&h, p)));
+        }
+        if name == "SIGPENDING" && !self.after_signal_task {
+            // The kernel's order: a thread's private SIGPENDING, then its
+            // SIGNAL_TASK (images of issue 20 have it after SIGNAL_TASK).
+            let sp = T.st("SIGPENDING");
+            if self.leader_out && !self.in_thread_task {
+                let (ph, pp) = self.fr.take()?;
+                let w = whole(&ph, pp);
+                let empty = ph.len == sp.size as u64 && w[8..].iter().all(|&x| x == 0);
+                let st = T.st("SIGNAL_TASK");
+                let next = self.fr.peek()?;
+                if empty
+                    && next
+                        .is_some_and(|n| n.code == code("SIGNAL_TASK") && n.len == st.size as u64)
+                {
+                    let (th, tp) = self.expect_struct("SIGNAL_TASK")?;
+                    if st.get(&tp, "blocked") == 0 {
+                        return self.step();
+                    }
+                    self.queue.push_back(unknown(&th, &tp[8..]));
+                }
+                return Ok(Some(unknown(&ph, &w[8..])));
+            }
+            let (ph, pp) = self.fr.take()?;
+            let p = whole(&ph, pp);
+            let st = T.st("SIGNAL_TASK");
+            let next = self.fr.peek()?;
+            if ph.len != sp.size as u64
+                || !next.is_some_and(|n| n.code == code("SIGNAL_TASK") && n.len == st.size as u64)
+            {
+                // Not a thread's pending set in the kernel's place: a record.
+                return Ok(Some(unknown(&ph, &p[8..])));
+            }
+            if sp.get(&p, "nr_pending") != 0 {
+                return Err(ph.err(ErrorKind::BadValue {
+                    field: "nr_pending",
+                    found: sp.get(&p, "nr_pending"),
+                    expected: "0 (queued siginfo is not supported)".into(),
+                }));
+            }
+            if let Some(t) = self.cur_thread.as_mut() {
+                let set = sp.get(&p, "signal");
+                if set != 0 || t.extras.u64("clear_child_tid").is_some() {
+                    t.extras.set_u64("sigpending", set);
+                }
+            }
+            self.before_signal_task = true;
+            return self.step();
         }
         if name == "SIGPENDING" && self.after_signal_task {
             self.after_signal_task = false;
@@ -305,6 +365,11 @@ impl<I: Input> Inner<I> {
                 }
                 Ok(Some(self.flush_task()))
             }
+            "SIGNAL" if self.bare_signal.is_some() && self.konst("rlimit_nlimits") == 16 => {
+                let r = self.bare_signal.take().unwrap_or(0);
+                self.define(&h, r, T.obj_code("SIGNAL"))?;
+                self.signal_obj(r, None)
+            }
             "SIGNAL_TASK" if self.leader_out && !self.in_thread_task => {
                 // Stream mode: the leader's Thread went out with an empty mask.
                 // An empty mask with an empty SIGPENDING says the same: dropped.
@@ -330,7 +395,8 @@ impl<I: Input> Inner<I> {
                 if let Some(t) = self.cur_thread.as_mut() {
                     t.sigmask = T.st("SIGNAL_TASK").get(&p, "blocked");
                 }
-                self.after_signal_task = true;
+                // Images of issue 20 have the private SIGPENDING after it.
+                self.after_signal_task = !std::mem::take(&mut self.before_signal_task);
                 self.step()
             }
             "THREAD" => {
@@ -379,11 +445,15 @@ impl<I: Input> Inner<I> {
                         _ => break,
                     }
                 }
-                let mut name = [0u8; L::LSM_NAME_MAX + 1];
-                name[..LSM_NAME.len()].copy_from_slice(LSM_NAME);
+                let padded = |n: &[u8]| {
+                    let mut name = [0u8; L::LSM_NAME_MAX + 1];
+                    name[..n.len()].copy_from_slice(n);
+                    name
+                };
                 let ours = taken.len() == 3
                     && taken[0].1.len() == HDR as usize
-                    && taken[1].1[8..] == name[..]
+                    && (taken[1].1[8..] == padded(LSM_NAME)[..]
+                        || taken[1].1[8..] == padded(LSM_NAME_OLD)[..])
                     && taken[2].1[8..] == *LSM_INFO;
                 if ours {
                     return self.step();
@@ -529,6 +599,16 @@ impl<I: Input> Inner<I> {
                 let (h, p) = self.expect_struct("TASK_OBJS")?;
                 let st = T.st("TASK_OBJS");
                 let vals = TASK_OBJS_FIELDS.map(|(n, _)| st.get_i(&p, n) as i32);
+                if !self.in_thread_task
+                    && self.signal_ref == 0
+                    && vals[4] > 0
+                    && !self.defined.contains_key(&vals[4])
+                    && self.fr.peek()?.is_some_and(|n| n.code == code("SIGNAL"))
+                {
+                    // The signal object follows (defined by its SIGNAL record).
+                    self.bare_signal = Some(vals[4]);
+                    self.signal_ref = vals[4];
+                }
                 let own = [
                     self.table_ref,
                     self.mm_ref,

@@ -76,6 +76,22 @@ pub struct Encoder<W: Write> {
     /// The leader's SIGNAL_TASK / SIGPENDING as Unknown records (a v21 stream
     /// decoder passes them so), written back in place of the derived ones.
     sig_override: Vec<(u32, Vec<u8>)>,
+    /// The task's SIGNAL record (from its Rlimits) or the SIGNAL and shared
+    /// SIGPENDING records kept from the source: written right after the
+    /// leader's TASK_OBJS, where the kernel writes the signal object (it has
+    /// no OBJREF of its own).
+    signal_recs: Vec<(u32, Vec<u8>)>,
+    /// The last event was a SIGNAL record kept from the source (a SIGPENDING
+    /// after it is the shared pending set).
+    after_signal: bool,
+    /// The last event was an OBJREF record kept from the source announcing a
+    /// signal object (images of issue 20): its records stay in place.
+    after_signal_objref: bool,
+    /// The last event was a SIGNAL_TASK record kept from a one-pass decode.
+    after_sig_task: bool,
+    /// A private SIGPENDING kept from a one-pass decode: it goes with the
+    /// SIGNAL_TASK record that follows it, else stays where it was.
+    held_sigpending: Option<Vec<u8>>,
     creds_done: bool,
     cred_ref: u32,
     userns_ref: u32,
@@ -91,8 +107,6 @@ pub struct Encoder<W: Write> {
     task_other: bool,
     /// The current task's TASK_OBJS came as a record kept from the source.
     objs_kept: bool,
-    /// The last event was a SIGNAL_TASK record kept from a one-pass decode.
-    after_sig_task: bool,
     /// Objrefs of OBJREF records kept from the source, with their object type.
     kept_refs: HashMap<u32, u32>,
     /// Object ids of the model's File and Pipe events so far.
@@ -158,6 +172,11 @@ impl<W: Write> Encoder<W> {
             more_threads: Vec::new(),
             leader_sig: (0, None),
             sig_override: Vec::new(),
+            signal_recs: Vec::new(),
+            after_signal: false,
+            after_signal_objref: false,
+            held_sigpending: None,
+            after_sig_task: false,
             creds_done: false,
             cred_ref: 0,
             userns_ref: 0,
@@ -170,7 +189,6 @@ impl<W: Write> Encoder<W> {
             pipe_wait: None,
             task_other: false,
             objs_kept: false,
-            after_sig_task: false,
             kept_refs: HashMap::new(),
             model_ids: HashSet::new(),
             threaded: Vec::new(),
@@ -495,7 +513,18 @@ impl<W: Write> EventSink for Encoder<W> {
                 self.container()?;
             }
         }
+        if let Some(p) = self.held_sigpending.take() {
+            let with_task = matches!(ev, Event::Unknown(u)
+                if u.revision == Revision::CkptV21 && u.type_code == code("SIGNAL_TASK"));
+            if with_task {
+                self.sig_override.push((code("SIGPENDING"), p));
+            } else {
+                self.raw(code("SIGPENDING"), &p)?;
+            }
+        }
+        let after_signal = std::mem::take(&mut self.after_signal);
         let after_sig_task = std::mem::take(&mut self.after_sig_task);
+        let after_signal_objref = std::mem::take(&mut self.after_signal_objref);
         let mm_part = matches!(
             ev,
             Event::Vma(_) | Event::Pages(_) | Event::ZeroPages(_) | Event::VmaEnd
@@ -632,8 +661,30 @@ impl<W: Write> EventSink for Encoder<W> {
                     self.after_sig_task = true;
                     return Ok(());
                 }
+                if u.type_code == code("SIGPENDING") && live && after_signal {
+                    self.signal_recs.push((u.type_code, u.payload.to_vec()));
+                    return Ok(());
+                }
                 if u.type_code == code("SIGPENDING") && live && after_sig_task {
+                    // Images of issue 20: the private set after SIGNAL_TASK.
                     self.sig_override.push((u.type_code, u.payload.to_vec()));
+                    return Ok(());
+                }
+                if u.type_code == code("SIGPENDING") && live {
+                    // The kernel's order: the private set before SIGNAL_TASK.
+                    self.held_sigpending = Some(u.payload.to_vec());
+                    return Ok(());
+                }
+                if u.type_code == code("SIGNAL")
+                    && live
+                    && self.signal_ref == 0
+                    && !after_signal_objref
+                {
+                    // A signal object kept as records (itimers, a tty, queued
+                    // signals): written after TASK_OBJS, named by it.
+                    self.signal_ref = self.internal();
+                    self.signal_recs.push((u.type_code, u.payload.to_vec()));
+                    self.after_signal = true;
                     return Ok(());
                 }
                 // A zombie's task section is never closed with our own
@@ -653,6 +704,7 @@ impl<W: Write> EventSink for Encoder<W> {
                         ))?;
                     }
                     self.kept_refs.insert(r, ty);
+                    self.after_signal_objref = ty == T.obj_code("SIGNAL");
                 }
                 self.raw(u.type_code, &u.payload)
             }

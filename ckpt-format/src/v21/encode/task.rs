@@ -37,6 +37,7 @@ impl<W: Write> Encoder<W> {
         self.objs_kept = false;
         self.leader_sig = (0, None);
         self.sig_override.clear();
+        self.signal_recs.clear();
         self.creds_done = false;
         self.cred_ref = 0;
         self.fs_ref = 0;
@@ -444,14 +445,14 @@ impl<W: Write> Encoder<W> {
         self.creds()
     }
 
-    /// SIGNAL_TASK and the thread's private SIGPENDING (`sigpending`, 0
-    /// when unknown).
+    /// The thread's private SIGPENDING (`sigpending`, 0 when unknown), then
+    /// SIGNAL_TASK (the kernel's `checkpoint_task_signal` order).
     pub(super) fn signal_task(&mut self, (mask, pending): (u64, Option<u64>)) -> Result<()> {
+        self.sigpending(pending.unwrap_or(0))?;
         let st = T.st("SIGNAL_TASK");
         let mut b = st.zeroed();
         st.put(&mut b, "blocked", mask);
-        self.rec("SIGNAL_TASK", b)?;
-        self.sigpending(pending.unwrap_or(0))
+        self.rec("SIGNAL_TASK", b)
     }
 
     /// A SIGPENDING with no queued siginfo.
@@ -526,7 +527,6 @@ impl<W: Write> Encoder<W> {
             ))?;
         }
         self.signal_ref = self.internal();
-        self.objref("SIGNAL", self.signal_ref)?;
         let st = T.st("SIGNAL");
         let mut b = st.zeroed();
         for (i, l) in r.iter().take(16).enumerate() {
@@ -534,9 +534,14 @@ impl<W: Write> Encoder<W> {
             b[o..o + 8].copy_from_slice(&l.cur.to_le_bytes());
             b[o + 8..o + 16].copy_from_slice(&l.max.to_le_bytes());
         }
-        self.rec("SIGNAL", b)?;
-        // The shared pending signals: none (the model keeps pending signals per thread).
-        self.sigpending(0)
+        // Written after TASK_OBJS (end_task), then the shared pending set.
+        st.put(&mut b, "h.type", code("SIGNAL") as u64);
+        st.put(&mut b, "h.len", st.size as u64);
+        self.signal_recs.push((code("SIGNAL"), b[8..].to_vec()));
+        let sp = T.st("SIGPENDING");
+        self.signal_recs
+            .push((code("SIGPENDING"), sp.zeroed()[8..].to_vec()));
+        Ok(())
     }
 
     pub(super) fn end_task(&mut self) -> Result<()> {
@@ -552,8 +557,15 @@ impl<W: Write> Encoder<W> {
             self.table()?;
             let b = self.task_objs_record()?;
             self.rec("TASK_OBJS", b.clone())?;
+            for (c, p) in std::mem::take(&mut self.signal_recs) {
+                self.raw(c, &p)?;
+            }
             if !self.sig_override.is_empty() {
-                for (c, p) in std::mem::take(&mut self.sig_override) {
+                // The private SIGPENDING first, then SIGNAL_TASK (the
+                // kernel's order, whichever order the source had).
+                let mut recs = std::mem::take(&mut self.sig_override);
+                recs.sort_by_key(|(c, _)| *c != code("SIGPENDING"));
+                for (c, p) in recs {
                     self.raw(c, &p)?;
                 }
             } else {
