@@ -97,6 +97,10 @@ pub fn make_timerfd(
         it_interval: ts(interval)?,
         it_value: ts(value)?,
     };
+    // A periodic timer caught between an expiration and its re-arming shows no time
+    // left (the expiration is counted in `ticks`): the next one is a period away.
+    let value = if value == (0, 0) { interval } else { value };
+    its.it_value = ts(value)?;
     let armed = value != (0, 0);
     if armed {
         if settime_flags & TFD_TIMER_ABSTIME != 0 {
