@@ -240,7 +240,9 @@ fn multi_threaded_program() {
                 f.xfeatures
             );
             assert_ne!(th.regs.fs_base, 0, "glibc threads have a TLS base");
-            assert!(th.extras.u64("clear_child_tid").is_some());
+            assert!(th.records.clear_child_tid.is_some());
+            assert!(th.records.rseq.is_some(), "glibc registers rseq");
+            assert!(th.extras.is_empty(), "{:?}", th.extras);
         }
     }
     // Every worker keeps making progress afterwards.
@@ -583,8 +585,8 @@ fn signal_actions_mask_altstack_limits_and_fs() {
         })
         .unwrap();
     assert_eq!(th.sigmask, 1 << (libc::SIGHUP - 1));
-    assert_eq!(th.extras.u64("sigaltstack_sp"), Some(alt));
-    assert_eq!(th.extras.u64("sigaltstack_size"), Some(altsize));
+    let ss = th.records.sigaltstack.expect("sigaltstack record");
+    assert_eq!((ss.sp, ss.size), (alt, altsize));
     assert_eq!(
         th.regs.orig_rax,
         libc::SYS_pause as u64,
@@ -639,8 +641,8 @@ fn signal_actions_mask_altstack_limits_and_fs() {
     let me = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
     assert_eq!(task.creds.uid, [me; 4]);
     assert_eq!(
-        task.extras.u64("real_ppid"),
-        Some(std::process::id() as u64)
+        task.records.real_parent.map(|p| p.ppid),
+        Some(std::process::id() as i32)
     );
     // The handler still works after the capture (and the thread went back into pause()).
     assert!(Command::new("kill")

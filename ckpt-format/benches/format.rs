@@ -54,6 +54,7 @@ fn generate(path: &Path, chunks: u64, pages_per_chunk: u64) {
         pgoff: 0,
         kind: VmaKind::Anon,
         file: None,
+        records: Default::default(),
         extras: Extras::new(),
     }))
     .unwrap();

@@ -66,6 +66,7 @@ fn make_native(path: &std::path::Path, gib: f64) {
             pgoff: 0,
             kind: VmaKind::Anon,
             file: None,
+            records: Default::default(),
             extras: Extras::new(),
         }),
     ];

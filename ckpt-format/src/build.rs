@@ -179,6 +179,7 @@ impl ImageBuilder {
                 }),
                 tls: vec![0; 48],
                 sigmask: 1 << 9,
+                records: Default::default(),
                 extras: Extras::new(),
             }));
         }
@@ -211,6 +212,7 @@ impl ImageBuilder {
                 pgoff: 0,
                 kind: VmaKind::File,
                 file: Some(b"/usr/bin/example".to_vec()),
+                records: Default::default(),
                 extras: Extras::new(),
             },
             &[(0x40_1000, text)],
@@ -226,6 +228,7 @@ impl ImageBuilder {
                 pgoff: 0,
                 kind: VmaKind::Heap,
                 file: None,
+                records: Default::default(),
                 extras: Extras::new(),
             },
             &[
@@ -244,6 +247,7 @@ impl ImageBuilder {
                 pgoff: 0,
                 kind: VmaKind::Stack,
                 file: None,
+                records: Default::default(),
                 extras: Extras::new(),
             },
             &[(0x7ffc_0000_1000, page(0x5a))],
@@ -257,6 +261,7 @@ impl ImageBuilder {
                 pgoff: 0,
                 kind: VmaKind::Vdso,
                 file: None,
+                records: Default::default(),
                 extras: Extras::new(),
             },
             &[(0x7fff_f000_0000, page(0xcc))],
@@ -292,6 +297,7 @@ impl ImageBuilder {
             mode: 0o100644,
             pos: 1234,
             pipe: None,
+            records: Default::default(),
             extras: Extras::new(),
         }));
         b.push(Event::Fd(Fd {
@@ -312,6 +318,7 @@ impl ImageBuilder {
                 mode: 0o10600,
                 pos: 0,
                 pipe: Some(2),
+                records: Default::default(),
                 extras: Extras::new(),
             }));
         }

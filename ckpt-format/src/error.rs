@@ -250,10 +250,17 @@ impl fmt::Display for ErrorKind {
             BadMagic { found, expected } => {
                 write!(f, "bad magic: found {found:#018x}, expected {expected:#018x}")
             }
-            UnknownFeatures { found, known } => write!(
-                f,
-                "unknown feature flags: found {found:#x}, this reader knows only {known:#x}"
-            ),
+            UnknownFeatures { found, known } => {
+                let bits: Vec<String> = (0..64)
+                    .filter(|b| found >> b & 1 == 1)
+                    .map(|b| format!("bit {b}"))
+                    .collect();
+                write!(
+                    f,
+                    "unknown feature flags: found {found:#x} ({}; docs/FORMAT.md names them), this reader knows only {known:#x}",
+                    bits.join(", ")
+                )
+            }
             Misaligned { found } => write!(
                 f,
                 "misaligned record: found offset {found:#x}, expected a multiple of 8"

@@ -28,6 +28,8 @@ pub trait Input {
     fn at_eof(&mut self) -> Result<bool>;
     /// Count the bytes that remain, consuming them (used for trailing-data errors).
     fn drain(&mut self) -> Result<u64>;
+    /// The next byte without consuming it; `None` at the end of input.
+    fn peek_byte(&mut self) -> Result<Option<u8>>;
 }
 
 fn too_large(offset: u64, n: u64) -> Error {
@@ -105,6 +107,9 @@ impl Input for SliceInput<'_> {
         let n = (self.data.len() - self.pos) as u64;
         self.pos = self.data.len();
         Ok(n)
+    }
+    fn peek_byte(&mut self) -> Result<Option<u8>> {
+        Ok(self.data.get(self.pos).copied())
     }
 }
 
@@ -210,6 +215,12 @@ impl<R: Read> Input for StreamInput<R> {
                 Err(e) => return Err(Error::io(self.pos, &e)),
             }
         }
+    }
+    fn peek_byte(&mut self) -> Result<Option<u8>> {
+        if self.at_eof()? {
+            return Ok(None);
+        }
+        Ok(self.peeked)
     }
     fn drain(&mut self) -> Result<u64> {
         let mut n = self.peeked.take().map_or(0, |_| 1);

@@ -184,7 +184,7 @@ fn no_codec_imports_convert() {
         "native",
         "crv5",
         "v21",
-        "model.rs",
+        "model",
         "legacy.rs",
         "stream.rs",
         "layout",

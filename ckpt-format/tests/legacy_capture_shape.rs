@@ -56,6 +56,7 @@ fn thread(tid: i32, rip: u64, sigmask: u64) -> Thread {
         // As ckpt-capture records it: three empty GDT TLS slots.
         tls: ckpt_format::layout::derive::empty_tls(),
         sigmask,
+        records: Default::default(),
         extras: x,
     }
 }
@@ -95,6 +96,7 @@ fn capture_like(tool: &str) -> ImageBuilder {
             gid: [1000, 1000, 1000, 1000],
             groups: vec![4, 24, 27, 1000],
         },
+        records: Default::default(),
         extras: tx,
     }));
     b.push(Event::Thread(thread(100, 0x401000, 0)));
@@ -126,6 +128,7 @@ fn capture_like(tool: &str) -> ImageBuilder {
             pgoff: 0,
             kind: VmaKind::File,
             file: Some(b"/usr/bin/server".to_vec()),
+            records: Default::default(),
             extras: Extras::new(),
         },
         &[(0x400000, page(1)), (0x401000, page(2))],
@@ -139,6 +142,7 @@ fn capture_like(tool: &str) -> ImageBuilder {
             pgoff: 0,
             kind: VmaKind::Heap,
             file: None,
+            records: Default::default(),
             extras: Extras::new(),
         },
         &[(0x602000, page(3)), (0x603000, vec![0; 4096])],
@@ -152,6 +156,7 @@ fn capture_like(tool: &str) -> ImageBuilder {
             pgoff: 0,
             kind: VmaKind::Stack,
             file: None,
+            records: Default::default(),
             extras: Extras::new(),
         },
         &[(0x7ffd_0000_0000, page(4))],
@@ -202,6 +207,7 @@ fn capture_like(tool: &str) -> ImageBuilder {
         mode,
         pos: 0,
         pipe,
+        records: Default::default(),
         extras: Extras::new(),
     };
     let fd = |fd, file, cloexec| Event::Fd(Fd { fd, cloexec, file });
@@ -257,6 +263,10 @@ fn capture_like(tool: &str) -> ImageBuilder {
     )));
     b.push(fd(6, 6, false));
     b.tail();
+    // Capture writes typed records (the keys above are those of older images).
+    for ev in &mut b.events {
+        ckpt_format::model::records::adopt::event(ev).unwrap();
+    }
     b
 }
 
@@ -449,13 +459,19 @@ fn what_v21_cannot_hold_is_refused_precisely() {
         match e {
             Event::Header(h) => h.extras.set_u64("root_pid", 100),
             Event::Task(t) => {
-                t.extras.set_u64("real_ppid", 1);
-                t.extras.set_u64("cap_amb", 4);
+                t.records.real_parent = Some(ckpt_format::RealParent { ppid: 1 });
+                t.records.caps.as_mut().expect("capture-like caps").amb = 4;
             }
             Event::Fs(f) => f.umask = 0o022,
             Event::Vma(v) if v.kind == VmaKind::File => v.extras.set_u64("ino", 1234),
             Event::File(f) if f.id == 6 => f.extras.set_u64("mnt_id", 25),
-            Event::Thread(t) if t.tid == 101 => t.extras.set_u64("sigaltstack_sp", 0x7000),
+            Event::Thread(t) if t.tid == 101 => {
+                t.records
+                    .sigaltstack
+                    .as_mut()
+                    .expect("capture-like sigaltstack")
+                    .sp = 0x7000
+            }
             _ => {}
         }
     }

@@ -174,6 +174,7 @@ fn ours_v21() -> Vec<u8> {
             pgoff: 0,
             kind: VmaKind::File,
             file: Some(b"/usr/bin/pipe-demo".to_vec()),
+            records: Default::default(),
             extras: Extras::new(),
         }),
     );
@@ -192,6 +193,7 @@ fn ours_v21() -> Vec<u8> {
             pgoff: 0,
             kind: VmaKind::Vdso,
             file: None,
+            records: Default::default(),
             extras: Extras::new(),
         }),
     );

@@ -108,6 +108,7 @@ pub fn v21_events() -> Vec<Event<'static>> {
             // Three empty GDT TLS slots, as ckpt-capture records them.
             tls: ckpt_format::layout::derive::empty_tls(),
             sigmask: 0,
+            records: Default::default(),
             extras: Extras::new(),
         }),
         Event::Mm(mm),
@@ -119,6 +120,7 @@ pub fn v21_events() -> Vec<Event<'static>> {
             pgoff: 0,
             kind: VmaKind::File,
             file: Some(b"/bin/sleeper".to_vec()),
+            records: Default::default(),
             extras: Extras::new(),
         }),
         Event::VmaEnd,
@@ -130,6 +132,7 @@ pub fn v21_events() -> Vec<Event<'static>> {
             pgoff: 0,
             kind: VmaKind::Heap,
             file: None,
+            records: Default::default(),
             extras: Extras::new(),
         }),
         Event::Pages(PageChunk {
@@ -145,6 +148,7 @@ pub fn v21_events() -> Vec<Event<'static>> {
             pgoff: 0,
             kind: VmaKind::Stack,
             file: None,
+            records: Default::default(),
             extras: Extras::new(),
         }),
         Event::Pages(PageChunk {
@@ -164,6 +168,7 @@ pub fn v21_events() -> Vec<Event<'static>> {
             mode: 0x1d,
             pos: 0,
             pipe: Some(7),
+            records: Default::default(),
             extras: Extras::new(),
         }),
         Event::Fd(Fd {
@@ -179,6 +184,7 @@ pub fn v21_events() -> Vec<Event<'static>> {
             mode: 0x1e,
             pos: 0,
             pipe: Some(7),
+            records: Default::default(),
             extras: Extras::new(),
         }),
         Event::Fd(Fd {
@@ -194,6 +200,7 @@ pub fn v21_events() -> Vec<Event<'static>> {
             mode: 0x1f,
             pos: 1234,
             pipe: None,
+            records: Default::default(),
             extras: Extras::new(),
         }),
         Event::Fd(Fd {

@@ -740,6 +740,7 @@ fn addresses_are_stored_as_runs_and_read_back_as_lists() {
             pgoff: 0,
             kind: VmaKind::Anon,
             file: None,
+            records: Default::default(),
             extras: Extras::new(),
         },
         &pages,

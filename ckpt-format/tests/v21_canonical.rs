@@ -171,6 +171,7 @@ fn anon_vma(start: u64) -> [Event<'static>; 2] {
             pgoff: 0,
             kind: VmaKind::Anon,
             file: None,
+            records: Default::default(),
             extras: Extras::new(),
         }),
         Event::VmaEnd,
@@ -186,6 +187,7 @@ fn file(id: u32, path: &[u8]) -> Event<'static> {
         mode: 0o100644,
         pos: 0,
         pipe: None,
+        records: Default::default(),
         extras: Extras::new(),
     })
 }
@@ -199,6 +201,7 @@ fn pipe_end(id: u32, pipe: u32, flags: u32) -> Event<'static> {
         mode: 0o10600,
         pos: 0,
         pipe: Some(pipe),
+        records: Default::default(),
         extras: Extras::new(),
     })
 }

@@ -56,6 +56,7 @@ fn write_image(path: &Path, gib: u64) -> ckpt_format::Result<()> {
         pgoff: 0,
         kind: VmaKind::Anon,
         file: None,
+        records: Default::default(),
         extras: Default::default(),
     }))?;
     let mut data = Vec::with_capacity((CHUNK * 4096) as usize);

@@ -79,6 +79,7 @@ fn main() -> Result<()> {
         pgoff: 0,
         kind: VmaKind::Anon,
         file: None,
+        records: Default::default(),
         extras: Extras::new(),
     }))?;
     let mut data = vec![0x5au8; (chunk * ps) as usize];

@@ -282,15 +282,12 @@ fn note(out: &mut Vec<u8>, name: &[u8], ty: u32, desc: &[u8]) {
 }
 
 /// The parent pid to show: `Task.ppid`, or for the root task of a capture
-/// (whose `ppid` is 0) the real parent kept in the `real_ppid` extra.
+/// (whose `ppid` is 0) the real parent kept in its [`ckpt_format::RealParent`] record.
 pub fn parent_pid(task: &Task) -> i32 {
     if task.ppid != 0 {
         return task.ppid;
     }
-    task.extras
-        .u64("real_ppid")
-        .and_then(|p| i32::try_from(p).ok())
-        .unwrap_or(0)
+    task.records.real_parent.map_or(0, |p| p.ppid)
 }
 
 /// x86-64 `struct elf_prstatus` for one thread.

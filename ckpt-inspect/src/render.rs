@@ -95,6 +95,11 @@ pub fn show_text(s: &Summary, error: Option<&ckpt_format::Error>) -> String {
             ]);
         }
         tb.render(2, &mut o);
+        let rs: Vec<_> = s.objects.iter().flat_map(|ob| ob.records.clone()).collect();
+        if !rs.is_empty() {
+            let _ = writeln!(o, "\nObject records");
+            records(&rs, 2, &mut o);
+        }
     }
     if s.unknown_records > 0 {
         let _ = writeln!(
@@ -377,6 +382,24 @@ fn task(t: &TaskSummary, o: &mut String) {
         }
         tb.render(4, o);
     }
+    if !t.records.is_empty() {
+        let _ = writeln!(o, "  Records");
+        records(&t.records, 4, o);
+    }
+}
+
+/// Typed records as a table: owner, record, fields (`name=value ...`).
+fn records(rs: &[crate::summary::RecordSummary], indent: usize, o: &mut String) {
+    let mut tb = Table::new(&[
+        ("OWNER", Align::Left),
+        ("RECORD", Align::Left),
+        ("FIELDS", Align::Left),
+    ]);
+    for r in rs {
+        let f: Vec<String> = r.fields.iter().map(|[k, v]| format!("{k}={v}")).collect();
+        tb.row(vec![r.owner.clone(), r.record.clone(), f.join(" ")]);
+    }
+    tb.render(indent, o);
 }
 
 /// `show --json`: the summary, plus `valid` and `error`.

@@ -126,6 +126,37 @@ pub struct TaskSummary {
     /// separated by NUL), when the image holds them (text output only).
     #[serde(skip)]
     pub cmdline: Option<Vec<u8>>,
+    /// Typed records of the task, its threads and its VMAs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<RecordSummary>,
+}
+
+/// One typed record (docs/MODEL.md "Typed records"): its owner, name and fields.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RecordSummary {
+    /// `task`, `thread TID`, `vma START` or `file ID`.
+    pub owner: String,
+    /// The record's name (`rseq`, `capabilities` ...).
+    pub record: String,
+    /// Its fields, formatted, in order.
+    pub fields: Vec<[String; 2]>,
+}
+
+/// Summaries of rendered records, owned by `owner`.
+pub fn record_summaries(
+    owner: &str,
+    r: Vec<ckpt_format::model::records::Rendered>,
+) -> Vec<RecordSummary> {
+    r.into_iter()
+        .map(|(name, fields)| RecordSummary {
+            owner: owner.to_string(),
+            record: name.to_string(),
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| [k.to_string(), v])
+                .collect(),
+        })
+        .collect()
 }
 
 /// One thread.
@@ -251,6 +282,9 @@ pub struct ObjectSummary {
     pub buffered: Option<u64>,
     /// Every fd referring to it (for a pipe: through either end).
     pub referred_by: Vec<Referrer>,
+    /// Typed records of the object.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<RecordSummary>,
 }
 
 #[derive(Clone, Debug)]
@@ -338,11 +372,16 @@ impl Summariser {
                     exit_code: t.exit_code,
                     uid: t.creds.uid,
                     gid: t.creds.gid,
+                    records: record_summaries("task", t.records.rendered()),
                     ..TaskSummary::default()
                 })
             }
             Event::Thread(th) => {
                 if let Some(t) = s.tasks.last_mut() {
+                    t.records.extend(record_summaries(
+                        &format!("thread {}", th.tid),
+                        th.records.rendered(),
+                    ));
                     t.threads.push(ThreadSummary {
                         tid: th.tid,
                         regs: RegsReport(th.regs),
@@ -380,6 +419,10 @@ impl Summariser {
             Event::Vma(v) => {
                 self.in_vma = true;
                 if let Some(t) = s.tasks.last_mut() {
+                    t.records.extend(record_summaries(
+                        &format!("vma {:#x}", v.start),
+                        v.records.rendered(),
+                    ));
                     t.vmas.push(VmaSummary {
                         start: v.start,
                         end: v.end,
@@ -465,7 +508,7 @@ impl Summariser {
                     flags: f.flags,
                     pos: f.pos,
                     pipe: f.pipe,
-                    unsupported: f.extras.u64("unsupported").unwrap_or(0) != 0,
+                    unsupported: f.records.unsupported.is_some(),
                 };
                 self.obj_index.insert(f.id, s.objects.len());
                 s.objects.push(ObjectSummary {
@@ -474,6 +517,7 @@ impl Summariser {
                     kind: Some(f.kind.name().into()),
                     path: Some(info.path.clone()),
                     pipe: f.pipe,
+                    records: record_summaries(&format!("file {}", f.id), f.records.rendered()),
                     ..ObjectSummary::default()
                 });
                 self.files.insert(f.id, info);

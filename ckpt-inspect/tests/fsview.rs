@@ -94,6 +94,16 @@ fn fixture_images() -> Vec<PathBuf> {
     v
 }
 
+/// Every event of an image, owned.
+fn events_of(b: &[u8]) -> Vec<ckpt_format::Event<'static>> {
+    let mut src = open_slice(b).unwrap();
+    let mut v = Vec::new();
+    while let Some(e) = src.next_event().unwrap() {
+        v.push(e.into_owned());
+    }
+    v
+}
+
 #[test]
 fn round_trip_every_sample_and_fixture() {
     let mut n = 0;
@@ -117,11 +127,15 @@ fn round_trip_every_sample_and_fixture() {
             continue; // fixtures of broken images are for error tests
         }
         let t = scratch();
-        assert!(
-            round_trip_in(&bytes, t.path()) == bytes,
-            "{}: not byte-identical",
-            p.display()
-        );
+        let back = round_trip_in(&bytes, t.path());
+        if p.to_string_lossy().contains("before-records") {
+            // An image written before typed records: implode writes today's encoding
+            // (typed records instead of extras keys), with the same events.
+            assert_ne!(back, bytes, "{}: re-encoded as it was", p.display());
+            assert_eq!(events_of(&back), events_of(&bytes), "{}", p.display());
+            continue;
+        }
+        assert!(back == bytes, "{}: not byte-identical", p.display());
     }
 }
 

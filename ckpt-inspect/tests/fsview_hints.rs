@@ -58,6 +58,7 @@ fn image() -> Vec<u8> {
                 pgoff: 0,
                 kind: VmaKind::Anon,
                 file: None,
+                records: Default::default(),
                 extras: Default::default(),
             })
         };

@@ -156,3 +156,50 @@ fn golden_outputs_file_and_pipe() {
         failures.join("\n")
     );
 }
+
+/// An image written before typed records (fixtures/images/native-1/captured-before-records.img,
+/// captured by the previous release) shows what it showed then, line for line
+/// (`captured-before-records.show-before.txt`, written by that release's `show`),
+/// plus its typed records: the `Records` section of its task and the `Object records`.
+#[test]
+fn an_image_from_before_typed_records_shows_the_same() {
+    let dir = root().join("fixtures");
+    let img = dir.join("images/native-1/captured-before-records.img");
+    let before = std::fs::read_to_string(
+        dir.join("expected/native-1/captured-before-records.show-before.txt"),
+    )
+    .unwrap();
+    let (code, out, err) = run_file(&["show"], &img);
+    assert_eq!(code, 0, "{err}");
+    let now = String::from_utf8(out).unwrap();
+    // Drop the two sections typed records added: `  Records` (its lines are indented
+    // by 4) and `Object records` after a blank line (its lines indented by 2).
+    let mut kept: Vec<&str> = Vec::new();
+    let mut body: Option<&str> = None;
+    let mut added = 0;
+    for line in now.lines() {
+        if let Some(indent) = body {
+            if line.starts_with(indent) {
+                continue;
+            }
+            body = None;
+        }
+        match line {
+            "  Records" => body = Some("    "),
+            "Object records" => {
+                assert_eq!(kept.pop(), Some(""));
+                body = Some("  ");
+            }
+            _ => {
+                kept.push(line);
+                continue;
+            }
+        }
+        added += 1;
+    }
+    assert_eq!(added, 2, "{now}");
+    let kept = kept.join("\n") + "\n";
+    assert_eq!(kept, before);
+    assert!(now.contains("rseq             ptr="), "{now}");
+    assert!(now.contains("shared_pending   queue=[35/-1"), "{now}");
+}

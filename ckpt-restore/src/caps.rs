@@ -1,7 +1,9 @@
-//! Capability sets: the image's (Task extras `cap_inh`, `cap_prm`, `cap_eff`, `cap_bnd`,
-//! `cap_amb`) against the caller's, and what a restore may give.
+//! Capability sets: the image's (the Task's [`Capabilities`] record) against the
+//! caller's, and what a restore may give.
+//!
+//! [`Capabilities`]: ckpt_format::Capabilities
 
-use ckpt_format::Extras;
+use ckpt_format::Task;
 
 /// `CAP_SETPCAP`: needed in the effective set to drop from the bounding set.
 pub const CAP_SETPCAP: u32 = 8;
@@ -22,14 +24,15 @@ pub struct Caps {
 }
 
 impl Caps {
-    /// The image's sets, when all five are recorded (legacy images have none).
-    pub fn of_image(x: &Extras) -> Option<Caps> {
+    /// The image's sets, when recorded (legacy images have none).
+    pub fn of_image(t: &Task) -> Option<Caps> {
+        let c = t.records.caps.as_ref()?;
         Some(Caps {
-            inh: x.u64("cap_inh")?,
-            prm: x.u64("cap_prm")?,
-            eff: x.u64("cap_eff")?,
-            bnd: x.u64("cap_bnd")?,
-            amb: x.u64("cap_amb")?,
+            inh: c.inh,
+            prm: c.prm,
+            eff: c.eff,
+            bnd: c.bnd,
+            amb: c.amb,
         })
     }
 

@@ -97,26 +97,22 @@ pub fn compat(plan: &Plan, image: &[u8]) -> Vec<String> {
     }
     // Pending signals: well-formed queues only.
     for t in &plan.tasks {
-        if let Err(e) = signals::queue(&t.task.extras, "siginfo_shared") {
+        if let Err(e) = signals::queue(signals::shared_queue(&t.task), "shared_pending") {
             out.push(format!("task {}: {e}", t.task.pid));
         }
         for th in &t.threads {
-            if let Err(e) = signals::queue(&th.extras, "siginfo_pending") {
+            if let Err(e) = signals::queue(signals::thread_queue(th), "pending_signals") {
                 out.push(format!("thread {}: {e}", th.tid));
             }
         }
     }
     // Capabilities: never more than the caller has.
-    if plan
-        .tasks
-        .iter()
-        .any(|t| Caps::of_image(&t.task.extras).is_some())
-    {
+    if plan.tasks.iter().any(|t| Caps::of_image(&t.task).is_some()) {
         match Caps::own() {
             Err(e) => out.push(e),
             Ok(ours) => {
                 for t in &plan.tasks {
-                    if let Some(c) = Caps::of_image(&t.task.extras) {
+                    if let Some(c) = Caps::of_image(&t.task) {
                         for m in c.refusals(&ours) {
                             out.push(format!("task {}: {m}", t.task.pid));
                         }
@@ -421,7 +417,7 @@ pub fn files_present(plan: &Plan, root: &std::path::Path) -> Vec<String> {
                 need(
                     format!("pid {pid}: mapped file"),
                     f,
-                    v.vma.extras.u64("ino"),
+                    v.vma.records.identity.map(|i| i.ino),
                     &mut out,
                 );
             }

@@ -462,7 +462,7 @@ impl Plan {
             let left = &mut self.left_out;
             t.fds.retain(|fd| {
                 let f = &files[&fd.file];
-                if f.extras.u64("unsupported").unwrap_or(0) == 0 {
+                if f.records.unsupported.is_none() {
                     return true;
                 }
                 left.push(format!(

@@ -1,11 +1,14 @@
-//! Pending signals recorded by the capture: the `siginfo_pending` extra of a Thread (its
-//! own queue) and the `siginfo_shared` extra of a Task (the process-wide queue), each a
-//! sequence of 128-byte x86-64 `siginfo_t` in queue order (docs/MODEL.md).
+//! Pending signals recorded by the capture: a Thread's [`PendingSignals`] record (its own
+//! queue) and a Task's [`SharedPending`] record (the process-wide queue), each a sequence
+//! of 128-byte x86-64 `siginfo_t` in queue order (docs/MODEL.md).
+//!
+//! [`PendingSignals`]: ckpt_format::PendingSignals
+//! [`SharedPending`]: ckpt_format::SharedPending
 
-use ckpt_format::{Extra, Extras};
+use ckpt_format::SigInfo;
 
 /// Size of one recorded `siginfo_t`.
-pub const SIGINFO_SIZE: usize = 128;
+pub const SIGINFO_SIZE: usize = SigInfo::LEN;
 
 /// One pending signal: its number and its full `siginfo_t`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,30 +19,26 @@ pub struct Pending<'a> {
     pub info: &'a [u8],
 }
 
-/// The pending signals stored under `key` in `x` (none when absent). Refuses a value that
-/// is not bytes, a length that is not a multiple of 128, a signal number outside 1..=64,
-/// and `SIGKILL` (a process being killed cannot be restored).
-pub fn queue<'a>(x: &'a Extras, key: &str) -> Result<Vec<Pending<'a>>, String> {
-    let b = match x.0.get(key) {
-        None => return Ok(Vec::new()),
-        Some(Extra::Bytes(b)) => b.as_slice(),
-        Some(Extra::U64(_)) => return Err(format!("{key}: an integer where siginfo bytes belong")),
-    };
-    if b.len() % SIGINFO_SIZE != 0 {
-        return Err(format!(
-            "{key}: {} bytes is not a whole number of {SIGINFO_SIZE}-byte siginfos",
-            b.len()
-        ));
-    }
-    let mut out = Vec::with_capacity(b.len() / SIGINFO_SIZE);
-    for (i, info) in b.chunks_exact(SIGINFO_SIZE).enumerate() {
-        let sig = i32::from_le_bytes([info[0], info[1], info[2], info[3]]);
+/// The pending signals of queue `q` (named `what` in errors). Refuses an entry that is
+/// not 128 bytes, a signal number outside 1..=64, and `SIGKILL` (a process being killed
+/// cannot be restored).
+pub fn queue<'a>(q: &'a [SigInfo], what: &str) -> Result<Vec<Pending<'a>>, String> {
+    let mut out = Vec::with_capacity(q.len());
+    for (i, s) in q.iter().enumerate() {
+        let info = s.0.as_slice();
+        if info.len() != SIGINFO_SIZE {
+            return Err(format!(
+                "{what}: entry {i} is {} bytes, not a {SIGINFO_SIZE}-byte siginfo",
+                info.len()
+            ));
+        }
+        let sig = s.signo();
         if !(1..=64).contains(&sig) {
-            return Err(format!("{key}: entry {i} has signal number {sig}"));
+            return Err(format!("{what}: entry {i} has signal number {sig}"));
         }
         if sig == libc::SIGKILL {
             return Err(format!(
-                "{key}: entry {i} is a pending SIGKILL (the process was being killed)"
+                "{what}: entry {i} is a pending SIGKILL (the process was being killed)"
             ));
         }
         out.push(Pending { sig, info });
@@ -47,44 +46,52 @@ pub fn queue<'a>(x: &'a Extras, key: &str) -> Result<Vec<Pending<'a>>, String> {
     Ok(out)
 }
 
+/// The thread-directed queue of `th` (empty when none was recorded).
+pub fn thread_queue(th: &ckpt_format::Thread) -> &[SigInfo] {
+    th.records
+        .pending
+        .as_ref()
+        .map_or(&[], |p| p.queue.as_slice())
+}
+
+/// The process-wide queue of `t` (empty when none was recorded).
+pub fn shared_queue(t: &ckpt_format::Task) -> &[SigInfo] {
+    t.records
+        .shared_pending
+        .as_ref()
+        .map_or(&[], |p| p.queue.as_slice())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn info(sig: i32, val: i32) -> Vec<u8> {
+    fn info(sig: i32, val: i32) -> SigInfo {
         let mut b = vec![0u8; SIGINFO_SIZE];
         b[..4].copy_from_slice(&sig.to_le_bytes());
         b[8..12].copy_from_slice(&(-1i32).to_le_bytes());
         b[24..28].copy_from_slice(&val.to_le_bytes());
-        b
+        SigInfo(b)
     }
 
     #[test]
     fn parses_in_order_and_refuses_bad_values() {
-        let mut x = Extras::new();
-        assert_eq!(queue(&x, "siginfo_pending").unwrap(), vec![]);
-        let mut b = info(35, 1);
-        b.extend(info(10, 2));
-        x.set_bytes("siginfo_pending", &b);
-        let q = queue(&x, "siginfo_pending").unwrap();
-        assert_eq!(q.iter().map(|p| p.sig).collect::<Vec<_>>(), vec![35, 10]);
-        assert_eq!(q[1].info, &b[128..]);
+        assert_eq!(queue(&[], "pending_signals").unwrap(), vec![]);
+        let q = vec![info(35, 1), info(10, 2)];
+        let p = queue(&q, "pending_signals").unwrap();
+        assert_eq!(p.iter().map(|p| p.sig).collect::<Vec<_>>(), vec![35, 10]);
+        assert_eq!(p[1].info, q[1].0.as_slice());
 
-        x.set_bytes("siginfo_pending", &b[..200]);
-        assert!(queue(&x, "siginfo_pending")
+        let torn = vec![SigInfo(vec![0u8; 72])];
+        assert!(queue(&torn, "pending_signals")
             .unwrap_err()
-            .contains("200 bytes"));
-        x.set_bytes("siginfo_pending", &info(65, 0));
-        assert!(queue(&x, "siginfo_pending")
+            .contains("72 bytes"));
+        assert!(queue(&[info(65, 0)], "pending_signals")
             .unwrap_err()
             .contains("signal number 65"));
-        x.set_bytes("siginfo_pending", &info(0, 0));
-        assert!(queue(&x, "siginfo_pending").is_err());
-        x.set_bytes("siginfo_pending", &info(libc::SIGKILL, 0));
-        assert!(queue(&x, "siginfo_pending")
+        assert!(queue(&[info(0, 0)], "pending_signals").is_err());
+        assert!(queue(&[info(libc::SIGKILL, 0)], "shared_pending")
             .unwrap_err()
-            .contains("SIGKILL"));
-        x.set_u64("siginfo_shared", 3);
-        assert!(queue(&x, "siginfo_shared").is_err());
+            .contains("shared_pending: entry 0 is a pending SIGKILL"));
     }
 }

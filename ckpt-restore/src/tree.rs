@@ -97,7 +97,13 @@ pub fn plan_tree(tasks: &[TaskPlan], ours: (i32, i32)) -> Result<TreePlan, Strin
             }
         }
         if parent.is_none() {
-            if let Some(sig) = t.task.extras.u64("pdeath_signal").filter(|&s| s != 0) {
+            if let Some(sig) = t
+                .task
+                .records
+                .pdeath_signal
+                .map(|p| p.sig)
+                .filter(|&s| s != 0)
+            {
                 return Err(format!(
                     "pid {pid} has parent-death signal {sig} (PR_SET_PDEATHSIG) but its parent is not in the image: ckpt-restore, its parent once restored, exits at once and the signal would fire"
                 ));

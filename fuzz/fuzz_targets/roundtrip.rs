@@ -38,6 +38,15 @@ struct TaskD {
     files: Vec<(u8, u64, Vec<u8>, bool)>,
     sig: Option<Vec<(u64, u64)>>,
     extra: Option<(String, Vec<u8>)>,
+    caps: Option<[u64; 5]>,
+    security: Option<(u64, u64)>,
+    shared: Option<Vec<u8>>,
+    real_parent: Option<i32>,
+    pdeath: Option<u64>,
+    vma_identity: Option<(u64, u64, u64)>,
+    vm_flags: Option<Vec<u8>>,
+    file_identity: Option<(u64, u64, u64)>,
+    unsupported: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -48,6 +57,30 @@ struct ThreadD {
     fpu: Option<Vec<u8>>,
     tls: Vec<u8>,
     sigmask: u64,
+    rseq: Option<(u64, u32, u32)>,
+    robust: Option<(u64, u64)>,
+    alt: Option<(u64, u32, u64)>,
+    ctid: Option<u64>,
+    pending: Option<(u64, Vec<u8>)>,
+}
+
+/// A signal queue: one 128-byte siginfo per seed byte (at most 4).
+fn queue(seeds: &[u8]) -> Vec<SigInfo> {
+    seeds
+        .iter()
+        .take(4)
+        .map(|&s| {
+            let mut b = vec![s; SigInfo::LEN];
+            b[0] = s % 64 + 1;
+            SigInfo(b)
+        })
+        .collect()
+}
+
+/// An extras key that is not one of the keys typed records had before them
+/// (those are read back as typed records).
+fn free_key(k: &str) -> bool {
+    !ckpt_format::model::records::LEGACY_KEYS.contains(&k)
 }
 
 #[derive(Arbitrary, Debug)]
@@ -66,7 +99,7 @@ fn build(d: &Desc) -> ImageBuilder {
     h.time = d.time;
     h.flags = d.flags;
     h.kernel.release = d.release.clone();
-    if let Some((k, v)) = &d.header_extra {
+    if let Some((k, v)) = d.header_extra.as_ref().filter(|(k, _)| free_key(k)) {
         h.extras.set_u64(k, *v);
     }
     if let Some((records, bytes, stream_crc, path)) = &d.parent {
@@ -88,9 +121,25 @@ fn build(d: &Desc) -> ImageBuilder {
             state: t.state,
             ..Task::default()
         };
-        if let Some((k, v)) = &t.extra {
+        if let Some((k, v)) = t.extra.as_ref().filter(|(k, _)| free_key(k)) {
             task.extras.set_bytes(k, v);
         }
+        task.records = TaskRecords {
+            caps: t.caps.map(|c| Capabilities {
+                inh: c[0],
+                prm: c[1],
+                eff: c[2],
+                bnd: c[3],
+                amb: c[4],
+            }),
+            security: t.security.map(|(n, s)| Security {
+                no_new_privs: n,
+                seccomp_mode: s,
+            }),
+            shared_pending: t.shared.as_ref().map(|q| SharedPending { queue: queue(q) }),
+            real_parent: t.real_parent.map(|ppid| RealParent { ppid }),
+            pdeath_signal: t.pdeath.map(|sig| ParentDeathSignal { sig }),
+        };
         b.push(Event::Task(task));
         for (i, th) in t.threads.iter().take(3).enumerate() {
             b.push(Event::Thread(Thread {
@@ -108,6 +157,18 @@ fn build(d: &Desc) -> ImageBuilder {
                 }),
                 tls: th.tls.clone(),
                 sigmask: th.sigmask,
+                records: ThreadRecords {
+                    rseq: th.rseq.map(|(ptr, len, sig)| Rseq { ptr, len, sig }),
+                    robust_list: th.robust.map(|(head, len)| RobustList { head, len }),
+                    sigaltstack: th
+                        .alt
+                        .map(|(sp, flags, size)| SigAltStack { sp, flags, size }),
+                    clear_child_tid: th.ctid.map(|addr| ClearChildTid { addr }),
+                    pending: th.pending.as_ref().map(|(mask, q)| PendingSignals {
+                        mask: *mask,
+                        queue: queue(q),
+                    }),
+                },
                 extras: Extras::new(),
             }));
         }
@@ -150,6 +211,14 @@ fn build(d: &Desc) -> ImageBuilder {
                     VmaKind::Anon
                 },
                 file: v.file.clone(),
+                records: VmaRecords {
+                    identity: t.vma_identity.map(|(a, b, c)| MapIdentity {
+                        dev_major: a,
+                        dev_minor: b,
+                        ino: c,
+                    }),
+                    unknown_flags: t.vm_flags.clone().map(|names| UnknownVmFlags { names }),
+                },
                 extras: Extras::new(),
             };
             if d.parent.is_some() {
@@ -218,6 +287,14 @@ fn build(d: &Desc) -> ImageBuilder {
                 mode: 0o100644,
                 pos: *pos,
                 pipe: if is_pipe { pipe_id } else { None },
+                records: FileRecords {
+                    identity: t.file_identity.map(|(dev, ino, mnt_id)| FileIdentity {
+                        dev,
+                        ino,
+                        mnt_id,
+                    }),
+                    unsupported: t.unsupported.then_some(Unsupported),
+                },
                 extras: Extras::new(),
             }));
             b.push(Event::Fd(Fd {

@@ -14,7 +14,7 @@ pub(super) fn read_trim(path: &str) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-pub(crate) fn header(root: i32) -> Header {
+pub(crate) fn header() -> Header {
     let release = read_trim("/proc/sys/kernel/osrelease");
     let mut nums = String::from_utf8_lossy(&release)
         .split(|c: char| !c.is_ascii_digit())
@@ -22,8 +22,6 @@ pub(crate) fn header(root: i32) -> Header {
         .map(|x| x.parse::<u16>().unwrap_or(0))
         .collect::<Vec<_>>();
     nums.resize(3, 0);
-    let mut extras = Extras::new();
-    extras.set_u64("root_pid", root as u64);
     Header {
         revision: Revision::Native1,
         arch: Arch::X86_64,
@@ -43,7 +41,7 @@ pub(crate) fn header(root: i32) -> Header {
         flags: 0,
         tool: "ckpt-capture".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
-        extras,
+        extras: Extras::new(),
         parent: None,
     }
 }
@@ -108,7 +106,7 @@ pub(super) fn regs_of(r: &libc::user_regs_struct) -> Regs {
 pub(super) struct Injected {
     pub(super) sigactions: Vec<SigAction>,
     pub(super) brk: Option<u64>,
-    pub(super) per_thread: HashMap<i32, Extras>,
+    pub(super) per_thread: HashMap<i32, ThreadRecords>,
 }
 
 pub(super) fn u64_at(b: &[u8], off: usize) -> u64 {
@@ -124,19 +122,23 @@ pub(super) fn thread_extras(
     inj: &mut Injector,
     pid: i32,
     scratch: u64,
-) -> ckpt_sys::Result<Extras> {
-    let mut x = Extras::new();
+) -> ckpt_sys::Result<ThreadRecords> {
+    let mut x = ThreadRecords::default();
     if inj.syscall(libc::SYS_sigaltstack, &[0, scratch + 0x100])? == 0 {
         let mut b = [0u8; 24];
         mem::read_remote(pid, scratch + 0x100, &mut b)?;
-        x.set_u64("sigaltstack_sp", u64_at(&b, 0));
-        x.set_u64("sigaltstack_flags", u64_at(&b, 8) & 0xffff_ffff);
-        x.set_u64("sigaltstack_size", u64_at(&b, 16));
+        x.sigaltstack = Some(SigAltStack {
+            sp: u64_at(&b, 0),
+            flags: (u64_at(&b, 8) & 0xffff_ffff) as u32,
+            size: u64_at(&b, 16),
+        });
     }
     if inj.syscall(libc::SYS_prctl, &[PR_GET_TID_ADDRESS, scratch + 0x200])? == 0 {
         let mut b = [0u8; 8];
         mem::read_remote(pid, scratch + 0x200, &mut b)?;
-        x.set_u64("clear_child_tid", u64::from_le_bytes(b));
+        x.clear_child_tid = Some(ClearChildTid {
+            addr: u64::from_le_bytes(b),
+        });
     }
     Ok(x)
 }

@@ -90,12 +90,18 @@ pub(crate) fn vma_of(m: &MapEntry) -> (Vma, Store) {
         .cloned()
         .collect();
     let (flags, unknown) = procfs::vm_flags_bits(&own);
-    let mut x = Extras::new();
-    x.set_u64("dev_major", m.major as u64);
-    x.set_u64("dev_minor", m.minor as u64);
-    x.set_u64("ino", m.inode);
+    let mut x = VmaRecords {
+        identity: Some(MapIdentity {
+            dev_major: m.major as u64,
+            dev_minor: m.minor as u64,
+            ino: m.inode,
+        }),
+        unknown_flags: None,
+    };
     if !unknown.is_empty() {
-        x.set_bytes("vm_flags_unknown", unknown.join(" ").as_bytes());
+        x.unknown_flags = Some(UnknownVmFlags {
+            names: unknown.join(" ").into_bytes(),
+        });
     }
     let vma = Vma {
         start: m.start,
@@ -105,7 +111,8 @@ pub(crate) fn vma_of(m: &MapEntry) -> (Vma, Store) {
         pgoff: m.offset / PAGE_SIZE as u64,
         kind,
         file,
-        extras: x,
+        records: x,
+        extras: Extras::new(),
     };
     (vma, store)
 }

@@ -77,13 +77,14 @@ pub(super) fn capture_fds(
                     });
                 }
                 let id = shared.id();
-                let mut x = Extras::new();
-                x.set_u64("mnt_id", fi.mnt_id);
-                x.set_u64("dev", dev);
-                x.set_u64("ino", ino);
-                if unsupported {
-                    x.set_u64("unsupported", 1);
-                }
+                let x = FileRecords {
+                    identity: Some(FileIdentity {
+                        dev,
+                        ino,
+                        mnt_id: fi.mnt_id,
+                    }),
+                    unsupported: unsupported.then_some(Unsupported),
+                };
                 let path = if kind == FileKind::Pipe {
                     Vec::new()
                 } else {
@@ -97,7 +98,8 @@ pub(super) fn capture_fds(
                     mode: st.st_mode,
                     pos: fi.pos,
                     pipe,
-                    extras: x,
+                    records: x,
+                    extras: Extras::new(),
                 }))
                 .map_err(fmt_err)?;
                 shared.files.push((pid, fd, dev, ino, id));

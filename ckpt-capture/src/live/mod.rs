@@ -21,6 +21,11 @@ use ckpt_format::{
     Kernel, Mm, PageChunk, Pipe, Regs, Revision, Rlimit, SigAction, Task, Thread, Vma, VmaKind,
     ZeroRun,
 };
+use ckpt_format::{
+    Capabilities, ClearChildTid, FileIdentity, FileRecords, MapIdentity, ParentDeathSignal,
+    PendingSignals, RealParent, RobustList, Rseq, Security, SharedPending, SigAltStack, SigInfo,
+    TaskRecords, ThreadRecords, UnknownVmFlags, Unsupported, VmaRecords,
+};
 use ckpt_restore::plan::Collector;
 use ckpt_sys::freeze::{Frozen, Release};
 use ckpt_sys::inject::Injector;
@@ -174,7 +179,7 @@ impl Producer for LiveCapture {
         // The header first: a refusal below then leaves a stream that says why (Header,
         // Error, Tail) instead of one that is not an image at all.
         let mut checker = Collector::for_checks();
-        let mut h = header(pid);
+        let mut h = header();
         h.parent = split.as_ref().and_then(|s| s.parent.clone());
         let hdr = Event::Header(h);
         sink.event(&hdr).map_err(fmt_err)?;

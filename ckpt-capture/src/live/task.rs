@@ -15,22 +15,29 @@ pub(super) fn capture_task(
     let pid = p.pid;
     let ev = |sink: &mut dyn EventSink, e: Event<'_>| sink.event(&e).map_err(fmt_err);
     let status = procfs::status(&pid.to_string()).map_err(sys(format!("pid {pid}")))?;
-    let mut tx = Extras::new();
-    for (k, key) in [
-        ("CapInh", "cap_inh"),
-        ("CapPrm", "cap_prm"),
-        ("CapEff", "cap_eff"),
-        ("CapBnd", "cap_bnd"),
-        ("CapAmb", "cap_amb"),
-    ] {
-        if let Some(v) = status.get(k) {
-            tx.set_u64(key, procfs::hex_mask(v));
-        }
+    let mut tr = TaskRecords::default();
+    let cap = |k: &str| status.get(k).map(|v| procfs::hex_mask(v));
+    if let (Some(inh), Some(prm), Some(eff), Some(bnd), Some(amb)) = (
+        cap("CapInh"),
+        cap("CapPrm"),
+        cap("CapEff"),
+        cap("CapBnd"),
+        cap("CapAmb"),
+    ) {
+        tr.caps = Some(Capabilities {
+            inh,
+            prm,
+            eff,
+            bnd,
+            amb,
+        });
     }
-    for (k, key) in [("Seccomp", "seccomp_mode"), ("NoNewPrivs", "no_new_privs")] {
-        if let Some(v) = status.get(k).and_then(|v| v.parse().ok()) {
-            tx.set_u64(key, v);
-        }
+    let num = |k: &str| status.get(k).and_then(|v| v.parse::<u64>().ok());
+    if let (Some(seccomp_mode), Some(no_new_privs)) = (num("Seccomp"), num("NoNewPrivs")) {
+        tr.security = Some(Security {
+            no_new_privs,
+            seccomp_mode,
+        });
     }
     // The process-wide pending queue, read (not dequeued) through any stopped thread.
     if let Some(f) = &p.frozen {
@@ -38,16 +45,23 @@ pub(super) fn capture_task(
             let q = ptrace::peek_siginfo(tid, true)
                 .map_err(sys(format!("pid {pid}: shared pending signals")))?;
             if !q.is_empty() {
-                tx.set_bytes("siginfo_shared", &q);
+                tr.shared_pending = Some(SharedPending {
+                    queue: SigInfo::split(&q).ok_or_else(|| {
+                        CaptureError::new(
+                            ErrorKind::Io,
+                            format!("pid {pid}: shared pending signals: {} bytes is no whole number of siginfo", q.len()),
+                        )
+                    })?,
+                });
             }
         }
     }
     let real_ppid = p.stat.field(4) as i32;
     if is_root {
-        tx.set_u64("real_ppid", real_ppid as u64);
+        tr.real_parent = Some(RealParent { ppid: real_ppid });
     }
     if let Some(&sig) = shared.pdeath.get(&pid) {
-        tx.set_u64("pdeath_signal", sig);
+        tr.pdeath_signal = Some(ParentDeathSignal { sig });
     }
     let task = Task {
         pid,
@@ -77,7 +91,8 @@ pub(super) fn capture_task(
                 })
                 .unwrap_or_default(),
         },
-        extras: tx,
+        records: tr,
+        extras: Extras::new(),
     };
     ev(sink, Event::Task(task))?;
     stats.tasks += 1;
@@ -106,25 +121,36 @@ pub(super) fn capture_task(
         let tls = ptrace::get_tls(tid).map_err(sys(&ctx))?;
         let st = procfs::status(&format!("{pid}/task/{tid}")).map_err(sys(&ctx))?;
         let sigmask = st.get("SigBlk").map(|v| procfs::hex_mask(v)).unwrap_or(0);
-        let mut x = Extras::new();
+        let mut x = ThreadRecords::default();
         if let Ok((head, len)) = ptrace::get_robust_list(tid) {
-            x.set_u64("robust_list_head", head);
-            x.set_u64("robust_list_len", len);
-        }
-        if let Some(v) = st.get("SigPnd") {
-            x.set_u64("sigpending", procfs::hex_mask(v));
+            x.robust_list = Some(RobustList { head, len });
         }
         // Signals sent to this thread, with their siginfo, in queue order (not dequeued).
         let q = ptrace::peek_siginfo(tid, false).map_err(sys(format!("{ctx}: pending signals")))?;
-        if !q.is_empty() {
-            x.set_bytes("siginfo_pending", &q);
+        let queue = SigInfo::split(&q).ok_or_else(|| {
+            CaptureError::new(
+                ErrorKind::Io,
+                format!(
+                    "{ctx}: pending signals: {} bytes is no whole number of siginfo",
+                    q.len()
+                ),
+            )
+        })?;
+        let mask = st.get("SigPnd").map(|v| procfs::hex_mask(v));
+        if mask.is_some() || !queue.is_empty() {
+            x.pending = Some(PendingSignals {
+                mask: mask.unwrap_or(0),
+                queue,
+            });
         }
         // rseq (glibc registers every thread): restore re-registers the same area.
         if let Ok(r) = ptrace::rseq_config(tid) {
             if r.ptr != 0 {
-                x.set_u64("rseq_ptr", r.ptr);
-                x.set_u64("rseq_len", r.size as u64);
-                x.set_u64("rseq_sig", r.sig as u64);
+                x.rseq = Some(Rseq {
+                    ptr: r.ptr,
+                    len: r.size,
+                    sig: r.sig,
+                });
             }
         }
         threads.push((
@@ -140,7 +166,8 @@ pub(super) fn capture_task(
                 }),
                 tls,
                 sigmask,
-                extras: x,
+                records: x,
+                extras: Extras::new(),
             },
         ));
     }
@@ -157,9 +184,8 @@ pub(super) fn capture_task(
             ));
         }
         if let Some(x) = inj.per_thread.get(&tid) {
-            for (k, v) in &x.0 {
-                t.extras.0.insert(k.clone(), v.clone());
-            }
+            t.records.sigaltstack = x.sigaltstack;
+            t.records.clear_child_tid = x.clear_child_tid;
         }
         ev(sink, Event::Thread(t))?;
         stats.threads += 1;

@@ -354,6 +354,7 @@ impl<I: Input> Inner<I> {
                     pgoff: g("vm_pgoff"),
                     kind,
                     file,
+                    records: Default::default(),
                     extras,
                 })))
             }
@@ -444,6 +445,7 @@ impl<I: Input> Inner<I> {
                     mode: st.get(&d, "f_mode") as u32,
                     pos: st.get(&d, "f_pos"),
                     pipe: None,
+                    records: Default::default(),
                     extras,
                 })))
             }
@@ -517,6 +519,7 @@ impl<I: Input> Inner<I> {
                     fpu,
                     tls,
                     sigmask: 0,
+                    records: Default::default(),
                     extras,
                 })))
             }
@@ -536,7 +539,11 @@ impl<I: Input> EventSource for Decoder<I> {
         }
         self.failed = true;
         let off = self.inner.rec.offset();
-        let ev = self.inner.step()?;
+        let mut ev = self.inner.step()?;
+        if let Some(e) = ev.as_mut() {
+            crate::model::records::adopt::event(e)
+                .map_err(|m| Error::invalid(off, m, "the layout of docs/MODEL.md"))?;
+        }
         match &ev {
             Some(e) => self.checker.check(e, off)?,
             None => self.checker.finish(off)?,

@@ -1,6 +1,7 @@
 //! The native-1 decoder: frames → events, with every structural rule checked.
 
 use super::payload::{revision_from_code, Cur};
+use super::records as nrec;
 use super::*;
 use crate::input::Input;
 use crate::model::*;
@@ -43,6 +44,8 @@ pub struct Decoder<I> {
     task_pid: Option<i32>,
     vma: Option<VmaCount>,
     last_offset: u64,
+    /// Typed records read, waiting for the owner record that follows them.
+    pending: nrec::Pending,
 }
 
 impl<I: Input> Decoder<I> {
@@ -58,12 +61,86 @@ impl<I: Input> Decoder<I> {
             task_pid: None,
             vma: None,
             last_offset: 0,
+            pending: nrec::Pending::default(),
         }
     }
 
     /// The input, e.g. to measure its buffer.
     pub fn input(&self) -> &I {
         &self.input
+    }
+
+    /// Read the typed records at the current offset (each one framed and checked
+    /// like any record) into `pending`, up to the next core record.
+    fn absorb(&mut self) -> Result<()> {
+        while let Some(b) = self.input.peek_byte()? {
+            if !nrec::is_typed(b as u32) {
+                return Ok(());
+            }
+            let Some((f, _)) = read_frame(&mut self.input)? else {
+                return Ok(());
+            };
+            self.last_offset = f.offset;
+            let ty = f.ty();
+            let Some(owner) = nrec::owner(ty.0) else {
+                return Err(f.err(ErrorKind::UnknownRecord { code: ty.0 }));
+            };
+            if let Some(o) = self.pending.owner.filter(|&o| o != owner) {
+                return Err(f.err(ErrorKind::UnexpectedRecord {
+                    found: ty.to_string(),
+                    expected: format!(
+                        "the {} record the typed records before it belong to",
+                        o.record()
+                    ),
+                }));
+            }
+            let parent = f.header.parent.get();
+            let expected = match owner {
+                nrec::Owner::Thread | nrec::Owner::Vma => {
+                    let Some(pid) = self.task_pid else {
+                        return Err(f.err(ErrorKind::UnexpectedRecord {
+                            found: ty.to_string(),
+                            expected: "a TASK record before any task-level record".into(),
+                        }));
+                    };
+                    pid as u32
+                }
+                // Checked against the TASK record that follows.
+                nrec::Owner::Task => self.pending.owner.map_or(parent, |_| self.pending.parent),
+                nrec::Owner::File => 0,
+            };
+            if parent != expected || (owner == nrec::Owner::Task && parent == 0) {
+                return Err(Error::new(
+                    f.offset + 8,
+                    ErrorKind::BadParent {
+                        found: parent,
+                        expected,
+                    },
+                )
+                .in_record(ty.0, ty.name()));
+            }
+            let objref = f.header.objref.get();
+            if objref != 0 {
+                return Err(Error::new(
+                    f.offset + 12,
+                    ErrorKind::BadValue {
+                        field: "objref",
+                        found: objref as u64,
+                        expected: "0 (this record defines no object)".into(),
+                    },
+                )
+                .in_record(ty.0, ty.name()));
+            }
+            self.records += 1;
+            self.stream_crc.update(f.header.as_bytes());
+            nrec::decode(&f, &mut self.pending)?;
+            if self.pending.owner.is_none() {
+                self.pending.first = Some((f.offset, ty.0));
+            }
+            self.pending.owner = Some(owner);
+            self.pending.parent = parent;
+        }
+        Ok(())
     }
 
     fn step(&mut self, mut phase: Phase) -> Result<Option<Event<'_>>> {
@@ -168,6 +245,7 @@ impl<I: Input> Decoder<I> {
             self.stream_crc.update(f.header.as_bytes());
         }
         let page_size = self.checker.page_size();
+        let held = take_pending(&mut self.pending, &f)?;
         let mut c = Cur::new(&f);
         let ev = match ty {
             RecordType::HEADER => {
@@ -303,6 +381,15 @@ impl<I: Input> Decoder<I> {
             }
             RecordType::TASK => {
                 let pid = c.i32()?;
+                if held.owner.is_some() && held.parent != pid as u32 {
+                    return Err(Error::new(
+                        held.first.map_or(f.offset, |x| x.0) + 8,
+                        ErrorKind::BadParent {
+                            found: held.parent,
+                            expected: pid as u32,
+                        },
+                    ));
+                }
                 let tgid = c.i32()?;
                 let ppid = c.i32()?;
                 let pgid = c.i32()?;
@@ -338,7 +425,7 @@ impl<I: Input> Decoder<I> {
                 for _ in 0..ngroups {
                     groups.push(c.u32()?);
                 }
-                let extras = c.extras()?;
+                let mut extras = c.extras()?;
                 Event::Task(Task {
                     pid,
                     tgid,
@@ -351,6 +438,16 @@ impl<I: Input> Decoder<I> {
                     exit_code,
                     exit_signal,
                     creds: Creds { uid, gid, groups },
+                    records: {
+                        let mut r = held.task;
+                        crate::model::records::adopt::task(&mut r, &mut extras).map_err(|e| {
+                            f.err(ErrorKind::Invalid {
+                                found: e,
+                                expected: "the layout of docs/MODEL.md".into(),
+                            })
+                        })?;
+                        r
+                    },
                     extras,
                 })
             }
@@ -384,7 +481,7 @@ impl<I: Input> Decoder<I> {
                     return Err(c.bad(fat, "fpu kind", 0, "non-zero when FPU data is present"));
                 }
                 let tls = c.bstr()?.to_vec();
-                let extras = c.extras()?;
+                let mut extras = c.extras()?;
                 Event::Thread(Thread {
                     tid,
                     regs: Regs::from_array(a),
@@ -395,6 +492,16 @@ impl<I: Input> Decoder<I> {
                     }),
                     tls,
                     sigmask,
+                    records: {
+                        let mut r = held.thread;
+                        crate::model::records::adopt::thread(&mut r, &mut extras).map_err(|e| {
+                            f.err(ErrorKind::Invalid {
+                                found: e,
+                                expected: "the layout of docs/MODEL.md".into(),
+                            })
+                        })?;
+                        r
+                    },
                     extras,
                 })
             }
@@ -499,7 +606,7 @@ impl<I: Input> Decoder<I> {
                 if has_file == 0 && !file.is_empty() {
                     return Err(c.bad(fat, "has_file", 0, "1 when a path is present"));
                 }
-                let extras = c.extras()?;
+                let mut extras = c.extras()?;
                 self.vma = Some(VmaCount::default());
                 Event::Vma(Vma {
                     start,
@@ -509,6 +616,11 @@ impl<I: Input> Decoder<I> {
                     pgoff,
                     kind,
                     file: (has_file == 1).then(|| file.to_vec()),
+                    records: {
+                        let mut r = held.vma;
+                        crate::model::records::adopt::vma(&mut r, &mut extras);
+                        r
+                    },
                     extras,
                 })
             }
@@ -607,7 +719,7 @@ impl<I: Input> Decoder<I> {
                 let pipe = c.u32()?;
                 let pos = c.u64()?;
                 let path = c.bstr()?.to_vec();
-                let extras = c.extras()?;
+                let mut extras = c.extras()?;
                 Event::File(File {
                     id: objref,
                     kind,
@@ -616,6 +728,11 @@ impl<I: Input> Decoder<I> {
                     mode,
                     pos,
                     pipe: (pipe != 0).then_some(pipe),
+                    records: {
+                        let mut r = held.file;
+                        crate::model::records::adopt::file(&mut r, &mut extras);
+                        r
+                    },
                     extras,
                 })
             }
@@ -659,11 +776,39 @@ impl<I: Input> Decoder<I> {
     }
 }
 
+/// The typed records held for `ty`, checked to belong to it; an error when
+/// records are held for another owner.
+fn take_pending(pending: &mut nrec::Pending, f: &Frame<'_>) -> Result<nrec::Pending> {
+    let Some(owner) = pending.owner else {
+        return Ok(nrec::Pending::default());
+    };
+    let ty = f.ty();
+    if owner.record() != ty {
+        let (at, code) = pending.first.unwrap_or((f.offset, 0));
+        let t = RecordType(code);
+        return Err(Error::new(
+            at,
+            ErrorKind::UnexpectedRecord {
+                found: format!("{t} followed by {ty}"),
+                expected: format!(
+                    "{t} right before the {} record it belongs to",
+                    owner.record()
+                ),
+            },
+        )
+        .in_record(t.0, t.name()));
+    }
+    Ok(std::mem::take(pending))
+}
+
 impl<I: Input> EventSource for Decoder<I> {
     fn next_event(&mut self) -> Result<Option<Event<'_>>> {
         // Take the phase out: `step` puts it back only on success, so any
         // error leaves the decoder fused (every later call returns `None`).
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        if phase == Phase::Body {
+            self.absorb()?;
+        }
         self.step(phase)
     }
     fn offset(&self) -> u64 {

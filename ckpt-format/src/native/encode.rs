@@ -1,6 +1,7 @@
 //! The native-1 encoder: events → records, streaming to any `io::Write`.
 
 use super::payload::{arch_code, fpu_code, revision_code, Put};
+use super::records;
 use super::*;
 use crate::model::*;
 use crate::stream::EventSink;
@@ -202,6 +203,9 @@ impl<W: Write> EventSink for Encoder<W> {
             }
             Event::Task(t) => {
                 self.task_pid = t.pid as u32;
+                for (code, p) in records::encode_task(&t.records) {
+                    self.simple(RecordType(code), t.pid as u32, 0, &p)?;
+                }
                 let mut p = Put::default();
                 p.i32(t.pid)
                     .i32(t.tgid)
@@ -227,6 +231,9 @@ impl<W: Write> EventSink for Encoder<W> {
                 self.simple(RecordType::TASK, 0, 0, &p.0)
             }
             Event::Thread(t) => {
+                for (code, p) in records::encode_thread(&t.records) {
+                    self.simple(RecordType(code), pid, 0, &p)?;
+                }
                 let mut p = Put::default();
                 p.i32(t.tid).u32(0).u64(t.sigmask);
                 for r in t.regs.to_array() {
@@ -289,6 +296,9 @@ impl<W: Write> EventSink for Encoder<W> {
                 self.simple(RecordType::MM, pid, 0, &p.0)
             }
             Event::Vma(v) => {
+                for (code, p) in records::encode_vma(&v.records) {
+                    self.simple(RecordType(code), pid, 0, &p)?;
+                }
                 self.vma_pages = 0;
                 self.vma_zeros = 0;
                 let mut p = Put::default();
@@ -322,6 +332,9 @@ impl<W: Write> EventSink for Encoder<W> {
                 self.simple(RecordType::VMA_END, pid, 0, &p.0)
             }
             Event::File(f) => {
+                for (code, p) in records::encode_file(&f.records) {
+                    self.simple(RecordType(code), 0, 0, &p)?;
+                }
                 let mut p = Put::default();
                 p.u32(f.kind.code())
                     .u32(f.flags)

@@ -13,6 +13,7 @@
 mod decode;
 mod encode;
 mod payload;
+pub mod records;
 
 pub use decode::{Decoder, RecordReader};
 pub use encode::Encoder;
@@ -119,6 +120,20 @@ record_types! {
     FILE = 0x0300, "FILE";
     PIPE = 0x0301, "PIPE";
     FD = 0x0302, "FD";
+    RSEQ = 0x0410, "RSEQ";
+    ROBUST_LIST = 0x0411, "ROBUST_LIST";
+    SIGALTSTACK = 0x0412, "SIGALTSTACK";
+    CLEAR_CHILD_TID = 0x0413, "CLEAR_CHILD_TID";
+    PENDING_SIGNALS = 0x0414, "PENDING_SIGNALS";
+    CAPABILITIES = 0x0420, "CAPABILITIES";
+    SECURITY = 0x0421, "SECURITY";
+    SHARED_PENDING = 0x0422, "SHARED_PENDING";
+    REAL_PARENT = 0x0423, "REAL_PARENT";
+    PARENT_DEATH_SIGNAL = 0x0424, "PARENT_DEATH_SIGNAL";
+    MAP_IDENTITY = 0x0430, "MAP_IDENTITY";
+    UNKNOWN_VM_FLAGS = 0x0431, "UNKNOWN_VM_FLAGS";
+    FILE_IDENTITY = 0x0440, "FILE_IDENTITY";
+    UNSUPPORTED = 0x0441, "UNSUPPORTED";
 }
 
 impl std::fmt::Display for RecordType {

@@ -388,8 +388,10 @@ pub fn implode_to(
     })
 }
 
-fn emit(enc: &mut dyn EventSink, st: &mut State<'_>, ev: Event<'_>, rel: &str) -> Result<()> {
+fn emit(enc: &mut dyn EventSink, st: &mut State<'_>, mut ev: Event<'_>, rel: &str) -> Result<()> {
     st.events += 1;
+    // The tree spells typed records as extras keys (see tree.rs).
+    ckpt_format::model::records::adopt::event(&mut ev).map_err(|e| Error(format!("{rel}: {e}")))?;
     enc.event(&ev)
         .map_err(|e| Error(format!("{rel}: refused: {e}")))
 }
@@ -456,6 +458,7 @@ fn read_task(d: &Dir<'_>, rel: &str) -> Result<Task> {
             gid: four(d, &f("gid"))?,
             groups: d.u32s(&f("groups"))?,
         },
+        records: Default::default(),
         extras: d.extras(rel)?,
     })
 }
@@ -492,6 +495,7 @@ fn read_thread(d: &Dir<'_>, rel: &str) -> Result<Thread> {
         fpu,
         tls: d.raw(&f("tls"))?,
         sigmask: d.u64(&f("sigmask"))?,
+        records: Default::default(),
         extras: d.extras(rel)?,
     })
 }
@@ -558,6 +562,7 @@ fn read_file(d: &Dir<'_>, rel: &str) -> Result<File> {
         mode: d.u32(&f("f_mode"))?,
         pos: d.u64(&f("f_pos"))?,
         pipe,
+        records: Default::default(),
         extras: d.extras(rel)?,
     })
 }
@@ -621,6 +626,7 @@ fn vma(enc: &mut dyn EventSink, st: &mut State<'_>, rel: &str) -> Result<()> {
         pgoff: st.d.u64(&f("pgoff"))?,
         kind,
         file: st.d.opt_bstr(&f("file"))?,
+        records: Default::default(),
         extras: st.d.extras(rel)?,
     };
     emit(enc, st, Event::Vma(v), rel)?;

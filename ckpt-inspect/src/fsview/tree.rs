@@ -381,6 +381,10 @@ impl Tree {
                 Ok(None) => break,
                 Err(e) => return Err(Error(format!("image: {e}"))),
             };
+            // Typed records appear in the tree as the extras keys of older images
+            // (implode turns them back into records).
+            let typed = ckpt_format::model::records::legacy::event(&ev);
+            let ev: &Event<'_> = &typed;
             let need_task = |task: &Option<TaskState>| -> Result<(usize, String)> {
                 task.as_ref()
                     .map(|s| (s.dir, s.name.clone()))
@@ -673,7 +677,7 @@ impl Tree {
                     let es = t.dir_or_get(0, "errors")?;
                     let name = n_error.to_string();
                     n_error += 1;
-                    t.file(es, &name, m)?;
+                    t.file(es, &name, m.clone())?;
                     let line = format!("error errors/{name}");
                     match vma.as_mut() {
                         Some(v) => v.lines.push(line),

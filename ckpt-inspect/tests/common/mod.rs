@@ -51,6 +51,7 @@ fn thread(tid: i32, rip: u64, rsp: u64) -> Event<'static> {
         fpu: None,
         tls: Vec::new(),
         sigmask: 0,
+        records: Default::default(),
         extras: Extras::new(),
     })
 }
@@ -75,6 +76,7 @@ fn vma(start: u64, end: u64, prot: u32, kind: VmaKind, file: Option<&[u8]>) -> V
         pgoff: 0,
         kind,
         file: file.map(<[u8]>::to_vec),
+        records: Default::default(),
         extras: Extras::new(),
     }
 }
@@ -124,6 +126,7 @@ pub fn tree_pipe() -> ImageBuilder {
             mode: 0o10600,
             pos: 0,
             pipe: Some(1),
+            records: Default::default(),
             extras: Extras::new(),
         }));
     }
@@ -135,6 +138,7 @@ pub fn tree_pipe() -> ImageBuilder {
         mode: 0o100644,
         pos: 4096,
         pipe: None,
+        records: Default::default(),
         extras: Extras::new(),
     }));
     b.push(Event::Fd(Fd {

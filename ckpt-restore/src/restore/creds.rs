@@ -28,7 +28,7 @@ pub(super) fn limits_and_creds(
         &[libc::PR_SET_PDEATHSIG as u64, pdeath],
     )?;
     // no_new_privs is per thread (inherited by threads created later).
-    if t.task.extras.u64("no_new_privs").unwrap_or(0) != 0 {
+    if t.task.records.security.is_some_and(|s| s.no_new_privs != 0) {
         for r in remotes.iter_mut() {
             r.call(
                 "prctl(PR_SET_NO_NEW_PRIVS)",
@@ -46,7 +46,7 @@ pub(super) fn limits_and_creds(
     }
     // Capabilities (checked in step 1: never more than ours): set when the image's sets
     // differ from ours or the uid changes (setresuid away from 0 clears them).
-    let set_caps = match Caps::of_image(&t.task.extras) {
+    let set_caps = match Caps::of_image(&t.task) {
         Some(c) => {
             let ours = Caps::own().map_err(Error::System)?;
             (c != ours || change_creds).then_some((c, ours))

@@ -176,7 +176,7 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         let o = sys::open_in_root(root, &path, fl, 0)
             .map_err(|e| Error::Files(format!("opening mapped file {}: {e}", show(&path))))?;
         let (_, ino, _) = sys::fstat(o.as_raw_fd()).map_err(|e| sys_err("fstat", e))?;
-        if let Some(want) = v.vma.extras.u64("ino") {
+        if let Some(want) = v.vma.records.identity.map(|i| i.ino) {
             if want != 0 && want != ino {
                 return Err(Error::Files(format!(
                     "mapped file {} is not the captured one (inode {ino}, captured {want}): it changed since the capture",

@@ -167,7 +167,7 @@ fn build(
         let p = procs.last_mut().expect("just pushed");
         if node.parent.is_some() {
             // A root's parent is not restored: plan_tree refused a root with one.
-            p.pdeath = t.task.extras.u64("pdeath_signal").unwrap_or(0);
+            p.pdeath = t.task.records.pdeath_signal.map_or(0, |p| p.sig);
         }
         if node.setsid {
             p.main.call("setsid", libc::SYS_setsid, &[])?;

@@ -114,10 +114,13 @@ pub(super) fn pending_signals(
     // (a delivery stop during an injected step is dropped) and all wait for the release.
     // rt_(tg)sigqueueinfo keeps the siginfo as given when the caller is the target
     // thread (for the shared queue: the leader, whose tid is the pid), whatever si_code.
-    let shared = signals::queue(&t.task.extras, "siginfo_shared").map_err(Error::Image)?;
+    let shared =
+        signals::queue(signals::shared_queue(&t.task), "shared_pending").map_err(Error::Image)?;
     let mut queues = Vec::with_capacity(built.len());
     for (_, th) in built {
-        queues.push(signals::queue(&th.extras, "siginfo_pending").map_err(Error::Image)?);
+        queues.push(
+            signals::queue(signals::thread_queue(th), "pending_signals").map_err(Error::Image)?,
+        );
     }
     let mut stop_pending = false;
     if !shared.is_empty() || queues.iter().any(|q| !q.is_empty()) {

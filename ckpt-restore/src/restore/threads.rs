@@ -37,39 +37,35 @@ pub(super) fn kernel_state(
 ) -> Result<(), Error> {
     for (k, (_, th)) in built.iter().enumerate() {
         let r = &mut *remotes[k];
-        let ex = &th.extras;
-        if let Some(ctid) = ex.u64("clear_child_tid") {
-            r.call("set_tid_address", libc::SYS_set_tid_address, &[ctid])?;
+        let rec = &th.records;
+        if let Some(c) = &rec.clear_child_tid {
+            r.call("set_tid_address", libc::SYS_set_tid_address, &[c.addr])?;
         }
-        if let (Some(h), Some(l)) = (ex.u64("robust_list_head"), ex.u64("robust_list_len")) {
-            if h != 0 {
-                r.call("set_robust_list", libc::SYS_set_robust_list, &[h, l])?;
-            }
+        if let Some(l) = rec.robust_list.filter(|l| l.head != 0) {
+            r.call(
+                "set_robust_list",
+                libc::SYS_set_robust_list,
+                &[l.head, l.len],
+            )?;
         }
-        if let (Some(sp), Some(fl), Some(sz)) = (
-            ex.u64("sigaltstack_sp"),
-            ex.u64("sigaltstack_flags"),
-            ex.u64("sigaltstack_size"),
-        ) {
-            if fl & 2 == 0 {
-                let mut b = Vec::new();
-                b.extend_from_slice(&sp.to_le_bytes());
-                b.extend_from_slice(&((fl & !1) as u32).to_le_bytes());
-                b.extend_from_slice(&0u32.to_le_bytes());
-                b.extend_from_slice(&sz.to_le_bytes());
-                sys::write_pairs(pid, &[(data + 2560, &b)])
-                    .map_err(|e| sys_err("writing stack_t", e))?;
-                r.call("sigaltstack", libc::SYS_sigaltstack, &[data + 2560, 0])?;
-            }
+        if let Some(s) = rec.sigaltstack.filter(|s| s.flags & 2 == 0) {
+            let mut b = Vec::new();
+            b.extend_from_slice(&s.sp.to_le_bytes());
+            b.extend_from_slice(&(s.flags & !1).to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&s.size.to_le_bytes());
+            sys::write_pairs(pid, &[(data + 2560, &b)])
+                .map_err(|e| sys_err("writing stack_t", e))?;
+            r.call("sigaltstack", libc::SYS_sigaltstack, &[data + 2560, 0])?;
         }
         // rseq: the same area again (its memory is restored), so the kernel keeps its
         // cpu/node ids current as before (glibc's sched_getcpu reads them from there).
-        if let (Some(ptr), Some(len), Some(sig)) =
-            (ex.u64("rseq_ptr"), ex.u64("rseq_len"), ex.u64("rseq_sig"))
-        {
-            if ptr != 0 {
-                r.call("rseq (register)", libc::SYS_rseq, &[ptr, len, 0, sig])?;
-            }
+        if let Some(q) = rec.rseq.filter(|q| q.ptr != 0) {
+            r.call(
+                "rseq (register)",
+                libc::SYS_rseq,
+                &[q.ptr, q.len as u64, 0, q.sig as u64],
+            )?;
         }
     }
     Ok(())

@@ -428,6 +428,9 @@ impl<W: Write> Encoder<W> {
 
 impl<W: Write> EventSink for Encoder<W> {
     fn event(&mut self, ev: &Event<'_>) -> Result<()> {
+        // Typed records as the keys this revision's tables place (or report lost).
+        let typed = crate::model::records::legacy::event(ev);
+        let ev: &Event<'_> = &typed;
         if self.finished {
             return Err(Error::invalid(
                 self.out.pos,

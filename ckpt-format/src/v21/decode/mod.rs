@@ -220,13 +220,20 @@ impl<I: Input> EventSource for Decoder<I> {
         if !self.inner.primed {
             self.inner.prime()?;
         }
-        if let Some(ev) = self.inner.ahead.pop_front() {
+        if let Some(mut ev) = self.inner.ahead.pop_front() {
+            crate::model::records::adopt::event(&mut ev).map_err(|m| {
+                Error::invalid(self.inner.last_offset, m, "the layout of docs/MODEL.md")
+            })?;
             self.checker.check(&ev, self.inner.last_offset)?;
             self.failed = false;
             return Ok(Some(ev));
         }
         let off = self.inner.fr.offset();
-        let ev = self.inner.step()?;
+        let mut ev = self.inner.step()?;
+        if let Some(e) = ev.as_mut() {
+            crate::model::records::adopt::event(e)
+                .map_err(|m| Error::invalid(off, m, "the layout of docs/MODEL.md"))?;
+        }
         match &ev {
             Some(e) => self.checker.check(e, off)?,
             None => self.checker.finish(off)?,
@@ -507,6 +514,7 @@ impl<I: Input> Inner<I> {
             fpu,
             tls,
             sigmask: 0,
+            records: Default::default(),
             extras,
         }))
     }

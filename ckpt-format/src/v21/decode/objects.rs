@@ -56,6 +56,7 @@ impl<I: Input> Inner<I> {
             mode: st.get(&p, "f_mode") as u32,
             pos: st.get(&p, "f_pos"),
             pipe: None,
+            records: Default::default(),
             extras,
         };
         if ftype == L::FILE_GENERIC {
@@ -610,6 +611,7 @@ impl<I: Input> Inner<I> {
             pgoff: g("vm_pgoff"),
             kind,
             file,
+            records: Default::default(),
             extras,
         }))
     }

@@ -321,6 +321,7 @@ impl<I: Input> Inner<I> {
                     exit_code: st.get(&p, "exit_code") as u32,
                     exit_signal: st.get(&p, "exit_signal") as u32,
                     creds: Creds::default(),
+                    records: Default::default(),
                     extras,
                 };
                 self.leader = task.clone();

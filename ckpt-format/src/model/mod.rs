@@ -14,6 +14,13 @@
 //! full exactly once, before the first event that refers to them; later events
 //! refer to them by id only.
 
+pub mod records;
+pub use records::{
+    Capabilities, ClearChildTid, FileIdentity, FileRecords, MapIdentity, ParentDeathSignal,
+    PendingSignals, RealParent, Record, RobustList, Rseq, Security, SharedPending, SigAltStack,
+    SigInfo, TaskRecords, ThreadRecords, UnknownVmFlags, Unsupported, VmaRecords,
+};
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -275,6 +282,8 @@ pub struct Task {
     pub exit_signal: u32,
     /// Credentials summary.
     pub creds: Creds,
+    /// Typed records of live state ([`TaskRecords`]).
+    pub records: TaskRecords,
     /// Revision-specific fields without a named place here.
     pub extras: Extras,
 }
@@ -438,6 +447,8 @@ pub struct Thread {
     pub tls: Vec<u8>,
     /// Blocked signal mask (bit N-1 = signal N).
     pub sigmask: u64,
+    /// Typed records of live state ([`ThreadRecords`]).
+    pub records: ThreadRecords,
     /// Revision-specific fields without a named place here.
     pub extras: Extras,
 }
@@ -567,6 +578,8 @@ pub struct Vma {
     pub kind: VmaKind,
     /// Path of the backing file, for file mappings.
     pub file: Option<Vec<u8>>,
+    /// Typed records ([`VmaRecords`]).
+    pub records: VmaRecords,
     /// Revision-specific fields without a named place here.
     pub extras: Extras,
 }
@@ -883,6 +896,8 @@ pub struct File {
     pub pos: u64,
     /// For pipe and FIFO ends: id of the [`Pipe`] object.
     pub pipe: Option<u32>,
+    /// Typed records ([`FileRecords`]).
+    pub records: FileRecords,
     /// Revision-specific fields without a named place here.
     pub extras: Extras,
 }

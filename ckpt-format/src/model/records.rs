@@ -1,0 +1,756 @@
+//! Typed records of live state: what capture writes and restore reads, each a
+//! typed struct owned by a task, a thread, a VMA or a file (in the owner's
+//! `records` field). docs/ADDING-AN-OBJECT-KIND.md is the recipe for a new
+//! kind: one struct here with its [`Record`] impl (name, native-1 code,
+//! renderer), one field in its owner's container, one encoder line and one
+//! decoder arm in `native/records.rs`.
+//!
+//! Images written before these records existed carried the same state as
+//! string-keyed extras; [`adopt`] turns those keys into the typed records when
+//! an image is read, and [`legacy`] turns typed records back into those keys
+//! for the legacy revisions, whose encoders place (or report as lost) what they
+//! can. Nothing else reads or writes these keys.
+
+use super::Extras;
+
+/// A typed record kind.
+pub trait Record {
+    /// Name in `schema`, `show`, `diff` and loss reports (snake_case).
+    const NAME: &'static str;
+    /// Its native-1 record type code: unique, and its low byte is at least 0x10
+    /// (how a reader tells a typed record from the core records, docs/FORMAT.md).
+    const CODE: u32;
+    /// The renderer: named fields, formatted, in encoding order.
+    fn fields(&self) -> Vec<(&'static str, String)>;
+}
+
+/// One rendered record: its name and its named fields (for `show`, `diff`).
+pub type Rendered = (&'static str, Vec<(&'static str, String)>);
+
+fn render<R: Record>(r: &Option<R>, out: &mut Vec<Rendered>) {
+    if let Some(r) = r {
+        out.push((R::NAME, r.fields()));
+    }
+}
+
+fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+/// One queued signal: the kernel's 128-byte `siginfo_t`, as `PTRACE_PEEKSIGINFO`
+/// returns it (little-endian).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SigInfo(pub Vec<u8>);
+
+impl SigInfo {
+    /// Size of one `siginfo_t`.
+    pub const LEN: usize = 128;
+    /// `si_signo`.
+    pub fn signo(&self) -> i32 {
+        self.word(0)
+    }
+    /// `si_code`.
+    pub fn code(&self) -> i32 {
+        self.word(8)
+    }
+    fn word(&self, at: usize) -> i32 {
+        self.0
+            .get(at..at + 4)
+            .map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    /// Split a queue of concatenated `siginfo_t`s; `None` unless a whole number of them.
+    pub fn split(b: &[u8]) -> Option<Vec<SigInfo>> {
+        if b.len() % Self::LEN != 0 {
+            return None;
+        }
+        Some(b.chunks(Self::LEN).map(|c| SigInfo(c.to_vec())).collect())
+    }
+}
+
+fn queue_text(q: &[SigInfo]) -> String {
+    let v: Vec<String> = q
+        .iter()
+        .map(|s| format!("{}/{}", s.signo(), s.code()))
+        .collect();
+    format!("[{}]", v.join(" "))
+}
+
+fn join(q: &[SigInfo]) -> Vec<u8> {
+    q.iter().flat_map(|s| s.0.iter().copied()).collect()
+}
+
+// ---- thread records -------------------------------------------------------
+
+/// The thread's registered restartable-sequence area (`rseq(2)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Rseq {
+    /// Address of `struct rseq`.
+    pub ptr: u64,
+    /// Its registered length.
+    pub len: u32,
+    /// The abort signature.
+    pub sig: u32,
+}
+
+impl Record for Rseq {
+    const NAME: &'static str = "rseq";
+    const CODE: u32 = 0x0410;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ptr", hex(self.ptr)),
+            ("len", self.len.to_string()),
+            ("sig", hex(self.sig as u64)),
+        ]
+    }
+}
+
+/// The thread's robust futex list (`set_robust_list(2)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RobustList {
+    /// Address of the list head.
+    pub head: u64,
+    /// Length of the head structure.
+    pub len: u64,
+}
+
+impl Record for RobustList {
+    const NAME: &'static str = "robust_list";
+    const CODE: u32 = 0x0411;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("head", hex(self.head)), ("len", self.len.to_string())]
+    }
+}
+
+/// The thread's alternate signal stack (`sigaltstack(2)`, `stack_t`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SigAltStack {
+    /// `ss_sp`.
+    pub sp: u64,
+    /// `ss_flags` (`SS_ONSTACK` 1, `SS_DISABLE` 2, `SS_AUTODISARM` 1<<31).
+    pub flags: u32,
+    /// `ss_size`.
+    pub size: u64,
+}
+
+impl Record for SigAltStack {
+    const NAME: &'static str = "sigaltstack";
+    const CODE: u32 = 0x0412;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("sp", hex(self.sp)),
+            ("flags", hex(self.flags as u64)),
+            ("size", self.size.to_string()),
+        ]
+    }
+}
+
+/// The thread's `clear_child_tid` address (`set_tid_address(2)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ClearChildTid {
+    /// The address the kernel clears (and futex-wakes) when the thread exits.
+    pub addr: u64,
+}
+
+impl Record for ClearChildTid {
+    const NAME: &'static str = "clear_child_tid";
+    const CODE: u32 = 0x0413;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("addr", hex(self.addr))]
+    }
+}
+
+/// Signals pending for the thread: the mask (`SigPnd`) and the queue with siginfo.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PendingSignals {
+    /// Pending mask (bit N-1 = signal N).
+    pub mask: u64,
+    /// The thread-directed queue in queue order.
+    pub queue: Vec<SigInfo>,
+}
+
+impl Record for PendingSignals {
+    const NAME: &'static str = "pending_signals";
+    const CODE: u32 = 0x0414;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("mask", hex(self.mask)), ("queue", queue_text(&self.queue))]
+    }
+}
+
+/// Typed records of a thread.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ThreadRecords {
+    /// Registered rseq area.
+    pub rseq: Option<Rseq>,
+    /// Robust futex list.
+    pub robust_list: Option<RobustList>,
+    /// Alternate signal stack.
+    pub sigaltstack: Option<SigAltStack>,
+    /// `clear_child_tid` address.
+    pub clear_child_tid: Option<ClearChildTid>,
+    /// Pending signals of the thread.
+    pub pending: Option<PendingSignals>,
+}
+
+impl ThreadRecords {
+    /// Every present record, rendered, in code order.
+    pub fn rendered(&self) -> Vec<Rendered> {
+        let mut v = Vec::new();
+        render(&self.rseq, &mut v);
+        render(&self.robust_list, &mut v);
+        render(&self.sigaltstack, &mut v);
+        render(&self.clear_child_tid, &mut v);
+        render(&self.pending, &mut v);
+        v
+    }
+}
+
+// ---- task records ---------------------------------------------------------
+
+/// The task's capability sets (`/proc/PID/status` `Cap*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Capabilities {
+    /// Inheritable.
+    pub inh: u64,
+    /// Permitted.
+    pub prm: u64,
+    /// Effective.
+    pub eff: u64,
+    /// Bounding.
+    pub bnd: u64,
+    /// Ambient.
+    pub amb: u64,
+}
+
+impl Record for Capabilities {
+    const NAME: &'static str = "capabilities";
+    const CODE: u32 = 0x0420;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("inh", hex(self.inh)),
+            ("prm", hex(self.prm)),
+            ("eff", hex(self.eff)),
+            ("bnd", hex(self.bnd)),
+            ("amb", hex(self.amb)),
+        ]
+    }
+}
+
+/// `no_new_privs` and the seccomp mode (`/proc/PID/status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Security {
+    /// `NoNewPrivs`.
+    pub no_new_privs: u64,
+    /// `Seccomp` (0 off, 1 strict, 2 filter).
+    pub seccomp_mode: u64,
+}
+
+impl Record for Security {
+    const NAME: &'static str = "security";
+    const CODE: u32 = 0x0421;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("no_new_privs", self.no_new_privs.to_string()),
+            ("seccomp_mode", self.seccomp_mode.to_string()),
+        ]
+    }
+}
+
+/// Signals pending for the whole process (the shared queue), with siginfo.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SharedPending {
+    /// The queue in queue order.
+    pub queue: Vec<SigInfo>,
+}
+
+impl Record for SharedPending {
+    const NAME: &'static str = "shared_pending";
+    const CODE: u32 = 0x0422;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("queue", queue_text(&self.queue))]
+    }
+}
+
+/// The real parent of the image's root task on the capturing machine (the
+/// model's `ppid` of a root is 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RealParent {
+    /// Its pid.
+    pub ppid: i32,
+}
+
+impl Record for RealParent {
+    const NAME: &'static str = "real_parent";
+    const CODE: u32 = 0x0423;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("ppid", self.ppid.to_string())]
+    }
+}
+
+/// The signal the task gets when its parent dies (`PR_SET_PDEATHSIG`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ParentDeathSignal {
+    /// The signal number.
+    pub sig: u64,
+}
+
+impl Record for ParentDeathSignal {
+    const NAME: &'static str = "parent_death_signal";
+    const CODE: u32 = 0x0424;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("sig", self.sig.to_string())]
+    }
+}
+
+/// Typed records of a task.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TaskRecords {
+    /// Capability sets.
+    pub caps: Option<Capabilities>,
+    /// `no_new_privs` and seccomp mode.
+    pub security: Option<Security>,
+    /// The process-wide pending queue.
+    pub shared_pending: Option<SharedPending>,
+    /// Real parent of a root task.
+    pub real_parent: Option<RealParent>,
+    /// Parent-death signal.
+    pub pdeath_signal: Option<ParentDeathSignal>,
+}
+
+impl TaskRecords {
+    /// Every present record, rendered, in code order.
+    pub fn rendered(&self) -> Vec<Rendered> {
+        let mut v = Vec::new();
+        render(&self.caps, &mut v);
+        render(&self.security, &mut v);
+        render(&self.shared_pending, &mut v);
+        render(&self.real_parent, &mut v);
+        render(&self.pdeath_signal, &mut v);
+        v
+    }
+}
+
+// ---- VMA records ----------------------------------------------------------
+
+/// The backing file of a mapping as `/proc/PID/maps` names it: device and inode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MapIdentity {
+    /// Device major.
+    pub dev_major: u64,
+    /// Device minor.
+    pub dev_minor: u64,
+    /// Inode (restore refuses a file whose inode changed).
+    pub ino: u64,
+}
+
+impl Record for MapIdentity {
+    const NAME: &'static str = "map_identity";
+    const CODE: u32 = 0x0430;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("dev", format!("{}:{}", self.dev_major, self.dev_minor)),
+            ("ino", self.ino.to_string()),
+        ]
+    }
+}
+
+/// `VmFlags` names of the mapping this capture did not know (space-separated).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UnknownVmFlags {
+    /// The names, as `smaps` prints them.
+    pub names: Vec<u8>,
+}
+
+impl Record for UnknownVmFlags {
+    const NAME: &'static str = "unknown_vm_flags";
+    const CODE: u32 = 0x0431;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("names", String::from_utf8_lossy(&self.names).into_owned())]
+    }
+}
+
+/// Typed records of a VMA.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VmaRecords {
+    /// Device and inode of the backing file.
+    pub identity: Option<MapIdentity>,
+    /// Unknown `VmFlags`.
+    pub unknown_flags: Option<UnknownVmFlags>,
+}
+
+impl VmaRecords {
+    /// Every present record, rendered, in code order.
+    pub fn rendered(&self) -> Vec<Rendered> {
+        let mut v = Vec::new();
+        render(&self.identity, &mut v);
+        render(&self.unknown_flags, &mut v);
+        v
+    }
+}
+
+// ---- file records ---------------------------------------------------------
+
+/// Which file an open file description is: device, inode and mount id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `mnt_id` of `/proc/PID/fdinfo`.
+    pub mnt_id: u64,
+}
+
+impl Record for FileIdentity {
+    const NAME: &'static str = "file_identity";
+    const CODE: u32 = 0x0440;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("dev", hex(self.dev)),
+            ("ino", self.ino.to_string()),
+            ("mnt_id", self.mnt_id.to_string()),
+        ]
+    }
+}
+
+/// The file's state was not captured (`--allow-unsupported`): a restore goes without it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Unsupported;
+
+impl Record for Unsupported {
+    const NAME: &'static str = "unsupported";
+    const CODE: u32 = 0x0441;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+/// Typed records of a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileRecords {
+    /// Device, inode, mount.
+    pub identity: Option<FileIdentity>,
+    /// Recorded without its state.
+    pub unsupported: Option<Unsupported>,
+}
+
+impl FileRecords {
+    /// Every present record, rendered, in code order.
+    pub fn rendered(&self) -> Vec<Rendered> {
+        let mut v = Vec::new();
+        render(&self.identity, &mut v);
+        render(&self.unsupported, &mut v);
+        v
+    }
+}
+
+// ---- the extras keys of images written before these records ---------------
+
+/// Every extras key images carried before typed records replaced them (read back
+/// as typed records by [`adopt`]; no writer of ours puts them into extras).
+pub const LEGACY_KEYS: &[&str] = &[
+    "rseq_ptr",
+    "rseq_len",
+    "rseq_sig",
+    "robust_list_head",
+    "robust_list_len",
+    "sigaltstack_sp",
+    "sigaltstack_flags",
+    "sigaltstack_size",
+    "clear_child_tid",
+    "sigpending",
+    "siginfo_pending",
+    "cap_inh",
+    "cap_prm",
+    "cap_eff",
+    "cap_bnd",
+    "cap_amb",
+    "no_new_privs",
+    "seccomp_mode",
+    "siginfo_shared",
+    "real_ppid",
+    "pdeath_signal",
+    "dev_major",
+    "dev_minor",
+    "ino",
+    "vm_flags_unknown",
+    "dev",
+    "mnt_id",
+    "unsupported",
+];
+
+/// Turning the extras keys of older images into typed records (on read).
+pub mod adopt {
+    use super::*;
+    use crate::model::Event;
+
+    /// The keys of a task, thread, VMA or file event, as typed records. Fails on a
+    /// signal queue of the wrong shape, naming the key.
+    pub fn event(ev: &mut Event<'_>) -> Result<(), String> {
+        match ev {
+            Event::Task(t) => task(&mut t.records, &mut t.extras),
+            Event::Thread(t) => thread(&mut t.records, &mut t.extras),
+            Event::Vma(v) => {
+                vma(&mut v.records, &mut v.extras);
+                Ok(())
+            }
+            Event::File(f) => {
+                file(&mut f.records, &mut f.extras);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn take(ex: &mut Extras, keys: &[&str]) -> Option<Vec<u64>> {
+        let v: Option<Vec<u64>> = keys.iter().map(|k| ex.u64(k)).collect();
+        if v.is_some() {
+            for k in keys {
+                ex.0.remove(*k);
+            }
+        }
+        v
+    }
+
+    /// A signal queue under `key`: bytes, a whole number of siginfos. A value of
+    /// another shape is refused (it would otherwise be ignored, and a restore would
+    /// go without those signals).
+    fn take_queue(ex: &mut Extras, key: &str) -> Result<Option<Vec<SigInfo>>, String> {
+        let q = match ex.0.get(key) {
+            None => return Ok(None),
+            Some(crate::model::Extra::U64(_)) => {
+                return Err(format!("{key}: an integer where siginfo bytes belong"))
+            }
+            Some(crate::model::Extra::Bytes(b)) => SigInfo::split(b).ok_or_else(|| {
+                format!(
+                    "{key}: {} bytes is not a whole number of {}-byte siginfos",
+                    b.len(),
+                    SigInfo::LEN
+                )
+            })?,
+        };
+        ex.0.remove(key);
+        Ok(Some(q))
+    }
+
+    /// Thread keys: `rseq_*`, `robust_list_*`, `sigaltstack_*`, `clear_child_tid`,
+    /// `sigpending`, `siginfo_pending`.
+    pub fn thread(r: &mut ThreadRecords, ex: &mut Extras) -> Result<(), String> {
+        if ex.is_empty() {
+            return Ok(());
+        }
+        if let Some(v) = take(ex, &["rseq_ptr", "rseq_len", "rseq_sig"]) {
+            r.rseq = Some(Rseq {
+                ptr: v[0],
+                len: v[1] as u32,
+                sig: v[2] as u32,
+            });
+        }
+        if let Some(v) = take(ex, &["robust_list_head", "robust_list_len"]) {
+            r.robust_list = Some(RobustList {
+                head: v[0],
+                len: v[1],
+            });
+        }
+        if let Some(v) = take(
+            ex,
+            &["sigaltstack_sp", "sigaltstack_flags", "sigaltstack_size"],
+        ) {
+            r.sigaltstack = Some(SigAltStack {
+                sp: v[0],
+                flags: v[1] as u32,
+                size: v[2],
+            });
+        }
+        if let Some(v) = take(ex, &["clear_child_tid"]) {
+            r.clear_child_tid = Some(ClearChildTid { addr: v[0] });
+        }
+        let queue = take_queue(ex, "siginfo_pending")?;
+        let mask = take(ex, &["sigpending"]).map(|v| v[0]);
+        if mask.is_some() || queue.is_some() {
+            r.pending = Some(PendingSignals {
+                mask: mask.unwrap_or(0),
+                queue: queue.unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Task keys: `cap_*`, `no_new_privs`, `seccomp_mode`, `siginfo_shared`, `real_ppid`,
+    /// `pdeath_signal`.
+    pub fn task(r: &mut TaskRecords, ex: &mut Extras) -> Result<(), String> {
+        if ex.is_empty() {
+            return Ok(());
+        }
+        if let Some(v) = take(ex, &["cap_inh", "cap_prm", "cap_eff", "cap_bnd", "cap_amb"]) {
+            r.caps = Some(Capabilities {
+                inh: v[0],
+                prm: v[1],
+                eff: v[2],
+                bnd: v[3],
+                amb: v[4],
+            });
+        }
+        if let Some(v) = take(ex, &["no_new_privs", "seccomp_mode"]) {
+            r.security = Some(Security {
+                no_new_privs: v[0],
+                seccomp_mode: v[1],
+            });
+        }
+        if let Some(q) = take_queue(ex, "siginfo_shared")? {
+            r.shared_pending = Some(SharedPending { queue: q });
+        }
+        if let Some(v) = take(ex, &["real_ppid"]) {
+            r.real_parent = Some(RealParent { ppid: v[0] as i32 });
+        }
+        if let Some(v) = take(ex, &["pdeath_signal"]) {
+            r.pdeath_signal = Some(ParentDeathSignal { sig: v[0] });
+        }
+        Ok(())
+    }
+
+    /// VMA keys: `dev_major`, `dev_minor`, `ino`, `vm_flags_unknown`.
+    pub fn vma(r: &mut VmaRecords, ex: &mut Extras) {
+        if ex.is_empty() {
+            return;
+        }
+        if let Some(v) = take(ex, &["dev_major", "dev_minor", "ino"]) {
+            r.identity = Some(MapIdentity {
+                dev_major: v[0],
+                dev_minor: v[1],
+                ino: v[2],
+            });
+        }
+        if let Some(b) = ex.bytes("vm_flags_unknown") {
+            r.unknown_flags = Some(UnknownVmFlags { names: b.to_vec() });
+            ex.0.remove("vm_flags_unknown");
+        }
+    }
+
+    /// File keys: `dev`, `ino`, `mnt_id`, `unsupported`.
+    pub fn file(r: &mut FileRecords, ex: &mut Extras) {
+        if ex.is_empty() {
+            return;
+        }
+        if let Some(v) = take(ex, &["dev", "ino", "mnt_id"]) {
+            r.identity = Some(FileIdentity {
+                dev: v[0],
+                ino: v[1],
+                mnt_id: v[2],
+            });
+        }
+        if ex.u64("unsupported") == Some(1) {
+            ex.0.remove("unsupported");
+            r.unsupported = Some(Unsupported);
+        }
+    }
+}
+
+/// Typed records back to the extras keys of older images (for the legacy
+/// encoders, which place what they can and report the rest as lost).
+pub mod legacy {
+    use super::*;
+    use crate::model::Event;
+    use std::borrow::Cow;
+
+    /// `ev` with its typed records (if any) turned into keys of its extras.
+    pub fn event<'e, 'a>(ev: &'e Event<'a>) -> Cow<'e, Event<'a>> {
+        let empty = match ev {
+            Event::Task(t) => t.records == TaskRecords::default(),
+            Event::Thread(t) => t.records == ThreadRecords::default(),
+            Event::Vma(v) => v.records == VmaRecords::default(),
+            Event::File(f) => f.records == FileRecords::default(),
+            _ => true,
+        };
+        if empty {
+            return Cow::Borrowed(ev);
+        }
+        let mut ev = ev.clone();
+        match &mut ev {
+            Event::Task(t) => task(&std::mem::take(&mut t.records), &mut t.extras),
+            Event::Thread(t) => thread(&std::mem::take(&mut t.records), &mut t.extras),
+            Event::Vma(v) => vma(&std::mem::take(&mut v.records), &mut v.extras),
+            Event::File(f) => file(&std::mem::take(&mut f.records), &mut f.extras),
+            _ => {}
+        }
+        Cow::Owned(ev)
+    }
+
+    /// Thread records as keys, added to `ex`.
+    pub fn thread(r: &ThreadRecords, ex: &mut Extras) {
+        if let Some(x) = &r.rseq {
+            ex.set_u64("rseq_ptr", x.ptr);
+            ex.set_u64("rseq_len", x.len as u64);
+            ex.set_u64("rseq_sig", x.sig as u64);
+        }
+        if let Some(x) = &r.robust_list {
+            ex.set_u64("robust_list_head", x.head);
+            ex.set_u64("robust_list_len", x.len);
+        }
+        if let Some(x) = &r.sigaltstack {
+            ex.set_u64("sigaltstack_sp", x.sp);
+            ex.set_u64("sigaltstack_flags", x.flags as u64);
+            ex.set_u64("sigaltstack_size", x.size);
+        }
+        if let Some(x) = &r.clear_child_tid {
+            ex.set_u64("clear_child_tid", x.addr);
+        }
+        if let Some(x) = &r.pending {
+            ex.set_u64("sigpending", x.mask);
+            if !x.queue.is_empty() {
+                ex.set_bytes("siginfo_pending", &join(&x.queue));
+            }
+        }
+    }
+
+    /// Task records as keys, added to `ex`.
+    pub fn task(r: &TaskRecords, ex: &mut Extras) {
+        if let Some(c) = &r.caps {
+            for (k, v) in [
+                ("cap_inh", c.inh),
+                ("cap_prm", c.prm),
+                ("cap_eff", c.eff),
+                ("cap_bnd", c.bnd),
+                ("cap_amb", c.amb),
+            ] {
+                ex.set_u64(k, v);
+            }
+        }
+        if let Some(s) = &r.security {
+            ex.set_u64("no_new_privs", s.no_new_privs);
+            ex.set_u64("seccomp_mode", s.seccomp_mode);
+        }
+        if let Some(s) = &r.shared_pending {
+            ex.set_bytes("siginfo_shared", &join(&s.queue));
+        }
+        if let Some(p) = &r.real_parent {
+            ex.set_u64("real_ppid", p.ppid as i64 as u64);
+        }
+        if let Some(p) = &r.pdeath_signal {
+            ex.set_u64("pdeath_signal", p.sig);
+        }
+    }
+
+    /// VMA records as keys, added to `ex`.
+    pub fn vma(r: &VmaRecords, ex: &mut Extras) {
+        if let Some(i) = &r.identity {
+            ex.set_u64("dev_major", i.dev_major);
+            ex.set_u64("dev_minor", i.dev_minor);
+            ex.set_u64("ino", i.ino);
+        }
+        if let Some(u) = &r.unknown_flags {
+            ex.set_bytes("vm_flags_unknown", &u.names);
+        }
+    }
+
+    /// File records as keys, added to `ex`.
+    pub fn file(r: &FileRecords, ex: &mut Extras) {
+        if let Some(i) = &r.identity {
+            ex.set_u64("dev", i.dev);
+            ex.set_u64("ino", i.ino);
+            ex.set_u64("mnt_id", i.mnt_id);
+        }
+        if r.unsupported.is_some() {
+            ex.set_u64("unsupported", 1);
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! native-1 encoding of the typed records ([`crate::model::records`]): one
+//! record per typed record, written right BEFORE its owner's record (TASK,
+//! THREAD, VMA, FILE) and attached to it by the decoder. Layouts are drawn in
+//! docs/FORMAT.md ("Typed records"). A new kind adds one `put` line in its
+//! owner's encoder below and one arm in [`decode`].
+
+use super::payload::{Cur, Put};
+use super::{Frame, RecordType};
+use crate::error::{ErrorKind, Result};
+use crate::model::records::*;
+
+/// Most signals one queue record may hold (the kernel's limit is far lower).
+const MAX_QUEUE: u32 = 1 << 16;
+
+/// True for the type code of a typed record: its low byte is at least 0x10
+/// (core records keep theirs below), so one byte tells a reader which it is.
+pub fn is_typed(code: u32) -> bool {
+    code & 0xff >= 0x10
+}
+
+/// Which record a typed record belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The TASK record that follows.
+    Task,
+    /// The THREAD record that follows.
+    Thread,
+    /// The VMA record that follows.
+    Vma,
+    /// The FILE record that follows.
+    File,
+}
+
+impl Owner {
+    /// The owner's record type.
+    pub fn record(self) -> RecordType {
+        match self {
+            Owner::Task => RecordType::TASK,
+            Owner::Thread => RecordType::THREAD,
+            Owner::Vma => RecordType::VMA,
+            Owner::File => RecordType::FILE,
+        }
+    }
+}
+
+/// Every typed record kind: (code, name, owner). `schema` prints this table.
+pub const KINDS: &[(u32, &str, Owner)] = &[
+    (Rseq::CODE, Rseq::NAME, Owner::Thread),
+    (RobustList::CODE, RobustList::NAME, Owner::Thread),
+    (SigAltStack::CODE, SigAltStack::NAME, Owner::Thread),
+    (ClearChildTid::CODE, ClearChildTid::NAME, Owner::Thread),
+    (PendingSignals::CODE, PendingSignals::NAME, Owner::Thread),
+    (Capabilities::CODE, Capabilities::NAME, Owner::Task),
+    (Security::CODE, Security::NAME, Owner::Task),
+    (SharedPending::CODE, SharedPending::NAME, Owner::Task),
+    (RealParent::CODE, RealParent::NAME, Owner::Task),
+    (
+        ParentDeathSignal::CODE,
+        ParentDeathSignal::NAME,
+        Owner::Task,
+    ),
+    (MapIdentity::CODE, MapIdentity::NAME, Owner::Vma),
+    (UnknownVmFlags::CODE, UnknownVmFlags::NAME, Owner::Vma),
+    (FileIdentity::CODE, FileIdentity::NAME, Owner::File),
+    (Unsupported::CODE, Unsupported::NAME, Owner::File),
+];
+
+/// The owner of typed record `code`, if it is one.
+pub fn owner(code: u32) -> Option<Owner> {
+    KINDS.iter().find(|k| k.0 == code).map(|k| k.2)
+}
+
+/// The typed records read so far, waiting for their owner.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Owner of the records held (all the same).
+    pub owner: Option<Owner>,
+    /// Offset and type of the first one held (for errors).
+    pub first: Option<(u64, u32)>,
+    /// Parent tag of the records held.
+    pub parent: u32,
+    /// Thread records.
+    pub thread: ThreadRecords,
+    /// Task records.
+    pub task: TaskRecords,
+    /// VMA records.
+    pub vma: VmaRecords,
+    /// File records.
+    pub file: FileRecords,
+}
+
+fn queue(c: &mut Cur<'_, '_>) -> Result<Vec<SigInfo>> {
+    let at = c.pos;
+    let n = c.u32()?;
+    if n > MAX_QUEUE || n as usize * SigInfo::LEN > c.f.payload.len() {
+        return Err(c.bad(at, "queue length", n as u64, "what the payload holds"));
+    }
+    let _ = c.u32()?;
+    let mut q = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        q.push(SigInfo(c.bytes(SigInfo::LEN)?.to_vec()));
+    }
+    Ok(q)
+}
+
+fn put_queue(p: &mut Put, q: &[SigInfo]) {
+    p.u32(q.len() as u32).u32(0);
+    for s in q {
+        let mut b = s.0.clone();
+        b.resize(SigInfo::LEN, 0);
+        p.bytes(&b);
+    }
+}
+
+/// Set `slot` once; a second record of the same kind is an error.
+fn once<T>(slot: &mut Option<T>, v: T, f: &Frame<'_>) -> Result<()> {
+    if slot.is_some() {
+        return Err(f.err(ErrorKind::UnexpectedRecord {
+            found: f.ty().to_string(),
+            expected: "each typed record at most once per owner".into(),
+        }));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+/// Decode typed record `f` into `into` (the records of its owner).
+pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
+    let mut c = Cur::new(f);
+    match f.ty().0 {
+        Rseq::CODE => {
+            let v = Rseq {
+                ptr: c.u64()?,
+                len: c.u32()?,
+                sig: c.u32()?,
+            };
+            once(&mut into.thread.rseq, v, f)?;
+        }
+        RobustList::CODE => {
+            let v = RobustList {
+                head: c.u64()?,
+                len: c.u64()?,
+            };
+            once(&mut into.thread.robust_list, v, f)?;
+        }
+        SigAltStack::CODE => {
+            let sp = c.u64()?;
+            let size = c.u64()?;
+            let flags = c.u32()?;
+            let _ = c.u32()?;
+            once(
+                &mut into.thread.sigaltstack,
+                SigAltStack { sp, flags, size },
+                f,
+            )?;
+        }
+        ClearChildTid::CODE => {
+            let v = ClearChildTid { addr: c.u64()? };
+            once(&mut into.thread.clear_child_tid, v, f)?;
+        }
+        PendingSignals::CODE => {
+            let mask = c.u64()?;
+            let queue = queue(&mut c)?;
+            once(&mut into.thread.pending, PendingSignals { mask, queue }, f)?;
+        }
+        Capabilities::CODE => {
+            let v = Capabilities {
+                inh: c.u64()?,
+                prm: c.u64()?,
+                eff: c.u64()?,
+                bnd: c.u64()?,
+                amb: c.u64()?,
+            };
+            once(&mut into.task.caps, v, f)?;
+        }
+        Security::CODE => {
+            let v = Security {
+                no_new_privs: c.u64()?,
+                seccomp_mode: c.u64()?,
+            };
+            once(&mut into.task.security, v, f)?;
+        }
+        SharedPending::CODE => {
+            let v = SharedPending {
+                queue: queue(&mut c)?,
+            };
+            once(&mut into.task.shared_pending, v, f)?;
+        }
+        RealParent::CODE => {
+            let ppid = c.i32()?;
+            let _ = c.u32()?;
+            once(&mut into.task.real_parent, RealParent { ppid }, f)?;
+        }
+        ParentDeathSignal::CODE => {
+            let v = ParentDeathSignal { sig: c.u64()? };
+            once(&mut into.task.pdeath_signal, v, f)?;
+        }
+        MapIdentity::CODE => {
+            let v = MapIdentity {
+                dev_major: c.u64()?,
+                dev_minor: c.u64()?,
+                ino: c.u64()?,
+            };
+            once(&mut into.vma.identity, v, f)?;
+        }
+        UnknownVmFlags::CODE => {
+            let v = UnknownVmFlags {
+                names: c.rest().to_vec(),
+            };
+            once(&mut into.vma.unknown_flags, v, f)?;
+        }
+        FileIdentity::CODE => {
+            let v = FileIdentity {
+                dev: c.u64()?,
+                ino: c.u64()?,
+                mnt_id: c.u64()?,
+            };
+            once(&mut into.file.identity, v, f)?;
+        }
+        Unsupported::CODE => once(&mut into.file.unsupported, Unsupported, f)?,
+        code => return Err(f.err(ErrorKind::UnknownRecord { code })),
+    }
+    c.end()
+}
+
+/// One encoded typed record: (type code, payload).
+pub type Encoded = (u32, Vec<u8>);
+
+fn enc<R: Record>(r: &Option<R>, out: &mut Vec<Encoded>, put: impl FnOnce(&R, &mut Put)) {
+    if let Some(r) = r {
+        let mut p = Put::default();
+        put(r, &mut p);
+        out.push((R::CODE, p.0));
+    }
+}
+
+/// The records of a thread, in code order.
+pub fn encode_thread(r: &ThreadRecords) -> Vec<Encoded> {
+    let mut v = Vec::new();
+    enc(&r.rseq, &mut v, |x, p| {
+        p.u64(x.ptr).u32(x.len).u32(x.sig);
+    });
+    enc(&r.robust_list, &mut v, |x, p| {
+        p.u64(x.head).u64(x.len);
+    });
+    enc(&r.sigaltstack, &mut v, |x, p| {
+        p.u64(x.sp).u64(x.size).u32(x.flags).u32(0);
+    });
+    enc(&r.clear_child_tid, &mut v, |x, p| {
+        p.u64(x.addr);
+    });
+    enc(&r.pending, &mut v, |x, p| {
+        p.u64(x.mask);
+        put_queue(p, &x.queue);
+    });
+    v
+}
+
+/// The records of a task, in code order.
+pub fn encode_task(r: &TaskRecords) -> Vec<Encoded> {
+    let mut v = Vec::new();
+    enc(&r.caps, &mut v, |x, p| {
+        p.u64(x.inh).u64(x.prm).u64(x.eff).u64(x.bnd).u64(x.amb);
+    });
+    enc(&r.security, &mut v, |x, p| {
+        p.u64(x.no_new_privs).u64(x.seccomp_mode);
+    });
+    enc(&r.shared_pending, &mut v, |x, p| put_queue(p, &x.queue));
+    enc(&r.real_parent, &mut v, |x, p| {
+        p.i32(x.ppid).u32(0);
+    });
+    enc(&r.pdeath_signal, &mut v, |x, p| {
+        p.u64(x.sig);
+    });
+    v
+}
+
+/// The records of a VMA, in code order.
+pub fn encode_vma(r: &VmaRecords) -> Vec<Encoded> {
+    let mut v = Vec::new();
+    enc(&r.identity, &mut v, |x, p| {
+        p.u64(x.dev_major).u64(x.dev_minor).u64(x.ino);
+    });
+    enc(&r.unknown_flags, &mut v, |x, p| {
+        p.bytes(&x.names);
+    });
+    v
+}
+
+/// The records of a file, in code order.
+pub fn encode_file(r: &FileRecords) -> Vec<Encoded> {
+    let mut v = Vec::new();
+    enc(&r.identity, &mut v, |x, p| {
+        p.u64(x.dev).u64(x.ino).u64(x.mnt_id);
+    });
+    enc(&r.unsupported, &mut v, |_, _| {});
+    v
+}
