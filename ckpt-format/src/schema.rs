@@ -26,6 +26,20 @@ pub fn schema(rev: Revision) -> String {
             s,
             "# {rev}: layouts are specified in docs/FORMAT.md (self-describing records)"
         );
+        let _ = writeln!(
+            s,
+            "\n## typed records (each right before its owner record; docs/ADDING-AN-OBJECT-KIND.md)"
+        );
+        let _ = writeln!(s, "{:>6}  {:<20} {:<7} payload", "code", "name", "owner");
+        for (code, name, owner, layout) in crate::native::records::KINDS {
+            let _ = writeln!(
+                s,
+                "{:>#6x}  {:<20} {:<7} {layout}",
+                code,
+                name,
+                owner.record().name()
+            );
+        }
         return s;
     };
     let _ = writeln!(

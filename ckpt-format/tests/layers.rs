@@ -3,11 +3,11 @@
 //! ```text
 //! 0  error, exit (exit codes), output (safe output files), layout (the tables of record kinds and their layouts)
 //! 1  input (framing input), model
-//! 2  stream (source/sink traits), detect, layout::derive, schema
+//! 2  stream (source/sink traits), detect, layout::derive
 //! 3  legacy (plan, losses), validate
 //! 4  native, crv5, v21                 (the codecs; none uses another)
 //! 5  the crate root's functions (open_slice, encoder, sniff ...), chain (pre-copy chains)
-//! 6  convert, build
+//! 6  convert, build, schema
 //! ```
 //!
 //! This test reads the sources and fails on any `crate::` (or top-level
@@ -20,11 +20,11 @@ fn layer(module: &str) -> Option<u32> {
     Some(match module {
         "error" | "exit" | "layout" | "output" => 0,
         "input" | "model" => 1,
-        "stream" | "detect" | "layout::derive" | "schema" => 2,
+        "stream" | "detect" | "layout::derive" => 2,
         "legacy" | "validate" => 3,
         "native" | "crv5" | "v21" => 4,
         "chain" => 5,
-        "convert" | "build" => 6,
+        "convert" | "build" | "schema" => 6,
         _ => return None,
     })
 }
@@ -227,4 +227,43 @@ fn the_checker_sees_a_violation() {
         vec!["layout::derive", "model"]
     );
     assert_eq!(code_of("let x = 1; // crate::convert"), "let x = 1; ");
+}
+
+/// Capture writes no extras key and restore and inspect read none of ours: live state
+/// lives in typed records (docs/ADDING-AN-OBJECT-KIND.md).
+#[test]
+fn no_key_of_ours_is_read_or_written_through_extras() {
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut checked = 0;
+    for krate in ["ckpt-capture", "ckpt-restore", "ckpt-inspect", "ckpt-sys"] {
+        let mut files = Vec::new();
+        rs_files(&ws.join(krate).join("src"), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = code_of(line);
+                checked += 1;
+                assert!(
+                    !code.contains("set_u64(\"") && !code.contains("set_bytes(\""),
+                    "{}:{}: writes an extras key of its own: {}",
+                    f.display(),
+                    n + 1,
+                    line.trim()
+                );
+                for k in ckpt_format::model::records::LEGACY_KEYS {
+                    for access in [".u64(", ".bytes(", ".get("] {
+                        let pat = format!("{access}\"{k}\")");
+                        assert!(
+                            !code.contains(&pat),
+                            "{}:{}: reads `{k}` from extras: {}",
+                            f.display(),
+                            n + 1,
+                            line.trim()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 5000, "{checked} lines");
 }

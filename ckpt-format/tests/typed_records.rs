@@ -376,3 +376,21 @@ fn a_malformed_queue_of_an_old_image_is_refused_naming_its_key() {
         assert!(s.contains(want) && s.contains("THREAD"), "{s}");
     }
 }
+
+#[test]
+fn every_kind_is_a_named_record_type_and_is_in_the_schema() {
+    let schema = ckpt_format::schema::schema(Revision::Native1);
+    for (code, name, owner, _) in ckpt_format::native::records::KINDS {
+        let t = ckpt_format::native::RecordType(*code);
+        assert!(t.is_known(), "{code:#x}");
+        assert_eq!(t.name(), name.to_uppercase(), "{code:#x}");
+        assert!(ckpt_format::native::records::is_typed(*code), "{code:#x}");
+        assert_eq!(ckpt_format::native::records::owner(*code), Some(*owner));
+        assert!(schema.contains(&format!("{code:#x}  {name}")), "{schema}");
+    }
+    // Core record types keep their low byte below 0x10.
+    for t in ckpt_format::native::RecordType::ALL {
+        let typed = ckpt_format::native::records::owner(t.0).is_some();
+        assert_eq!(ckpt_format::native::records::is_typed(t.0), typed, "{t}");
+    }
+}

@@ -284,8 +284,44 @@ fn compare_summaries(cx: &mut Ctx<'_>, a: &Summary, b: &Summary) {
     }
 }
 
+/// Typed records, by (owner, record): each field that differs, or the record's presence.
+fn compare_records(
+    cx: &mut Ctx<'_>,
+    s: &str,
+    a: &[crate::summary::RecordSummary],
+    b: &[crate::summary::RecordSummary],
+) {
+    let map =
+        |v: &[crate::summary::RecordSummary]| -> BTreeMap<(String, String), Vec<[String; 2]>> {
+            v.iter()
+                .map(|r| ((r.owner.clone(), r.record.clone()), r.fields.clone()))
+                .collect()
+        };
+    let (ma, mb) = (map(a), map(b));
+    let mut keys: Vec<_> = ma.keys().chain(mb.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let sc = format!("{s} {} {}", k.0, k.1);
+        match (ma.get(&k), mb.get(&k)) {
+            (Some(fa), Some(fb)) => {
+                for ([n, va], [_, vb]) in fa.iter().zip(fb) {
+                    cx.diff(&sc, n, Some(va.clone()), Some(vb.clone()));
+                }
+            }
+            (fa, fb) => cx.diff(
+                &sc,
+                "present",
+                fa.map(|_| "record".into()),
+                fb.map(|_| "record".into()),
+            ),
+        }
+    }
+}
+
 fn compare_task(cx: &mut Ctx<'_>, a: &TaskSummary, b: &TaskSummary) {
     let s = format!("task {}", a.pid);
+    compare_records(cx, &s, &a.records, &b.records);
     cx.field(&s, "tgid", &a.tgid, &b.tgid);
     cx.field(&s, "ppid", &a.ppid, &b.ppid);
     cx.field(&s, "pgid", &a.pgid, &b.pgid);

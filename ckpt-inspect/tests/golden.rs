@@ -203,3 +203,46 @@ fn an_image_from_before_typed_records_shows_the_same() {
     assert!(now.contains("rseq             ptr="), "{now}");
     assert!(now.contains("shared_pending   queue=[35/-1"), "{now}");
 }
+
+/// `diff` names a typed record's field that differs, and a record only one image has.
+#[test]
+fn diff_names_typed_record_fields() {
+    use ckpt_format::{build::ImageBuilder, ClearChildTid, Event, Rseq};
+    let with = |sig: u32, ctid: bool| {
+        let mut b = ImageBuilder::example();
+        for ev in &mut b.events {
+            if let Event::Thread(t) = ev {
+                t.records.rseq = Some(Rseq {
+                    ptr: 0x7f00_0000_1000,
+                    len: 32,
+                    sig,
+                });
+                if ctid {
+                    t.records.clear_child_tid = Some(ClearChildTid { addr: 0x1000 });
+                }
+            }
+        }
+        b.to_native_bytes().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    std::fs::write(&a, with(0x5305_3053, false)).unwrap();
+    std::fs::write(&b, with(1, true)).unwrap();
+    let o = Command::new(bin())
+        .arg("diff")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("task 100 thread 100 rseq: sig: 0x53053053 -> 0x1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("task 100 thread 101 clear_child_tid: only in B (record)"),
+        "{out}"
+    );
+    assert!(out.contains("4 difference(s)"), "{out}");
+}

@@ -13,10 +13,12 @@
 mod decode;
 mod encode;
 mod payload;
+mod reader;
 pub mod records;
 
-pub use decode::{Decoder, RecordReader};
+pub use decode::Decoder;
 pub use encode::Encoder;
+pub use reader::RecordReader;
 
 use crate::detect::NATIVE_MAGIC;
 use crate::error::{Error, ErrorKind, Result};

@@ -43,26 +43,88 @@ impl Owner {
     }
 }
 
-/// Every typed record kind: (code, name, owner). `schema` prints this table.
-pub const KINDS: &[(u32, &str, Owner)] = &[
-    (Rseq::CODE, Rseq::NAME, Owner::Thread),
-    (RobustList::CODE, RobustList::NAME, Owner::Thread),
-    (SigAltStack::CODE, SigAltStack::NAME, Owner::Thread),
-    (ClearChildTid::CODE, ClearChildTid::NAME, Owner::Thread),
-    (PendingSignals::CODE, PendingSignals::NAME, Owner::Thread),
-    (Capabilities::CODE, Capabilities::NAME, Owner::Task),
-    (Security::CODE, Security::NAME, Owner::Task),
-    (SharedPending::CODE, SharedPending::NAME, Owner::Task),
-    (RealParent::CODE, RealParent::NAME, Owner::Task),
+/// Every typed record kind: (code, name, owner, payload layout, little-endian).
+/// `ckpt-inspect schema --rev native-1` prints this table.
+pub const KINDS: &[(u32, &str, Owner, &str)] = &[
+    (
+        Rseq::CODE,
+        Rseq::NAME,
+        Owner::Thread,
+        "u64 ptr, u32 len, u32 sig",
+    ),
+    (
+        RobustList::CODE,
+        RobustList::NAME,
+        Owner::Thread,
+        "u64 head, u64 len",
+    ),
+    (
+        SigAltStack::CODE,
+        SigAltStack::NAME,
+        Owner::Thread,
+        "u64 sp, u64 size, u32 flags, u32 0",
+    ),
+    (
+        ClearChildTid::CODE,
+        ClearChildTid::NAME,
+        Owner::Thread,
+        "u64 addr",
+    ),
+    (
+        PendingSignals::CODE,
+        PendingSignals::NAME,
+        Owner::Thread,
+        "u64 mask, u32 n, u32 0, n x 128-byte siginfo",
+    ),
+    (
+        Capabilities::CODE,
+        Capabilities::NAME,
+        Owner::Task,
+        "u64 inh, u64 prm, u64 eff, u64 bnd, u64 amb",
+    ),
+    (
+        Security::CODE,
+        Security::NAME,
+        Owner::Task,
+        "u64 no_new_privs, u64 seccomp_mode",
+    ),
+    (
+        SharedPending::CODE,
+        SharedPending::NAME,
+        Owner::Task,
+        "u32 n, u32 0, n x 128-byte siginfo",
+    ),
+    (
+        RealParent::CODE,
+        RealParent::NAME,
+        Owner::Task,
+        "i32 ppid, u32 0",
+    ),
     (
         ParentDeathSignal::CODE,
         ParentDeathSignal::NAME,
         Owner::Task,
+        "u64 sig",
     ),
-    (MapIdentity::CODE, MapIdentity::NAME, Owner::Vma),
-    (UnknownVmFlags::CODE, UnknownVmFlags::NAME, Owner::Vma),
-    (FileIdentity::CODE, FileIdentity::NAME, Owner::File),
-    (Unsupported::CODE, Unsupported::NAME, Owner::File),
+    (
+        MapIdentity::CODE,
+        MapIdentity::NAME,
+        Owner::Vma,
+        "u64 dev_major, u64 dev_minor, u64 ino",
+    ),
+    (
+        UnknownVmFlags::CODE,
+        UnknownVmFlags::NAME,
+        Owner::Vma,
+        "bytes names (the rest)",
+    ),
+    (
+        FileIdentity::CODE,
+        FileIdentity::NAME,
+        Owner::File,
+        "u64 dev, u64 ino, u64 mnt_id",
+    ),
+    (Unsupported::CODE, Unsupported::NAME, Owner::File, "(empty)"),
 ];
 
 /// The owner of typed record `code`, if it is one.

@@ -1,5 +1,9 @@
 //! `implode DIR -o IMAGE [--rev REV]`: turn a (possibly edited) tree back into an image.
 //!
+//! (Over 800 lines: it is the inverse of tree.rs, one reader per kind of tree directory,
+//! kept in one file so that the two mirror each other line for line; the per-event
+//! readers are the place to split it when it grows.)
+//!
 //! The `order` file says which events to emit in which order; every value is
 //! read from its file. Every event goes through the target revision's
 //! encoder, whose checker enforces the model's rules; a refusal is reported
