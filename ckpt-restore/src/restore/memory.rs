@@ -460,8 +460,8 @@ fn shm_key(v: &VmaPlan) -> Option<ShmKey> {
     if m.kind != VmaKind::SharedAnon || m.file.as_deref().is_some_and(|p| p.starts_with(b"/SYSV")) {
         return None;
     }
-    let ino = m.extras.u64("ino").filter(|&i| i != 0)?;
-    Some((m.extras.u64("dev_major")?, m.extras.u64("dev_minor")?, ino))
+    let id = m.records.identity.filter(|i| i.ino != 0)?;
+    Some((id.dev_major, id.dev_minor, id.ino))
 }
 
 /// For every shared anonymous object mapped by more than one VMA of the image: the
