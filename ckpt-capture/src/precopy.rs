@@ -384,7 +384,7 @@ impl Producer for PreCapture {
         let maps =
             procfs::smaps(pid).map_err(|e| CaptureError::sys(&format!("pid {pid} smaps"), e))?;
         let stat = procfs::stat(pid).map_err(|e| CaptureError::sys(&format!("pid {pid}"), e))?;
-        let mut h: Header = live::header(pid);
+        let mut h: Header = live::header();
         h.parent = split.parent.clone();
         sink.event(&Event::Header(h)).map_err(fmt_err)?;
         sink.event(&Event::Task(Task {

@@ -565,6 +565,7 @@ impl<'a> Decoder<'a> {
             pgoff: v.pgoff / PAGE,
             kind,
             file,
+            records: Default::default(),
             extras: Default::default(),
         };
         Ok(Some((vma, shmem)))
@@ -642,6 +643,7 @@ impl<'a> Decoder<'a> {
                 mode,
                 pos: r.pos,
                 pipe: None,
+                records: Default::default(),
                 extras: Default::default(),
             }
         } else if let Some(p) = &fe.pipe {
@@ -661,6 +663,7 @@ impl<'a> Decoder<'a> {
                 mode: 0o010_600,
                 pos: 0,
                 pipe: Some(pid),
+                records: Default::default(),
                 extras: Default::default(),
             }
         } else {
@@ -744,7 +747,7 @@ impl<'a> EventSource for Decoder<'a> {
         if self.failed {
             return Ok(None);
         }
-        let ev = match self.produce() {
+        let mut ev = match self.produce() {
             Ok(Some(ev)) => ev,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -752,6 +755,16 @@ impl<'a> EventSource for Decoder<'a> {
                 return Err(e.into());
             }
         };
+        // State this source still spells as the extras keys of older images becomes
+        // the typed records restore reads (docs/MODEL.md "Typed records").
+        if let Err(m) = ckpt_format::model::records::adopt::event(&mut ev) {
+            self.failed = true;
+            return Err(ckpt_format::Error::invalid(
+                0,
+                m,
+                "the layout of docs/MODEL.md",
+            ));
+        }
         if let Err(e) = self.checker.check(&ev, 0) {
             self.failed = true;
             return Err(e);

@@ -252,6 +252,7 @@ pub fn thread(
         fpu: Some(fpu),
         tls,
         sigmask,
+        records: Default::default(),
         extras: x,
     })
 }

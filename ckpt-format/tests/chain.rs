@@ -19,6 +19,7 @@ fn vma() -> Vma {
         pgoff: 0,
         kind: VmaKind::Anon,
         file: None,
+        records: Default::default(),
         extras: Extras::new(),
     }
 }
