@@ -1,5 +1,8 @@
 //! The restore plan: every event of an image collected and checked before anything is created.
 //!
+//! (Over 800 lines: the collector and the per-event checks it makes are one pass over the
+//! image and share its state; the checks are the part to move out when it grows.)
+//!
 //! [`Plan::collect`] is the consumer of the image model: it drains any
 //! [`EventSource`] (any revision, any backend) into a [`Plan`]. Page contents are
 //! not copied when the source lends them from `base` (the mapped image): they are

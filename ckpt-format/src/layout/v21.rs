@@ -1,5 +1,8 @@
 //! `ckpt-v21` tables: Linux-CR v21 (2010, user-cr 82822cf), x86-64.
 //!
+//! (Over 800 lines: one table of every record kind and its layout, kept in one place so
+//! that `schema` and docs/SCHEMA-ckpt-v21.txt read as one list; it is data, not logic.)
+//!
 //! Research: linux-cr-format.md §4.1 (framing), §4.2 (header), §4.4–4.6
 //! (files, memory, x86), §5.1–5.5 (codes and task records, v21 column).
 //! Offsets include the embedded 8-byte `struct ckpt_hdr` (`h.type`, `h.len`).
