@@ -199,7 +199,11 @@ fn an_image_from_before_typed_records_shows_the_same() {
     }
     assert_eq!(added, 2, "{now}");
     let kept = kept.join("\n") + "\n";
-    assert_eq!(kept, before);
+    // The "restorable here" verdict depends on this machine (whether the captured
+    // executable still exists), not on the image.
+    let image_part = |s: String| String::from_utf8(strip_restorable(s.into_bytes())).unwrap();
+    assert!(kept.contains("\nrestorable here: "), "{kept}");
+    assert_eq!(image_part(kept), image_part(before));
     assert!(now.contains("rseq             ptr="), "{now}");
     assert!(now.contains("shared_pending   queue=[35/-1"), "{now}");
 }
