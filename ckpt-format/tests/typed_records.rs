@@ -96,6 +96,7 @@ fn typed_example() -> ImageBuilder {
                         mnt_id: 27,
                     }),
                     unsupported: (f.id == 1).then_some(Unsupported),
+                    ..FileRecords::default()
                 }
             }
             _ => {}

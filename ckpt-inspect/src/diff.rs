@@ -445,6 +445,8 @@ fn compare_task(cx: &mut Ctx<'_>, a: &TaskSummary, b: &TaskSummary) {
                 );
                 cx.field(&sc, "pos", &f.pos, &g.pos);
                 cx.field(&sc, "cloexec", &f.cloexec, &g.cloexec);
+                cx.field(&sc, "socket", &f.socket, &g.socket);
+                compare_records(cx, &sc, &f.records, &g.records);
             }
         }
     }

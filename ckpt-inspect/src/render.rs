@@ -365,10 +365,11 @@ fn task(t: &TaskSummary, o: &mut String) {
             ("PATH", Align::Left),
         ]);
         for f in &t.fds {
-            let what = match f.pipe {
-                Some(p) => format!("pipe {p}"),
-                None if f.path.is_empty() => "-".into(),
-                None => f.path.clone(),
+            let what = match (&f.socket, f.pipe) {
+                (Some(s), _) => s.clone(),
+                (None, Some(p)) => format!("pipe {p}"),
+                (None, None) if f.path.is_empty() => "-".into(),
+                (None, None) => f.path.clone(),
             };
             tb.row(vec![
                 f.fd.to_string(),

@@ -252,6 +252,13 @@ pub struct FdSummary {
     pub pos: u64,
     /// Close-on-exec.
     pub cloexec: bool,
+    /// For a socket: family, type, state, addresses, queued bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+    /// The open file's typed records, owned by `fd` (for `diff`; `show` lists them
+    /// with their object).
+    #[serde(skip)]
+    pub records: Vec<RecordSummary>,
 }
 
 /// A reference to a shared object from a task's fd (or from a pipe end).
@@ -295,6 +302,8 @@ struct FileInfo {
     pos: u64,
     pipe: Option<u32>,
     unsupported: bool,
+    socket: Option<String>,
+    records: Vec<RecordSummary>,
 }
 
 /// Builds a [`Summary`] from events. Feed every event with [`Summariser::event`],
@@ -509,6 +518,8 @@ impl Summariser {
                     pos: f.pos,
                     pipe: f.pipe,
                     unsupported: f.records.unsupported.is_some(),
+                    socket: f.records.sock.summary(),
+                    records: record_summaries("fd", f.records.rendered()),
                 };
                 self.obj_index.insert(f.id, s.objects.len());
                 s.objects.push(ObjectSummary {
@@ -543,6 +554,8 @@ impl Summariser {
                     flags: info.map_or(0, |i| i.flags),
                     pos: info.map_or(0, |i| i.pos),
                     cloexec: fd.cloexec,
+                    socket: info.and_then(|i| i.socket.clone()),
+                    records: info.map(|i| i.records.clone()).unwrap_or_default(),
                 });
                 let pid = t.pid;
                 if let Some(&i) = self.obj_index.get(&fd.file) {

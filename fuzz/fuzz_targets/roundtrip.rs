@@ -47,6 +47,138 @@ struct TaskD {
     vm_flags: Option<Vec<u8>>,
     file_identity: Option<(u64, u64, u64)>,
     unsupported: bool,
+    sock: Option<SockD>,
+}
+
+/// A socket's records (model/sockets.rs), built into their valid shape.
+#[derive(Arbitrary, Debug)]
+struct SockD {
+    kind: (u32, u32, u32, u8, u8),
+    backlog: Option<u32>,
+    ino: (u32, Option<u32>),
+    local: AddrD,
+    peer: Option<AddrD>,
+    flags: [bool; 6],
+    tri: [Option<bool>; 3],
+    nums: [i32; 6],
+    keepalive: Option<(i32, i32, i32)>,
+    timeo: (u64, u64),
+    queue: Option<Vec<(Vec<u8>, Vec<u32>, Option<(i32, u32, u32)>)>>,
+    tcp: Option<TcpD>,
+    netlink: Option<Vec<u32>>,
+}
+
+#[derive(Arbitrary, Debug)]
+enum AddrD {
+    Unnamed,
+    Path(Vec<u8>),
+    Abstract(Vec<u8>),
+    V4([u8; 4], u16),
+    V6([u8; 16], u16, u32, u32),
+    Netlink(u32, u32),
+    Other(u16, Vec<u8>),
+}
+
+#[derive(Arbitrary, Debug)]
+struct TcpD {
+    seqs: [u32; 5],
+    opts: (u8, u8, u8),
+    window: Option<[u32; 5]>,
+    inq: Vec<u8>,
+    outq: Vec<u8>,
+    netlock: Vec<u8>,
+}
+
+fn addr(a: &AddrD) -> SockAddr {
+    let name = |v: &[u8]| v[..v.len().min(108)].to_vec();
+    match a {
+        AddrD::Unnamed => SockAddr::Unnamed,
+        AddrD::Path(v) if v.is_empty() => SockAddr::Unnamed,
+        AddrD::Path(v) => SockAddr::Path(name(v)),
+        AddrD::Abstract(v) => SockAddr::Abstract(name(v)),
+        AddrD::V4(a, p) => SockAddr::V4(*a, *p),
+        AddrD::V6(a, p, f, s) => SockAddr::V6(*a, *p, *f, *s),
+        AddrD::Netlink(i, g) => SockAddr::Netlink(*i, *g),
+        AddrD::Other(f, v) => SockAddr::Other(*f, v[..v.len().min(126)].to_vec()),
+    }
+}
+
+fn sock(d: &SockD) -> SocketRecords {
+    let (family, ty, protocol, state, shutdown) = d.kind;
+    let [reuseaddr, reuseport, keepalive, broadcast, oobinline, passcred] = d.flags;
+    let [priority, rcvbuf, sndbuf, rcvlowat, linger, peek_off] = d.nums;
+    SocketRecords {
+        socket: Some(Socket {
+            family,
+            ty,
+            protocol,
+            state,
+            shutdown: shutdown & 3,
+            backlog: d.backlog,
+            ino: d.ino.0,
+            peer_ino: d.ino.1,
+            local: addr(&d.local),
+            peer: d.peer.as_ref().map(addr),
+            options: SockOptions {
+                reuseaddr,
+                reuseport,
+                keepalive,
+                broadcast,
+                oobinline,
+                passcred,
+                priority,
+                rcvbuf,
+                sndbuf,
+                rcvlowat,
+                rcvtimeo_us: d.timeo.0,
+                sndtimeo_us: d.timeo.1,
+                linger: (linger >= 0).then_some(linger),
+                peek_off,
+                tcp_nodelay: d.tri[0],
+                tcp_cork: d.tri[1],
+                tcp_keepalive: d.keepalive,
+                v6only: d.tri[2],
+            },
+        }),
+        queue: d.queue.as_ref().map(|q| SocketQueue {
+            messages: q
+                .iter()
+                .take(64)
+                .map(|(data, files, creds)| QueuedMessage {
+                    data: data.clone(),
+                    files: files.iter().take(253).map(|&f| f.max(1)).collect(),
+                    creds: *creds,
+                })
+                .collect(),
+        }),
+        tcp: d.tcp.as_ref().map(|t| TcpConnection {
+            inq_seq: t.seqs[0],
+            outq_seq: t.seqs[1],
+            unsent: t.seqs[2].min(t.outq.len() as u32),
+            mss: t.seqs[3],
+            timestamp: t.seqs[4],
+            options: t.opts.0 & 7,
+            snd_wscale: t.opts.1,
+            rcv_wscale: t.opts.2,
+            window: t.window.map(|w| TcpWindow {
+                snd_wl1: w[0],
+                snd_wnd: w[1],
+                max_window: w[2],
+                rcv_wnd: w[3],
+                rcv_wup: w[4],
+            }),
+            inq: t.inq.clone(),
+            outq: t.outq.clone(),
+            netlock: t
+                .netlock
+                .iter()
+                .copied()
+                .filter(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                .take(64)
+                .collect(),
+        }),
+        netlink: d.netlink.as_ref().map(|g| NetlinkSocket { groups: g.clone() }),
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -294,6 +426,7 @@ fn build(d: &Desc) -> ImageBuilder {
                         mnt_id,
                     }),
                     unsupported: t.unsupported.then_some(Unsupported),
+                    sock: t.sock.as_ref().map(sock).unwrap_or_default(),
                 },
                 extras: Extras::new(),
             }));

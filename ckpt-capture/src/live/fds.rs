@@ -84,6 +84,7 @@ pub(super) fn capture_fds(
                         mnt_id: fi.mnt_id,
                     }),
                     unsupported: unsupported.then_some(Unsupported),
+                    ..FileRecords::default()
                 };
                 let path = if kind == FileKind::Pipe {
                     Vec::new()

@@ -15,10 +15,15 @@
 //! refer to them by id only.
 
 pub mod records;
+pub mod sockets;
 pub use records::{
     Capabilities, ClearChildTid, FileIdentity, FileRecords, MapIdentity, ParentDeathSignal,
     PendingSignals, RealParent, Record, RobustList, Rseq, Security, SharedPending, SigAltStack,
     SigInfo, TaskRecords, ThreadRecords, UnknownVmFlags, Unsupported, VmaRecords,
+};
+pub use sockets::{
+    NetlinkSocket, QueuedMessage, SockAddr, SockOptions, Socket, SocketQueue, SocketRecords,
+    TcpConnection, TcpWindow,
 };
 
 mod pages;

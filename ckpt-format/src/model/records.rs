@@ -11,6 +11,7 @@
 //! for the legacy revisions, whose encoders place (or report as lost) what they
 //! can. Nothing else reads or writes these keys.
 
+use super::sockets::SocketRecords;
 use super::Extras;
 
 /// A typed record kind.
@@ -431,6 +432,8 @@ pub struct FileRecords {
     pub identity: Option<FileIdentity>,
     /// Recorded without its state.
     pub unsupported: Option<Unsupported>,
+    /// A socket's records (model/sockets.rs).
+    pub sock: SocketRecords,
 }
 
 impl FileRecords {
@@ -439,6 +442,7 @@ impl FileRecords {
         let mut v = Vec::new();
         render(&self.identity, &mut v);
         render(&self.unsupported, &mut v);
+        self.sock.render(&mut v);
         v
     }
 }
@@ -752,5 +756,6 @@ pub mod legacy {
         if r.unsupported.is_some() {
             ex.set_u64("unsupported", 1);
         }
+        r.sock.legacy_keys(ex);
     }
 }

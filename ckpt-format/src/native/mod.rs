@@ -15,6 +15,7 @@ mod encode;
 mod payload;
 mod reader;
 pub mod records;
+mod sockets;
 
 pub use decode::Decoder;
 pub use encode::Encoder;
@@ -136,6 +137,10 @@ record_types! {
     UNKNOWN_VM_FLAGS = 0x0431, "UNKNOWN_VM_FLAGS";
     FILE_IDENTITY = 0x0440, "FILE_IDENTITY";
     UNSUPPORTED = 0x0441, "UNSUPPORTED";
+    SOCKET = 0x0450, "SOCKET";
+    SOCKET_QUEUE = 0x0451, "SOCKET_QUEUE";
+    TCP_CONNECTION = 0x0452, "TCP_CONNECTION";
+    NETLINK_SOCKET = 0x0453, "NETLINK_SOCKET";
 }
 
 impl std::fmt::Display for RecordType {

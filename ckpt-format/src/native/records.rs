@@ -5,9 +5,11 @@
 //! owner's encoder below and one arm in [`decode`].
 
 use super::payload::{Cur, Put};
+use super::sockets;
 use super::{Frame, RecordType};
 use crate::error::{ErrorKind, Result};
 use crate::model::records::*;
+use crate::model::sockets::{NetlinkSocket, Socket, SocketQueue, TcpConnection};
 
 /// Most signals one queue record may hold (the kernel's limit is far lower).
 const MAX_QUEUE: u32 = 1 << 16;
@@ -125,6 +127,30 @@ pub const KINDS: &[(u32, &str, Owner, &str)] = &[
         "u64 dev, u64 ino, u64 mnt_id",
     ),
     (Unsupported::CODE, Unsupported::NAME, Owner::File, "(empty)"),
+    (
+        Socket::CODE,
+        Socket::NAME,
+        Owner::File,
+        sockets::SOCKET_LAYOUT,
+    ),
+    (
+        SocketQueue::CODE,
+        SocketQueue::NAME,
+        Owner::File,
+        sockets::QUEUE_LAYOUT,
+    ),
+    (
+        TcpConnection::CODE,
+        TcpConnection::NAME,
+        Owner::File,
+        sockets::TCP_LAYOUT,
+    ),
+    (
+        NetlinkSocket::CODE,
+        NetlinkSocket::NAME,
+        Owner::File,
+        sockets::NETLINK_LAYOUT,
+    ),
 ];
 
 /// The owner of typed record `code`, if it is one.
@@ -280,6 +306,7 @@ pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
             once(&mut into.file.identity, v, f)?;
         }
         Unsupported::CODE => once(&mut into.file.unsupported, Unsupported, f)?,
+        code if sockets::is_socket(code) => sockets::decode(f, &mut c, &mut into.file.sock)?,
         code => return Err(f.err(ErrorKind::UnknownRecord { code })),
     }
     c.end()
@@ -356,5 +383,6 @@ pub fn encode_file(r: &FileRecords) -> Vec<Encoded> {
         p.u64(x.dev).u64(x.ino).u64(x.mnt_id);
     });
     enc(&r.unsupported, &mut v, |_, _| {});
+    sockets::encode(&r.sock, &mut v);
     v
 }

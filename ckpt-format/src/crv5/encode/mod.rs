@@ -5,6 +5,9 @@ use super::*;
 
 mod memory;
 
+/// A task's file events held until its file table is written; few at a time, so the
+/// size of the `File` variant (its typed records inline) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum FileEv {
     File(File),
     Fd(Fd),
