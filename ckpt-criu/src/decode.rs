@@ -365,19 +365,20 @@ impl<'a> Decoder<'a> {
                     false,
                 )?;
             } else {
-                emitted +=
-                    self.emit_runs(pid, &pm, pages_bytes, &mut ri, v.start, v.end, 0, true)?;
+                let n = self.emit_runs(pid, &pm, pages_bytes, &mut ri, v.start, v.end, 0, true)?;
+                emitted = emitted.saturating_add(n);
             }
             self.items.push_back(Item::Ev(Event::VmaEnd));
         }
-        let total: u64 = pm.runs.iter().map(|r| r.nr).sum();
+        // Saturating: a crafted pagemap's page counts may add up beyond u64.
+        let total: u64 = pm.runs.iter().fold(0u64, |a, r| a.saturating_add(r.nr));
         if total != emitted {
             return Err(CriuError::new(
                 &format!("pagemap-{pid}.img"),
                 0,
                 format!(
                     "{} of {total} pages outside every VMA of mm-{pid}.img",
-                    total - emitted
+                    total.abs_diff(emitted)
                 ),
                 "pages inside the task's VMAs",
             ));
@@ -403,7 +404,7 @@ impl<'a> Decoder<'a> {
         while *ri < pm.runs.len() && pm.runs[*ri].end() <= lo {
             *ri += 1;
         }
-        let mut emitted = 0;
+        let mut emitted: u64 = 0;
         let mut j = *ri;
         while j < pm.runs.len() && pm.runs[j].vaddr < hi {
             let r = pm.runs[j];
@@ -411,7 +412,7 @@ impl<'a> Decoder<'a> {
             let e = r.end().min(hi);
             let n = (e - s) / PAGE;
             let addr = s.wrapping_add(delta);
-            emitted += n;
+            emitted = emitted.saturating_add(n);
             if r.flags & PE_PRESENT != 0 {
                 let at = (r.off + (s - r.vaddr)) as usize;
                 self.push_pages(addr, n, &bytes[at..at + (n * PAGE) as usize]);

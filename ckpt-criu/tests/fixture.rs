@@ -172,3 +172,15 @@ fn damaged_dumps_are_refused_with_the_file_named() {
     let e = drain(&CriuImage::from_pack(&repack(&f)).unwrap()).unwrap_err();
     assert!(e.contains("mm-18790.img"), "{e}");
 }
+
+/// Inputs the `criu` fuzz target once crashed on (fixtures/criu/fuzz/): each decodes to an
+/// error naming the file at fault, not a panic.
+#[test]
+fn fuzz_findings_are_errors() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/criu/fuzz");
+    // A pagemap whose run lengths add up beyond u64 (found by .ci/fuzz, 2026-12-03).
+    let b = std::fs::read(format!("{dir}/pagemap-count-overflow.pack")).unwrap();
+    let img = CriuImage::from_pack(&b).unwrap();
+    let err = drain(&img).unwrap_err();
+    assert!(err.contains("pagemap-"), "{err}");
+}
