@@ -60,6 +60,7 @@ fn code(name: &str) -> u32 {
 mod decode;
 mod encode;
 mod frame;
+mod siginfo;
 mod tables;
 
 pub use crate::legacy::kept_objref;

@@ -142,8 +142,9 @@ pub(crate) const THREAD_TASK_FIELDS: [(&str, &str); 6] = [
 ];
 /// Task extras the encoder places: `pdeath_signal`, and the per-thread
 /// TASK fields under their v21 names (older models kept them on the task).
-pub(crate) const TASK_KEYS: [&str; 7] = [
+pub(crate) const TASK_KEYS: [&str; 8] = [
     "pdeath_signal",
+    "siginfo_shared",
     "robust_futex_list",
     "robust_futex_head_len",
     "clear_child_tid",
@@ -161,8 +162,9 @@ pub(crate) const CAP_KEYS: [(&str, &str); 4] = [
 /// Capture keys v21 has no field for; 0 is implied next to the capability sets.
 pub(crate) const CAP_ZERO_KEYS: [&str; 3] = ["cap_amb", "no_new_privs", "seccomp_mode"];
 /// Thread extras of a thread's own TASK record and its SIGPENDING.
-pub(crate) const THREAD_ONLY_KEYS: [&str; 6] = [
+pub(crate) const THREAD_ONLY_KEYS: [&str; 7] = [
     "sigpending",
+    "siginfo_pending",
     "task_state",
     "exit_code",
     "exit_signal",

@@ -74,7 +74,7 @@ struct Inner<I> {
     leader_cred: i32,
     /// Threads of every task, from a first pass ([`scan_threads`]): emitted right
     /// after their Task, and the thread records are then only checked.
-    table: Option<VecDeque<Vec<Thread>>>,
+    table: Option<VecDeque<ScannedTask>>,
     held_objref: Option<(Hdr, Vec<u8>)>,
     /// First-pass mode: every thread, the leader's too, is held to the end of
     /// its section so that its signal state is complete.
@@ -106,10 +106,25 @@ struct Inner<I> {
     /// signal object is read (after TASK_OBJS), so that the model keeps
     /// capture's order (Rlimits before the files).
     defer: Option<Vec<Event<'static>>>,
+    /// First pass: the shared queue of the task's signal object, decoded
+    /// (the Task is out by then; the second pass puts it on the Task).
+    shared_found: Option<Vec<u8>>,
 }
 
-/// Threads of each task of an image, in order, as a first pass finds them.
-pub type ThreadTable = Vec<Vec<Thread>>;
+/// What a first pass finds of one task that its Task event needs but the
+/// image holds after it: its threads, and its shared queue of signals (the
+/// signal object comes after the task's objects).
+#[derive(Clone, Debug, Default)]
+pub struct ScannedTask {
+    /// The task's threads, in order.
+    pub threads: Vec<Thread>,
+    /// The shared pending queue (concatenated user siginfos), when the
+    /// signal object holds one ckpt decodes.
+    pub shared_pending: Option<Vec<u8>>,
+}
+
+/// Each task of an image, in order, as a first pass finds it.
+pub type ThreadTable = Vec<ScannedTask>;
 
 /// The ckpt-v21 decoder, generic over the input.
 pub struct Decoder<I> {
@@ -170,6 +185,7 @@ impl<I: Input> Decoder<I> {
                 leader_ns: 0,
                 bare_signal: None,
                 defer: None,
+                shared_found: None,
             },
             checker: crate::validate::Checker::new(),
             failed: false,
@@ -199,13 +215,18 @@ pub fn scan_threads<I: Input>(inp: I) -> Result<ThreadTable> {
     let mut t: ThreadTable = Vec::new();
     while let Some(ev) = src.next_event()? {
         match ev {
-            Event::Task(_) => t.push(Vec::new()),
+            Event::Task(_) => t.push(ScannedTask::default()),
             Event::Thread(th) => {
                 if let Some(v) = t.last_mut() {
-                    v.push(th);
+                    v.threads.push(th);
                 }
             }
             _ => {}
+        }
+        if let Some(q) = src.inner.shared_found.take() {
+            if let Some(v) = t.last_mut() {
+                v.shared_pending = Some(q);
+            }
         }
     }
     Ok(t)

@@ -173,7 +173,19 @@ impl<I: Input> Inner<I> {
         if rest_zero && next == Some(code("SIGPENDING")) {
             let (ph, pp) = self.fr.take()?;
             let w = whole(&ph, pp);
-            if ph.len != sp.size as u64 || w[8..].iter().any(|&x| x != 0) {
+            // A queue ckpt decodes (with the mask it implies) goes on the
+            // Task when a first pass found it (`shared_found`, then the
+            // table); a one-pass decode keeps the object as records.
+            let two_pass = self.table.is_some() || self.hold_leader;
+            let shared = two_pass
+                .then(|| shared_queue(&w))
+                .flatten()
+                .filter(|q| !q.is_empty());
+            if let Some(q) = shared {
+                if self.hold_leader {
+                    self.shared_found = Some(q);
+                }
+            } else if ph.len != sp.size as u64 || w[8..].iter().any(|&x| x != 0) {
                 rest_zero = false;
                 pending = Some((ph, w));
             }
@@ -218,9 +230,14 @@ impl<I: Input> Inner<I> {
                 self.leader_out = true;
             }
         }
+        let mut t = t;
         if let Some(tab) = self.table.as_mut() {
-            for th in tab.pop_front().unwrap_or_default() {
+            let scanned = tab.pop_front().unwrap_or_default();
+            for th in scanned.threads {
                 self.queue.push_back(Event::Thread(th));
+            }
+            if let Some(q) = scanned.shared_pending {
+                t.extras.set_bytes("siginfo_shared", &q);
             }
         }
         Event::Task(t)
@@ -615,4 +632,23 @@ impl<I: Input> Inner<I> {
             extras,
         }))
     }
+}
+
+/// The shared queue of a SIGPENDING record (whole bytes) as concatenated user
+/// siginfos, when every entry maps one-to-one and the mask is the one the
+/// queue implies (else `None`: the record is kept).
+fn shared_queue(w: &[u8]) -> Option<Vec<u8>> {
+    let sp = T.st("SIGPENDING");
+    let n = sp.get(w, "nr_pending") as usize;
+    let len = n
+        .checked_mul(crate::v21::siginfo::ENTRY)?
+        .checked_add(sp.size)?;
+    if w.len() != len || sp.get(w, "_padding") != 0 {
+        return None;
+    }
+    let q = crate::v21::siginfo::queue(&w[sp.size..]).ok()?;
+    if crate::v21::siginfo::mask_of(&q) != sp.get(w, "signal") {
+        return None;
+    }
+    Some(q.iter().flat_map(|s| s.0.iter().copied()).collect())
 }

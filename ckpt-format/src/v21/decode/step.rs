@@ -105,6 +105,7 @@ impl<I: Input> Inner<I> {
         {
             self.after_signal_task = false;
             let (h, p) = self.fr.take()?;
+            pending_queue(&h, &whole(&h, p))?;
             return Ok(Some(unknown(&h, p)));
         }
         if name == "SIGPENDING" && !self.after_signal_task {
@@ -117,6 +118,11 @@ impl<I: Input> Inner<I> {
                 let empty = ph.len == sp.size as u64 && w[8..].iter().all(|&x| x == 0);
                 let st = T.st("SIGNAL_TASK");
                 let next = self.fr.peek()?;
+                if next.is_some_and(|n| n.code == code("SIGNAL_TASK") && n.len == st.size as u64) {
+                    // The leader's pending set in the kernel's place: kept
+                    // as a record, but only one that maps.
+                    pending_queue(&ph, &w)?;
+                }
                 if empty
                     && next
                         .is_some_and(|n| n.code == code("SIGNAL_TASK") && n.len == st.size as u64)
@@ -133,47 +139,20 @@ impl<I: Input> Inner<I> {
             let p = whole(&ph, pp);
             let st = T.st("SIGNAL_TASK");
             let next = self.fr.peek()?;
-            if ph.len != sp.size as u64
+            if ph.len < sp.size as u64
                 || !next.is_some_and(|n| n.code == code("SIGNAL_TASK") && n.len == st.size as u64)
             {
                 // Not a thread's pending set in the kernel's place: a record.
                 return Ok(Some(unknown(&ph, &p[8..])));
             }
-            if sp.get(&p, "nr_pending") != 0 {
-                return Err(ph.err(ErrorKind::BadValue {
-                    field: "nr_pending",
-                    found: sp.get(&p, "nr_pending"),
-                    expected: "0 (queued siginfo is not supported)".into(),
-                }));
-            }
-            if let Some(t) = self.cur_thread.as_mut() {
-                let set = sp.get(&p, "signal");
-                if set != 0 || t.extras.u64("clear_child_tid").is_some() {
-                    t.extras.set_u64("sigpending", set);
-                }
-            }
+            self.private_pending(&ph, &p)?;
             self.before_signal_task = true;
             return self.step();
         }
         if name == "SIGPENDING" && self.after_signal_task {
             self.after_signal_task = false;
-            let (h, p) = self.expect_struct("SIGPENDING")?;
-            let st = T.st("SIGPENDING");
-            if st.get(&p, "nr_pending") != 0 {
-                return Err(h.err(ErrorKind::BadValue {
-                    field: "nr_pending",
-                    found: st.get(&p, "nr_pending"),
-                    expected: "0 (queued siginfo is not supported)".into(),
-                }));
-            }
-            if let Some(t) = self.cur_thread.as_mut() {
-                // An empty set is implied next to `clear_child_tid` (as the
-                // encoder writes a SIGPENDING for every thread).
-                let set = st.get(&p, "signal");
-                if set != 0 || t.extras.u64("clear_child_tid").is_some() {
-                    t.extras.set_u64("sigpending", set);
-                }
-            }
+            let (h, p) = self.expect("SIGPENDING", None)?;
+            self.private_pending(&h, &p)?;
             return self.step();
         }
         self.after_signal_task = false;
@@ -721,4 +700,54 @@ impl<I: Input> Inner<I> {
             }
         }
     }
+
+    /// A thread's private SIGPENDING (whole record bytes) onto the current
+    /// thread: the mask (`sigpending`) and the queue (`siginfo_pending`). An
+    /// empty set is implied next to `clear_child_tid` (the encoder writes a
+    /// SIGPENDING for every thread). An entry that does not map one-to-one to
+    /// a user siginfo is an error at its offset.
+    fn private_pending(&mut self, h: &Hdr, p: &[u8]) -> Result<()> {
+        let sp = T.st("SIGPENDING");
+        let q = pending_queue(h, p)?;
+        if let Some(t) = self.cur_thread.as_mut() {
+            let set = sp.get(p, "signal");
+            if set != 0 || !q.is_empty() || t.extras.u64("clear_child_tid").is_some() {
+                t.extras.set_u64("sigpending", set);
+            }
+            if !q.is_empty() {
+                let b: Vec<u8> = q.iter().flat_map(|s| s.0.iter().copied()).collect();
+                t.extras.set_bytes("siginfo_pending", &b);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The queue of a thread's SIGPENDING (whole record bytes): its length must
+/// be the entries' and every entry must map one-to-one to a user siginfo (an
+/// error at the record naming the entry and its offset otherwise).
+fn pending_queue(h: &Hdr, p: &[u8]) -> Result<Vec<SigInfo>> {
+    let sp = T.st("SIGPENDING");
+    let n = if p.len() >= sp.size {
+        sp.get(p, "nr_pending")
+    } else {
+        0
+    };
+    let want = n
+        .checked_mul(crate::v21::siginfo::ENTRY as u64)
+        .and_then(|x| x.checked_add(sp.size as u64));
+    if want != Some(h.len) {
+        return Err(h.err(ErrorKind::BadLength {
+            found: h.len,
+            expected: format!("24 + 48 x nr_pending ({n})"),
+        }));
+    }
+    let q = crate::v21::siginfo::queue(&p[sp.size..]).map_err(|(i, m)| {
+        let at = h.offset + (sp.size + i * crate::v21::siginfo::ENTRY) as u64;
+        h.err(ErrorKind::Invalid {
+            found: format!("ckpt_siginfo entry {i} (at offset {at}): {m}"),
+            expected: "an entry that maps one-to-one to a siginfo_t (docs/V21-STREAM.md \"Queued signals\")".into(),
+        })
+    })?;
+    Ok(q)
 }

@@ -71,8 +71,8 @@ pub struct Encoder<W: Write> {
     cur_task: Task,
     /// Threads after the first, written as tasks of their own at the end of the task.
     more_threads: Vec<Thread>,
-    /// (sigmask, sigpending key) of the first thread, for its SIGNAL_TASK.
-    leader_sig: (u64, Option<u64>),
+    /// Signal state of the first thread, for its SIGNAL_TASK.
+    leader_sig: SigState,
     /// The leader's SIGNAL_TASK / SIGPENDING as Unknown records (a v21 stream
     /// decoder passes them so), written back in place of the derived ones.
     sig_override: Vec<(u32, Vec<u8>)>,
@@ -170,7 +170,7 @@ impl<W: Write> Encoder<W> {
             pending: None,
             cur_task: Task::default(),
             more_threads: Vec::new(),
-            leader_sig: (0, None),
+            leader_sig: SigState::default(),
             sig_override: Vec::new(),
             signal_recs: Vec::new(),
             after_signal: false,
@@ -754,6 +754,31 @@ impl<W: Write> EventSink for Encoder<W> {
             ));
         }
         self.out.flush()
+    }
+}
+
+/// A thread's signal state for its SIGPENDING and SIGNAL_TASK: tid, blocked
+/// mask, the `sigpending` key, its queued siginfo (`siginfo_pending`).
+#[derive(Clone, Debug, Default)]
+pub(super) struct SigState {
+    tid: i32,
+    mask: u64,
+    pending: Option<u64>,
+    queue: Vec<u8>,
+}
+
+impl SigState {
+    fn of(t: &Thread) -> Self {
+        SigState {
+            tid: t.tid,
+            mask: t.sigmask,
+            pending: t.extras.u64("sigpending"),
+            queue: t
+                .extras
+                .bytes("siginfo_pending")
+                .map(|b| b.to_vec())
+                .unwrap_or_default(),
+        }
     }
 }
 

@@ -35,7 +35,7 @@ impl<W: Write> Encoder<W> {
         self.more_threads.clear();
         self.task_other = false;
         self.objs_kept = false;
-        self.leader_sig = (0, None);
+        self.leader_sig = SigState::default();
         self.sig_override.clear();
         self.signal_recs.clear();
         self.creds_done = false;
@@ -220,7 +220,7 @@ impl<W: Write> Encoder<W> {
                 self.thread_written = true;
                 self.early_thread = true;
                 self.flush_task(Some(&th))?;
-                self.leader_sig = (th.sigmask, th.extras.u64("sigpending"));
+                self.leader_sig = SigState::of(&th);
                 let lossy = std::mem::replace(&mut self.losses.lossy, true);
                 let saved = std::mem::take(&mut self.losses.items);
                 let r = self.thread_records(&th);
@@ -267,8 +267,12 @@ impl<W: Write> Encoder<W> {
 
         // The private SIGPENDING is always written; `sigpending` = 0 is
         // implied next to `clear_child_tid`, like the sigaltstack keys.
+        let queued = t
+            .extras
+            .bytes("siginfo_pending")
+            .is_some_and(|q| !q.is_empty());
         match t.extras.u64("sigpending") {
-            Some(0) if !implied => self.item(format!(
+            Some(0) if !implied && !queued => self.item(format!(
                 "thread {}: `sigpending` = 0 without `clear_child_tid` (ckpt-v21 always writes the pending set; an empty one reads back as the key only next to `clear_child_tid`)",
                 t.tid
             ))?,
@@ -440,27 +444,41 @@ impl<W: Write> Encoder<W> {
         }
         self.thread_written = true;
         self.flush_task(Some(t))?;
-        self.leader_sig = (t.sigmask, t.extras.u64("sigpending"));
+        self.leader_sig = SigState::of(t);
         self.thread_records(t)?;
         self.creds()
     }
 
-    /// The thread's private SIGPENDING (`sigpending`, 0 when unknown), then
-    /// SIGNAL_TASK (the kernel's `checkpoint_task_signal` order).
-    pub(super) fn signal_task(&mut self, (mask, pending): (u64, Option<u64>)) -> Result<()> {
-        self.sigpending(pending.unwrap_or(0))?;
+    /// The thread's private SIGPENDING (`sigpending`, 0 when unknown, and
+    /// its queue), then SIGNAL_TASK (the kernel's `checkpoint_task_signal` order).
+    pub(super) fn signal_task(&mut self, s: SigState) -> Result<()> {
+        let entries = self.queue_entries(&format!("thread {}", s.tid), &s.queue)?;
+        let set = s.pending.unwrap_or(0);
+        let b = sigpending_payload(set, &entries);
+        self.raw(code("SIGPENDING"), &b)?;
         let st = T.st("SIGNAL_TASK");
         let mut b = st.zeroed();
-        st.put(&mut b, "blocked", mask);
+        st.put(&mut b, "blocked", s.mask);
         self.rec("SIGNAL_TASK", b)
     }
 
-    /// A SIGPENDING with no queued siginfo.
-    pub(super) fn sigpending(&mut self, set: u64) -> Result<()> {
-        let sp = T.st("SIGPENDING");
-        let mut b = sp.zeroed();
-        sp.put(&mut b, "signal", set);
-        self.rec("SIGPENDING", b)
+    /// `ckpt_siginfo` entries of a queue (concatenated user siginfos); an
+    /// entry the era cannot hold is an item and is left out.
+    pub(super) fn queue_entries(&mut self, who: &str, q: &[u8]) -> Result<Vec<u8>> {
+        let Some(q) = SigInfo::split(q) else {
+            self.item(format!(
+                "{who}: a signal queue of {} bytes (not whole siginfos)",
+                q.len()
+            ))?;
+            return Ok(Vec::new());
+        };
+        let (entries, _, lost) = crate::v21::siginfo::entries(&q);
+        for m in lost {
+            self.item(format!(
+                "{who}: queued {m}: dropped (the signal stays pending by its mask bit)"
+            ))?;
+        }
+        Ok(entries)
     }
 
     pub(super) fn fs(&mut self, f: &Fs) -> Result<()> {
@@ -538,15 +556,37 @@ impl<W: Write> Encoder<W> {
         st.put(&mut b, "h.type", code("SIGNAL") as u64);
         st.put(&mut b, "h.len", st.size as u64);
         self.signal_recs.push((code("SIGNAL"), b[8..].to_vec()));
-        let sp = T.st("SIGPENDING");
-        self.signal_recs
-            .push((code("SIGPENDING"), sp.zeroed()[8..].to_vec()));
+        // The shared queue; its mask is the queue's (the model keeps no
+        // shared mask of its own).
+        let q = self
+            .cur_task
+            .extras
+            .bytes("siginfo_shared")
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        let entries = self.queue_entries(&format!("task {} shared", self.pid), &q)?;
+        let mask = crate::v21::siginfo::queue(&entries)
+            .map(|q| crate::v21::siginfo::mask_of(&q))
+            .unwrap_or(0);
+        self.signal_recs.push((
+            code("SIGPENDING"),
+            sigpending_payload(mask, &entries)[..].to_vec(),
+        ));
         Ok(())
     }
 
     pub(super) fn end_task(&mut self) -> Result<()> {
         if !self.in_task {
             return Ok(());
+        }
+        if self.signal_ref == 0 && !self.zombie {
+            if let Some(q) = self.cur_task.extras.bytes("siginfo_shared") {
+                let n = q.len() / SigInfo::LEN;
+                self.item(format!(
+                    "task {}: {n} shared queued signals without resource limits (ckpt-v21 keeps the shared queue in the signal object, written with the limits)",
+                    self.pid
+                ))?;
+            }
         }
         self.close_mm(None)?;
         self.before_objects()?;
@@ -569,7 +609,8 @@ impl<W: Write> Encoder<W> {
                     self.raw(c, &p)?;
                 }
             } else {
-                self.signal_task(self.leader_sig)?;
+                let s = std::mem::take(&mut self.leader_sig);
+                self.signal_task(s)?;
             }
             let threads = std::mem::take(&mut self.more_threads);
             let lead = self.cur_task.clone();
@@ -610,7 +651,7 @@ impl<W: Write> Encoder<W> {
                 self.task_creds()?;
                 self.task_ns_record()?;
                 self.rec("TASK_OBJS", b.clone())?;
-                self.signal_task((t.sigmask, t.extras.u64("sigpending")))?;
+                self.signal_task(SigState::of(t))?;
             }
         }
         self.lost_pipes()?;
@@ -630,4 +671,15 @@ impl<W: Write> Encoder<W> {
         self.pipes.clear();
         Ok(())
     }
+}
+
+/// A SIGPENDING payload (after the record header): `nr_pending`, the mask,
+/// the entries.
+pub(super) fn sigpending_payload(set: u64, entries: &[u8]) -> Vec<u8> {
+    let sp = T.st("SIGPENDING");
+    let mut b = sp.zeroed();
+    sp.put(&mut b, "nr_pending", (entries.len() / 48) as u64);
+    sp.put(&mut b, "signal", set);
+    b.extend_from_slice(entries);
+    b.split_off(8)
 }
