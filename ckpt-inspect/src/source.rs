@@ -73,13 +73,48 @@ impl Image {
                     Ok(md) if md.is_file() && md.len() == 0 => return Ok(Image::Bytes(Vec::new())),
                     Ok(md) if md.is_file() => {
                         if let Ok(Some(m)) = map_file(&f) {
+                            if ckpt_criu::archive::sniff(&m[..m.len().min(512)]).is_some() {
+                                // A container checkpoint archive redirected from a file.
+                                return criu_reader(io::Cursor::new(&m[..]));
+                            }
                             return Ok(Image::Mapped(m));
                         }
                     }
                     _ => {}
                 }
             }
-            return Ok(stream(io::stdin()));
+            // A pipe: its first bytes say whether it is a container checkpoint
+            // archive (tar, tar.gz, tar.zst) or an image; they are read again.
+            let mut head = Vec::with_capacity(512);
+            let mut stdin = io::stdin();
+            (&mut stdin)
+                .take(512)
+                .read_to_end(&mut head)
+                .map_err(|e| Failure::io("cannot read standard input".into(), e))?;
+            let mut chained = io::Cursor::new(head.clone()).chain(stdin);
+            if ckpt_criu::archive::sniff(&head).is_some() {
+                return criu_reader(chained);
+            }
+            let v21 = matches!(
+                ckpt_format::detect::detect(&head),
+                Ok(ckpt_format::detect::Detected::Supported(
+                    ckpt_format::Revision::CkptV21
+                ))
+            );
+            if v21 {
+                // A ckpt-v21 image is read twice (its threads' signal state and the
+                // shared queue come after the Task they belong to, docs/CONVERT.md
+                // "Order of events"): spooled to an unlinked temporary file and
+                // mapped, as `convert` does, so a pipe reads like the file.
+                let mut f = tempfile::tempfile()
+                    .map_err(|e| Failure::io("cannot create a temporary file".into(), e))?;
+                io::copy(&mut chained, &mut f)
+                    .map_err(|e| Failure::io("cannot spool standard input".into(), e))?;
+                if let Ok(Some(m)) = map_file(&f) {
+                    return Ok(Image::Mapped(m));
+                }
+            }
+            return Ok(stream(chained));
         }
         if ckpt_criu::is_criu(std::path::Path::new(path)) {
             return open_criu(path);
@@ -208,6 +243,13 @@ impl Image {
             )),
         }
     }
+}
+
+/// A container checkpoint archive read from standard input (`-`).
+fn criu_reader(r: impl Read) -> Result<Image, Failure> {
+    let c =
+        ckpt_criu::CriuImage::open_reader(r, std::path::Path::new("-")).map_err(criu_failure)?;
+    Ok(Image::Criu(Box::new(c)))
 }
 
 /// Open a CRIU image directory or container checkpoint archive.
