@@ -11,7 +11,7 @@ use crate::thread;
 use ckpt_format::validate::Checker;
 use ckpt_format::{
     Addrs, Arch, Creds, Event, EventSource, Fd, File, FileKind, Fs, Header, Kernel, Mm, PageChunk,
-    Pipe, Revision, Rlimit, SigAction, Task, Vma, VmaKind,
+    Pipe, Revision, Rlimit, Security, SharedPending, SigAction, Task, Vma, VmaKind,
 };
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -191,6 +191,7 @@ impl<'a> Decoder<'a> {
         let core_name = format!("core-{pid}.img");
         let core: pb::CoreEntry =
             ImageFile::expect(&core_name, self.img.need(&core_name)?, magic::CORE)?.one()?;
+        let name = core_name.clone();
         let tc = core.tc.clone().unwrap_or_default();
         let mut task = Task {
             pid: pid as i32,
@@ -219,7 +220,7 @@ impl<'a> Decoder<'a> {
                 gid: [c.gid, c.egid, c.sgid, c.fsgid],
                 groups: c.groups.clone(),
             };
-            thread::creds_extras(c, &mut task.extras);
+            task.records.caps = Some(thread::capabilities(c));
             if c.secbits != 0 {
                 self.losses
                     .push(format!("task {pid}: securebits {:#x}", c.secbits));
@@ -229,11 +230,24 @@ impl<'a> Decoder<'a> {
             }
         }
         if let Some(sig) = &tc.signals_s {
-            thread::siginfo_extra(sig, "siginfo_shared", &mut task.extras);
+            if let Some(queue) = thread::signal_queue(sig, &name)? {
+                task.records.shared_pending = Some(SharedPending { queue });
+            }
         }
         let tcore = core.thread_core.clone().unwrap_or_default();
+        let no_new_privs = tcore
+            .creds
+            .as_ref()
+            .and_then(|c| c.no_new_privs)
+            .unwrap_or(0);
+        let seccomp = tcore.seccomp_mode.unwrap_or(0);
+        if no_new_privs != 0 || seccomp != 0 {
+            task.records.security = Some(Security {
+                no_new_privs: no_new_privs as u64,
+                seccomp_mode: seccomp as u64,
+            });
+        }
         if let Some(m) = tcore.seccomp_mode.filter(|&m| m != 0) {
-            task.extras.set_u64("seccomp_mode", m as u64);
             if m == 2 {
                 self.losses
                     .push(format!("task {pid}: seccomp filters (seccomp.img)"));
@@ -370,16 +384,22 @@ impl<'a> Decoder<'a> {
             }
             self.items.push_back(Item::Ev(Event::VmaEnd));
         }
-        // Saturating: a crafted pagemap's page counts may add up beyond u64.
-        let total: u64 = pm.runs.iter().fold(0u64, |a, r| a.saturating_add(r.nr));
+        let total = pm
+            .runs
+            .iter()
+            .try_fold(0u64, |a, r| a.checked_add(r.nr))
+            .unwrap_or(u64::MAX);
         if total != emitted {
+            let found = match total.checked_sub(emitted) {
+                Some(d) => format!("{d} of {total} pages outside every VMA of mm-{pid}.img"),
+                None => format!(
+                    "{emitted} pages inside the VMAs of mm-{pid}.img for {total} in the pagemap (VMAs overlap)"
+                ),
+            };
             return Err(CriuError::new(
                 &format!("pagemap-{pid}.img"),
                 0,
-                format!(
-                    "{} of {total} pages outside every VMA of mm-{pid}.img",
-                    total.abs_diff(emitted)
-                ),
+                found,
                 "pages inside the task's VMAs",
             ));
         }
@@ -404,7 +424,7 @@ impl<'a> Decoder<'a> {
         while *ri < pm.runs.len() && pm.runs[*ri].end() <= lo {
             *ri += 1;
         }
-        let mut emitted: u64 = 0;
+        let mut emitted = 0;
         let mut j = *ri;
         while j < pm.runs.len() && pm.runs[j].vaddr < hi {
             let r = pm.runs[j];
@@ -412,7 +432,7 @@ impl<'a> Decoder<'a> {
             let e = r.end().min(hi);
             let n = (e - s) / PAGE;
             let addr = s.wrapping_add(delta);
-            emitted = emitted.saturating_add(n);
+            emitted += n;
             if r.flags & PE_PRESENT != 0 {
                 let at = (r.off + (s - r.vaddr)) as usize;
                 self.push_pages(addr, n, &bytes[at..at + (n * PAGE) as usize]);
@@ -478,6 +498,14 @@ impl<'a> Decoder<'a> {
         let st = v.status;
         let mut shmem = None;
         let range = format!("task {pid}: VMA {:#x}-{:#x}", v.start, v.end);
+        if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 {
+            return Err(CriuError::new(
+                &format!("mm-{pid}.img"),
+                0,
+                format!("{range}: empty, reversed or not page aligned"),
+                "a page-aligned range with start < end",
+            ));
+        }
         let (kind, file) = if st & VMA_AREA_VSYSCALL != 0 {
             (VmaKind::Other, Some(b"[vsyscall]".to_vec()))
         } else if st & VMA_AREA_VVAR != 0 {
@@ -748,7 +776,7 @@ impl<'a> EventSource for Decoder<'a> {
         if self.failed {
             return Ok(None);
         }
-        let mut ev = match self.produce() {
+        let ev = match self.produce() {
             Ok(Some(ev)) => ev,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -756,16 +784,6 @@ impl<'a> EventSource for Decoder<'a> {
                 return Err(e.into());
             }
         };
-        // State this source still spells as the extras keys of older images becomes
-        // the typed records restore reads (docs/MODEL.md "Typed records").
-        if let Err(m) = ckpt_format::model::records::adopt::event(&mut ev) {
-            self.failed = true;
-            return Err(ckpt_format::Error::invalid(
-                0,
-                m,
-                "the layout of docs/MODEL.md",
-            ));
-        }
         if let Err(e) = self.checker.check(&ev, 0) {
             self.failed = true;
             return Err(e);

@@ -4,7 +4,10 @@
 
 use crate::image::{CriuError, Result};
 use crate::pb;
-use ckpt_format::{Extras, Fpu, FpuKind, Regs, Thread};
+use ckpt_format::{
+    Capabilities, ClearChildTid, Fpu, FpuKind, PendingSignals, Regs, RobustList, Rseq, SigAltStack,
+    SigInfo, Thread, ThreadRecords,
+};
 
 /// Offsets of the XSAVE components in the standard (non-compacted) layout as Intel CPUs place
 /// them: (xstate bit, offset, size). The offsets are the CPU's to choose (CPUID leaf 0xD; AMD
@@ -141,31 +144,36 @@ pub fn user_desc(d: &pb::UserDescT) -> [u8; 16] {
     b
 }
 
-/// Capability sets, no_new_privs as the capture's Task keys.
-pub fn creds_extras(c: &pb::CredsEntry, x: &mut Extras) {
+/// The capability sets of a creds entry (each `u32` pair as one mask).
+pub fn capabilities(c: &pb::CredsEntry) -> Capabilities {
     let cap = |v: &[u32]| {
         v.first().copied().unwrap_or(0) as u64 | (v.get(1).copied().unwrap_or(0) as u64) << 32
     };
-    x.set_u64("cap_inh", cap(&c.cap_inh));
-    x.set_u64("cap_prm", cap(&c.cap_prm));
-    x.set_u64("cap_eff", cap(&c.cap_eff));
-    x.set_u64("cap_bnd", cap(&c.cap_bnd));
-    x.set_u64("cap_amb", cap(&c.cap_amb));
-    if let Some(n) = c.no_new_privs.filter(|&n| n != 0) {
-        x.set_u64("no_new_privs", n as u64);
+    Capabilities {
+        inh: cap(&c.cap_inh),
+        prm: cap(&c.cap_prm),
+        eff: cap(&c.cap_eff),
+        bnd: cap(&c.cap_bnd),
+        amb: cap(&c.cap_amb),
     }
 }
 
-/// A signal queue as the capture's `siginfo_*` key: 128-byte siginfos in order.
-pub fn siginfo_extra(q: &pb::SignalQueueEntry, key: &str, x: &mut Extras) {
-    let b: Vec<u8> = q
-        .signals
-        .iter()
-        .flat_map(|s| s.siginfo.iter().copied())
-        .collect();
-    if !b.is_empty() {
-        x.set_bytes(key, &b);
+/// A signal queue: its 128-byte siginfos in order (`None` when empty). A siginfo of
+/// another size is an error naming `name`.
+pub fn signal_queue(q: &pb::SignalQueueEntry, name: &str) -> Result<Option<Vec<SigInfo>>> {
+    let mut v = Vec::with_capacity(q.signals.len());
+    for (i, s) in q.signals.iter().enumerate() {
+        if s.siginfo.len() != SigInfo::LEN {
+            return Err(CriuError::new(
+                name,
+                0,
+                format!("queued signal {i}: a siginfo of {} bytes", s.siginfo.len()),
+                format!("{} bytes", SigInfo::LEN),
+            ));
+        }
+        v.push(SigInfo(s.siginfo.clone()));
     }
+    Ok((!v.is_empty()).then_some(v))
 }
 
 /// The model's thread `tid` from its core entry (`name` in errors). What the model cannot
@@ -219,26 +227,41 @@ pub fn thread(
         .blk_sigset
         .or(core.tc.as_ref().map(|t| t.blk_sigset))
         .unwrap_or(0);
-    let mut x = Extras::new();
+    let mut r = ThreadRecords::default();
     if tc.futex_rla != 0 || tc.futex_rla_len != 0 {
-        x.set_u64("robust_list_head", tc.futex_rla);
-        x.set_u64("robust_list_len", tc.futex_rla_len as u64);
+        r.robust_list = Some(RobustList {
+            head: tc.futex_rla,
+            len: tc.futex_rla_len as u64,
+        });
     }
     if let Some(s) = tc.sas {
-        x.set_u64("sigaltstack_sp", s.ss_sp);
-        x.set_u64("sigaltstack_flags", s.ss_flags as u64);
-        x.set_u64("sigaltstack_size", s.ss_size);
+        r.sigaltstack = Some(SigAltStack {
+            sp: s.ss_sp,
+            flags: s.ss_flags,
+            size: s.ss_size,
+        });
     }
-    if let Some(r) = tc.rseq_entry.filter(|r| r.rseq_abi_pointer != 0) {
-        x.set_u64("rseq_ptr", r.rseq_abi_pointer);
-        x.set_u64("rseq_len", r.rseq_abi_size as u64);
-        x.set_u64("rseq_sig", r.signature as u64);
+    if let Some(q) = tc.rseq_entry.filter(|q| q.rseq_abi_pointer != 0) {
+        r.rseq = Some(Rseq {
+            ptr: q.rseq_abi_pointer,
+            len: q.rseq_abi_size,
+            sig: q.signature,
+        });
     }
     if ti.clear_tid_addr != 0 {
-        x.set_u64("clear_child_tid", ti.clear_tid_addr);
+        r.clear_child_tid = Some(ClearChildTid {
+            addr: ti.clear_tid_addr,
+        });
     }
     if let Some(q) = &tc.signals_p {
-        siginfo_extra(q, "siginfo_pending", &mut x);
+        // CRIU keeps the queue, not the pending mask: the mask is the queue's.
+        if let Some(queue) = signal_queue(q, name)? {
+            let mask = queue
+                .iter()
+                .filter(|s| (1..=64).contains(&s.signo()))
+                .fold(0u64, |m, s| m | 1 << (s.signo() - 1));
+            r.pending = Some(PendingSignals { mask, queue });
+        }
     }
     if tc.sched_policy.is_some_and(|p| p != 0) || tc.sched_nice.is_some_and(|n| n != 0) {
         losses.push(format!("thread {tid}: scheduling policy/nice value"));
@@ -252,7 +275,7 @@ pub fn thread(
         fpu: Some(fpu),
         tls,
         sigmask,
-        records: Default::default(),
-        extras: x,
+        records: r,
+        extras: Default::default(),
     })
 }

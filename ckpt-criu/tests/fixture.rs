@@ -184,3 +184,27 @@ fn fuzz_findings_are_errors() {
     let err = drain(&img).unwrap_err();
     assert!(err.contains("pagemap-"), "{err}");
 }
+
+/// Inputs the `criu` fuzz target (fuzz/fuzz_targets/criu.rs) once crashed on
+/// (fixtures/criu/fuzz/, named by what they hold): read as a pack and as an
+/// archive, each is an error or a dump, never a panic.
+#[test]
+fn inputs_the_fuzzer_crashed_on_are_errors() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/criu/fuzz");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let b = std::fs::read(&path).unwrap();
+        if let Ok(img) = CriuImage::from_pack(&b) {
+            let r = drain(&img);
+            let _ = ckpt_criu::info::info(&img);
+            assert!(r.is_err(), "{}: decoded", path.display());
+        }
+        if let Ok(img) = CriuImage::open_reader(&b[..], std::path::Path::new("fuzz.tar")) {
+            let _ = drain(&img);
+            let _ = ckpt_criu::info::info(&img);
+        }
+        n += 1;
+    }
+    assert!(n >= 3);
+}

@@ -229,13 +229,19 @@ fn the_checker_sees_a_violation() {
     assert_eq!(code_of("let x = 1; // crate::convert"), "let x = 1; ");
 }
 
-/// Capture writes no extras key and restore and inspect read none of ours: live state
-/// lives in typed records (docs/ADDING-AN-OBJECT-KIND.md).
+/// Capture and the CRIU source write no extras key and restore and inspect read none of
+/// ours: live state lives in typed records (docs/ADDING-AN-OBJECT-KIND.md).
 #[test]
 fn no_key_of_ours_is_read_or_written_through_extras() {
     let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut checked = 0;
-    for krate in ["ckpt-capture", "ckpt-restore", "ckpt-inspect", "ckpt-sys"] {
+    for krate in [
+        "ckpt-capture",
+        "ckpt-restore",
+        "ckpt-inspect",
+        "ckpt-sys",
+        "ckpt-criu",
+    ] {
         let mut files = Vec::new();
         rs_files(&ws.join(krate).join("src"), &mut files);
         for f in files {

@@ -4,9 +4,10 @@
 #[path = "../../ckpt-criu/tests/common/mod.rs"]
 mod criu_common;
 
-use criu_common::{criu, dump, wait_for, Workload};
+use criu_common::{crit, criu, dump, wait_for, Workload};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn inspect(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ckpt-inspect"))
@@ -37,7 +38,7 @@ time.sleep(1000)
 
 #[test]
 fn every_command_reads_a_criu_dump_and_an_archive() {
-    let Some((criu_bin, _)) = criu() else {
+    let Some((criu_bin, crit_bin)) = criu() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -162,4 +163,129 @@ fn every_command_reads_a_criu_dump_and_an_archive() {
     assert!(m.contains(&format!("{addr:#018x}")));
     let diff = ok(&["diff", d, a]);
     assert!(diff.contains("no differences"), "{diff}");
+
+    // `-`: the archive on standard input, through a pipe and redirected from the file.
+    let bytes = std::fs::read(&arch).unwrap();
+    for args in [
+        &["show", "--json", "-"][..],
+        &["mem", "-", "--pid", &pid, "--search", "NEEDLE-IN-A-CRIU"][..],
+        &["diff", d, "-"][..],
+    ] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ckpt-inspect"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let data = bytes.clone();
+        let w = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let piped = c.wait_with_output().unwrap();
+        w.join().unwrap();
+        let redirected = Command::new(env!("CARGO_BIN_EXE_ckpt-inspect"))
+            .args(args)
+            .stdin(std::fs::File::open(&arch).unwrap())
+            .output()
+            .unwrap();
+        for o in [&piped, &redirected] {
+            assert!(
+                o.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        assert_eq!(piped.stdout, redirected.stdout, "{args:?}");
+        let out = String::from_utf8_lossy(&piped.stdout);
+        match args[0] {
+            "show" => {
+                let js: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(js["tasks"], j["tasks"]);
+                assert_eq!(js["criu"]["container"]["name"], "web");
+            }
+            "mem" => assert!(out.contains(&format!("{addr:#018x}")), "{out}"),
+            _ => assert!(out.contains("no differences"), "{out}"),
+        }
+    }
+}
+
+/// A workload in a mount namespace of its own (so that CRIU dumps it: `mountpoints-N.img`),
+/// without the namespace's tmpfs mounts (CRIU would archive their contents, which other
+/// processes change) and with a tmpfs of its own on /mnt; `show` lists every mount as
+/// crit decodes the image, field by field, in order.
+#[test]
+fn show_lists_the_mounts_of_a_dump_as_crit_decodes_them() {
+    let Some((criu_bin, crit_bin)) = criu() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = r#"for m in $(findmnt -rn -t tmpfs -o TARGET | sort -r); do umount -l "$m"; done
+mount -t tmpfs -o size=1m,mode=711 ckpt-criu-test /mnt || exit 1
+exec python3 -c 'import os
+os.closerange(0, 65536)
+fd = os.open("/dev/null", os.O_RDWR)
+os.dup2(fd, 1)
+os.dup2(fd, 2)
+os.execv("/bin/sleep", ["sleep", "1000"])'"#;
+    let w = Workload::start(&[
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let comm = format!("/proc/{}/comm", w.pid);
+    wait_for("the workload", || {
+        std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+    });
+    let dir = tmp.path().join("dump");
+    dump(&criu_bin, w.pid, &dir, &[]);
+    let d = dir.to_str().unwrap();
+    let mnt_files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("mountpoints-")
+        })
+        .collect();
+    assert_eq!(mnt_files.len(), 1, "{mnt_files:?}");
+    let want = crit(&crit_bin, &mnt_files[0]);
+    let want = want["entries"].as_array().unwrap();
+    let j: serde_json::Value = serde_json::from_str(&ok(&["show", "--json", d])).unwrap();
+    let got = j["criu"]["mounts"].as_array().unwrap();
+    assert!(got.len() >= 2, "{got:?}");
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g["mnt_id"], w["mnt_id"], "{g} vs {w}");
+        assert_eq!(g["parent"], w["parent_mnt_id"], "{g} vs {w}");
+        for f in ["mountpoint", "source", "root", "options"] {
+            assert_eq!(g[f], w[f], "{f}: {g} vs {w}");
+        }
+    }
+    // The workload's own tmpfs, with its source and size, under the root mount.
+    let own = got
+        .iter()
+        .find(|m| m["source"] == "ckpt-criu-test")
+        .unwrap_or_else(|| panic!("{got:#?}"));
+    assert!(
+        own["mountpoint"].as_str().unwrap().ends_with("/mnt"),
+        "{own}"
+    );
+    assert!(
+        own["options"].as_str().unwrap().contains("size=1024k"),
+        "{own}"
+    );
+    let root = got.iter().find(|m| m["mountpoint"] == "/").unwrap();
+    assert!(got.iter().any(|m| m["parent"] == root["mnt_id"]));
+    // The text view says the same.
+    let text = ok(&["show", d]);
+    assert!(text.contains(&format!("mounts ({}):", got.len())), "{text}");
+    assert!(text.contains("ckpt-criu-test"), "{text}");
 }
