@@ -38,7 +38,7 @@ time.sleep(1000)
 
 #[test]
 fn every_command_reads_a_criu_dump_and_an_archive() {
-    let Some((criu_bin, crit_bin)) = criu() else {
+    let Some((criu_bin, _)) = criu() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
