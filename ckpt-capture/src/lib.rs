@@ -30,6 +30,7 @@ mod diag;
 pub mod direct;
 pub mod live;
 pub mod precopy;
+mod timers;
 mod uncarried;
 
 use ckpt_format::{Event, EventSink};

@@ -6,8 +6,7 @@
 //!
 //! | state | how it is read | refused when |
 //! |---|---|---|
-//! | POSIX timers | `/proc/PID/timers` | any |
-//! | `ITIMER_REAL` (`alarm`), `ITIMER_VIRTUAL`, `ITIMER_PROF` | injected `getitimer` | armed |
+//! | POSIX timers and interval timers (carried, `crate::timers`) | `/proc/PID/timers`, injected `timer_gettime`, `timer_getoverrun`, `getitimer` | a notification other than none, signal or thread id; `CLOCK_THREAD_CPUTIME_ID` in a process with several threads; the CPU clock of a process outside the image |
 //! | child subreaper | injected `prctl(PR_GET_CHILD_SUBREAPER)` | set |
 //! | parent-death signal | injected `prctl(PR_GET_PDEATHSIG)` in every thread | set on the root process (its parent is not restored) or on a non-leader thread; the leader's of a child in the image is carried (`pdeath_signal`) |
 //! | THP disabled, memory-deny-write-execute, KSM merge-any | injected `prctl(PR_GET_THP_DISABLE / PR_GET_MDWE / PR_GET_MEMORY_MERGE)` | set |
@@ -48,10 +47,12 @@ pub(crate) struct Findings {
     pub items: Vec<(&'static str, String)>,
     /// Parent-death signals to carry (`pdeath_signal` of the Task), by pid.
     pub pdeath: HashMap<i32, u64>,
+    /// Timers to carry (`itimers`, `posix_timers` of the Task), by pid.
+    pub timers: HashMap<i32, ckpt_sys::timers::Timers>,
 }
 
 impl Findings {
-    fn add(&mut self, kind: &'static str, line: String) {
+    pub(crate) fn add(&mut self, kind: &'static str, line: String) {
         self.items.push((kind, line));
     }
 
@@ -109,11 +110,11 @@ pub(crate) fn check(targets: &[Target<'_>]) -> Result<Findings, CaptureError> {
             }
             continue;
         };
-        check_timers(pid, &mut f)?;
         check_locks(pid, &mut f)?;
         check_outside(pid, tids, &ours, &mut f)?;
         check_injected(pid, tids, i == 0, &ours, &mut f)?;
     }
+    crate::timers::check(targets, &mut f);
     check_shared_anon(targets, &mut f)?;
     check_sharing(targets, &mut f)?;
     Ok(f)
@@ -182,47 +183,6 @@ fn check_locks(pid: i32, f: &mut Findings) -> Result<(), CaptureError> {
                 ),
             );
         }
-    }
-    Ok(())
-}
-
-fn clock_name(c: i32) -> String {
-    match c {
-        0 => "CLOCK_REALTIME".into(),
-        1 => "CLOCK_MONOTONIC".into(),
-        7 => "CLOCK_BOOTTIME".into(),
-        8 => "CLOCK_REALTIME_ALARM".into(),
-        9 => "CLOCK_BOOTTIME_ALARM".into(),
-        11 => "CLOCK_TAI".into(),
-        c if c < 0 => {
-            // CPU clocks: (!pid << 3) | per-thread bit 4 | type (0 prof, 1 virt, 2 sched).
-            let who = match !(c >> 3) {
-                0 => "itself".to_string(),
-                n => n.to_string(),
-            };
-            let of = if c & 4 != 0 { "thread" } else { "process" };
-            format!("CPU clock of {of} {who}")
-        }
-        c => format!("clock {c}"),
-    }
-}
-
-fn check_timers(pid: i32, f: &mut Findings) -> Result<(), CaptureError> {
-    let timers = attrs::posix_timers(pid).map_err(sys(format!("pid {pid} timers")))?;
-    for t in timers.iter().rev() {
-        let how = match t.notify {
-            attrs::Notify::None => "no notification".to_string(),
-            _ if t.to_thread => format!("signal {} to thread {}", t.signo, t.target),
-            _ => format!("signal {} to the process", t.signo),
-        };
-        f.add(
-            "posix timer",
-            format!(
-                "pid {pid}: POSIX timer {} ({}, {how}) (timer_create)",
-                t.id,
-                clock_name(t.clock)
-            ),
-        );
     }
     Ok(())
 }
@@ -345,13 +305,6 @@ fn i32_at(b: &[u8], off: usize) -> i64 {
         .unwrap_or(0) as i64
 }
 
-fn i64_at(b: &[u8], off: usize) -> i64 {
-    b.get(off..off + 8)
-        .and_then(|s| s.try_into().ok())
-        .map(i64::from_le_bytes)
-        .unwrap_or(0)
-}
-
 /// Values only the target itself can tell, by injected calls.
 fn check_injected(
     pid: i32,
@@ -387,27 +340,9 @@ fn probe(
     ours: &Own,
     f: &mut Findings,
 ) -> ckpt_sys::Result<()> {
-    for (which, name) in [
-        (0u64, "ITIMER_REAL (alarm/setitimer)"),
-        (1, "ITIMER_VIRTUAL"),
-        (2, "ITIMER_PROF"),
-    ] {
-        if lead.syscall(libc::SYS_getitimer, &[which, scratch])? != 0 {
-            continue;
-        }
-        let mut b = [0u8; 32];
-        mem::read_remote(pid, scratch, &mut b)?;
-        let (isec, iusec, vsec, vusec) =
-            (i64_at(&b, 0), i64_at(&b, 8), i64_at(&b, 16), i64_at(&b, 24));
-        if vsec != 0 || vusec != 0 {
-            f.add(
-                "itimer",
-                format!(
-                    "pid {pid}: {name} armed, {vsec}.{vusec:06} s left, interval {isec}.{iusec:06} s"
-                ),
-            );
-        }
-    }
+    // Interval and POSIX timers with their time left (carried; crate::timers checks them).
+    f.timers
+        .insert(pid, ckpt_sys::timers::read(lead, pid, scratch)?);
     if lead.syscall(libc::SYS_prctl, &[PR_GET_CHILD_SUBREAPER, scratch])? == 0 {
         let mut b = [0u8; 4];
         mem::read_remote(pid, scratch, &mut b)?;

@@ -49,6 +49,52 @@ fn typed_example() -> ImageBuilder {
                     }),
                     real_parent: Some(RealParent { ppid: 4321 }),
                     pdeath_signal: Some(ParentDeathSignal { sig: 15 }),
+                    itimers: Some(Itimers {
+                        timers: [
+                            Itimer {
+                                interval: (1, 500_000),
+                                value: (0, 250_000),
+                            },
+                            Itimer::default(),
+                            Itimer {
+                                interval: (0, 0),
+                                value: (7, 1),
+                            },
+                        ],
+                    }),
+                    posix_timers: Some(PosixTimers {
+                        timers: vec![
+                            PosixTimer {
+                                id: 0,
+                                clock: 1,
+                                notify: 0,
+                                signo: 10,
+                                value: 0xabcd,
+                                tid: 0,
+                                overrun: 2,
+                                interval: (0, 100_000_000),
+                                left: (0, 42),
+                            },
+                            PosixTimer {
+                                id: 5,
+                                clock: -6,
+                                notify: 4,
+                                signo: 34,
+                                value: 0x7f00_0000_4000,
+                                tid: t.pid + 1,
+                                overrun: 0,
+                                interval: (0, 0),
+                                left: (3, 999_999_999),
+                            },
+                        ],
+                    }),
+                    attrs: Some(ProcessAttrs {
+                        oom_score_adj: -17,
+                        dumpable: 1,
+                        coredump_filter: 0x33,
+                        child_subreaper: 1,
+                        thp_disable: 1,
+                    }),
                 }
             }
             Event::Thread(t) => {
@@ -73,6 +119,14 @@ fn typed_example() -> ImageBuilder {
                     pending: Some(PendingSignals {
                         mask: 1 << 11,
                         queue: vec![siginfo(12, 3)],
+                    }),
+                    attrs: Some(ThreadAttrs {
+                        nice: -3,
+                        policy: 2,
+                        rt_priority: 9,
+                        ioprio: 2 << 13 | 4,
+                        timer_slack: 50_000,
+                        affinity: vec![0b1011, 1],
                     }),
                 }
             }
@@ -128,11 +182,13 @@ fn typed_records_round_trip_and_precede_their_owner() {
     }
     let s = names.join(" ");
     assert!(
-        s.contains("CAPABILITIES SECURITY SHARED_PENDING REAL_PARENT PARENT_DEATH_SIGNAL TASK"),
+        s.contains("CAPABILITIES SECURITY SHARED_PENDING REAL_PARENT PARENT_DEATH_SIGNAL ITIMERS POSIX_TIMERS PROCESS_ATTRS TASK"),
         "{s}"
     );
     assert!(
-        s.contains("RSEQ ROBUST_LIST SIGALTSTACK CLEAR_CHILD_TID PENDING_SIGNALS THREAD"),
+        s.contains(
+            "RSEQ ROBUST_LIST SIGALTSTACK CLEAR_CHILD_TID PENDING_SIGNALS THREAD_ATTRS THREAD"
+        ),
         "{s}"
     );
     assert!(s.contains("MAP_IDENTITY UNKNOWN_VM_FLAGS VMA"), "{s}");
@@ -167,8 +223,8 @@ fn an_old_reader_stops_at_the_first_typed_record_and_an_image_without_any_is_unc
             assert!(OLD_CODES.contains(&r.type_code), "{:#x}", r.type_code);
         }
     }
-    // 5 task records, 5 per thread (2), 2 per VMA (4), an identity per file (3) and one unsupported
-    assert_eq!(typed, 5 + 5 * 2 + 2 * 4 + 3 + 1);
+    // 8 task records, 6 per thread (2), 2 per VMA (4), an identity per file (3) and one unsupported
+    assert_eq!(typed, 8 + 6 * 2 + 2 * 4 + 3 + 1);
     // Without typed records, the bytes are those of the previous writer (the
     // committed example image was written by it).
     let plain = ImageBuilder::example().to_native_bytes().unwrap();

@@ -43,6 +43,9 @@ struct TaskD {
     shared: Option<Vec<u8>>,
     real_parent: Option<i32>,
     pdeath: Option<u64>,
+    itimers: Option<[(i64, i64, i64, i64); 3]>,
+    posix_timers: Option<Vec<(i32, i32, i32, i32, u64, i32, i32, [i64; 4])>>,
+    proc_attrs: Option<(i32, u32, u64, u32, u32)>,
     vma_identity: Option<(u64, u64, u64)>,
     vm_flags: Option<Vec<u8>>,
     file_identity: Option<(u64, u64, u64)>,
@@ -194,6 +197,7 @@ struct ThreadD {
     alt: Option<(u64, u32, u64)>,
     ctid: Option<u64>,
     pending: Option<(u64, Vec<u8>)>,
+    attrs: Option<(i32, u32, u32, u32, u64, Vec<u64>)>,
 }
 
 /// A signal queue: one 128-byte siginfo per seed byte (at most 4).
@@ -271,6 +275,36 @@ fn build(d: &Desc) -> ImageBuilder {
             shared_pending: t.shared.as_ref().map(|q| SharedPending { queue: queue(q) }),
             real_parent: t.real_parent.map(|ppid| RealParent { ppid }),
             pdeath_signal: t.pdeath.map(|sig| ParentDeathSignal { sig }),
+            itimers: t.itimers.map(|v| Itimers {
+                timers: v.map(|(a, b, c, d)| Itimer {
+                    interval: (a, b),
+                    value: (c, d),
+                }),
+            }),
+            posix_timers: t.posix_timers.as_ref().map(|v| PosixTimers {
+                timers: v
+                    .iter()
+                    .take(4)
+                    .map(|&(id, clock, notify, signo, value, tid, overrun, t)| PosixTimer {
+                        id,
+                        clock,
+                        notify,
+                        signo,
+                        value,
+                        tid,
+                        overrun,
+                        interval: (t[0], t[1]),
+                        left: (t[2], t[3]),
+                    })
+                    .collect(),
+            }),
+            attrs: t.proc_attrs.map(|(a, d, c, s, h)| ProcessAttrs {
+                oom_score_adj: a,
+                dumpable: d,
+                coredump_filter: c,
+                child_subreaper: s,
+                thp_disable: h,
+            }),
         };
         b.push(Event::Task(task));
         for (i, th) in t.threads.iter().take(3).enumerate() {
@@ -299,6 +333,14 @@ fn build(d: &Desc) -> ImageBuilder {
                     pending: th.pending.as_ref().map(|(mask, q)| PendingSignals {
                         mask: *mask,
                         queue: queue(q),
+                    }),
+                    attrs: th.attrs.as_ref().map(|(n, p, r, io, sl, aff)| ThreadAttrs {
+                        nice: *n,
+                        policy: *p,
+                        rt_priority: *r,
+                        ioprio: *io,
+                        timer_slack: *sl,
+                        affinity: aff.iter().copied().take(4).collect(),
                     }),
                 },
                 extras: Extras::new(),

@@ -110,6 +110,8 @@ struct Shared {
     pipes: HashMap<(u64, u64), u32>,
     /// Parent-death signals to record, by pid (found by [`crate::uncarried`]).
     pdeath: HashMap<i32, u64>,
+    /// Timers to record, by pid (read by [`crate::uncarried`]).
+    timers: HashMap<i32, ckpt_sys::timers::Timers>,
     /// An increment over a parent image (`--parent`, crate::precopy).
     split: Option<crate::precopy::Split>,
 }
@@ -223,6 +225,7 @@ impl Producer for LiveCapture {
             };
             let mut shared = Shared {
                 pdeath: found.pdeath,
+                timers: found.timers,
                 split,
                 ..Shared::default()
             };

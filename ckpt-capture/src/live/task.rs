@@ -63,6 +63,9 @@ pub(super) fn capture_task(
     if let Some(&sig) = shared.pdeath.get(&pid) {
         tr.pdeath_signal = Some(ParentDeathSignal { sig });
     }
+    if let Some(t) = shared.timers.get(&pid) {
+        (tr.itimers, tr.posix_timers) = crate::timers::records(t);
+    }
     let task = Task {
         pid,
         tgid: pid,

@@ -25,6 +25,7 @@ pub use sockets::{
     NetlinkSocket, QueuedMessage, SockAddr, SockOptions, Socket, SocketQueue, SocketRecords,
     TcpConnection, TcpWindow,
 };
+pub use records::{Itimer, Itimers, PosixTimer, PosixTimers, ProcessAttrs, ThreadAttrs};
 
 mod pages;
 mod regs;

@@ -14,6 +14,9 @@
 use super::sockets::SocketRecords;
 use super::Extras;
 
+mod process;
+pub use process::{Itimer, Itimers, PosixTimer, PosixTimers, ProcessAttrs, ThreadAttrs, Time};
+
 /// A typed record kind.
 pub trait Record {
     /// Name in `schema`, `show`, `diff` and loss reports (snake_case).
@@ -190,6 +193,8 @@ pub struct ThreadRecords {
     pub clear_child_tid: Option<ClearChildTid>,
     /// Pending signals of the thread.
     pub pending: Option<PendingSignals>,
+    /// Scheduling attributes and timer slack.
+    pub attrs: Option<ThreadAttrs>,
 }
 
 impl ThreadRecords {
@@ -201,6 +206,7 @@ impl ThreadRecords {
         render(&self.sigaltstack, &mut v);
         render(&self.clear_child_tid, &mut v);
         render(&self.pending, &mut v);
+        render(&self.attrs, &mut v);
         v
     }
 }
@@ -315,6 +321,12 @@ pub struct TaskRecords {
     pub real_parent: Option<RealParent>,
     /// Parent-death signal.
     pub pdeath_signal: Option<ParentDeathSignal>,
+    /// Interval timers (when one is armed).
+    pub itimers: Option<Itimers>,
+    /// POSIX timers.
+    pub posix_timers: Option<PosixTimers>,
+    /// Process attributes.
+    pub attrs: Option<ProcessAttrs>,
 }
 
 impl TaskRecords {
@@ -326,6 +338,9 @@ impl TaskRecords {
         render(&self.shared_pending, &mut v);
         render(&self.real_parent, &mut v);
         render(&self.pdeath_signal, &mut v);
+        render(&self.itimers, &mut v);
+        render(&self.posix_timers, &mut v);
+        render(&self.attrs, &mut v);
         v
     }
 }
@@ -704,6 +719,10 @@ pub mod legacy {
                 ex.set_bytes("siginfo_pending", &join(&x.queue));
             }
         }
+        // No legacy revision has this kind: a key, reported as lost.
+        if let Some(a) = &r.attrs {
+            ex.set_u64("thread_attrs", a.policy as u64);
+        }
     }
 
     /// Task records as keys, added to `ex`.
@@ -731,6 +750,17 @@ pub mod legacy {
         }
         if let Some(p) = &r.pdeath_signal {
             ex.set_u64("pdeath_signal", p.sig);
+        }
+        // No legacy revision has these kinds: a key each, reported as lost.
+        if let Some(t) = &r.itimers {
+            let armed = t.timers.iter().filter(|t| t.value != (0, 0)).count();
+            ex.set_u64("itimers", armed as u64);
+        }
+        if let Some(t) = &r.posix_timers {
+            ex.set_u64("posix_timers", t.timers.len() as u64);
+        }
+        if let Some(a) = &r.attrs {
+            ex.set_u64("process_attrs", a.oom_score_adj as i64 as u64);
         }
     }
 

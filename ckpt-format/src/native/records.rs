@@ -109,6 +109,30 @@ pub const KINDS: &[(u32, &str, Owner, &str)] = &[
         "u64 sig",
     ),
     (
+        Itimers::CODE,
+        Itimers::NAME,
+        Owner::Task,
+        "3 x (i64 interval_sec, i64 interval_usec, i64 left_sec, i64 left_usec): real, virtual, prof",
+    ),
+    (
+        PosixTimers::CODE,
+        PosixTimers::NAME,
+        Owner::Task,
+        "u32 n, u32 0, n x (i32 id, i32 clock, i32 notify, i32 signo, u64 value, i32 tid, i32 overrun, i64 interval_sec, i64 interval_nsec, i64 left_sec, i64 left_nsec)",
+    ),
+    (
+        ProcessAttrs::CODE,
+        ProcessAttrs::NAME,
+        Owner::Task,
+        "i32 oom_score_adj, u32 dumpable, u64 coredump_filter, u32 child_subreaper, u32 thp_disable",
+    ),
+    (
+        ThreadAttrs::CODE,
+        ThreadAttrs::NAME,
+        Owner::Thread,
+        "i32 nice, u32 policy, u32 rt_priority, u32 ioprio, u64 timer_slack, u32 n, u32 0, n x u64 affinity mask",
+    ),
+    (
         MapIdentity::CODE,
         MapIdentity::NAME,
         Owner::Vma,
@@ -189,6 +213,57 @@ fn queue(c: &mut Cur<'_, '_>) -> Result<Vec<SigInfo>> {
         q.push(SigInfo(c.bytes(SigInfo::LEN)?.to_vec()));
     }
     Ok(q)
+}
+
+/// Most POSIX timers one record may hold (the kernel's default limit is far lower).
+const MAX_TIMERS: u32 = 1 << 16;
+/// Most affinity words (64 CPUs each) one record may hold.
+const MAX_CPU_WORDS: u32 = 1 << 10;
+
+fn time(c: &mut Cur<'_, '_>) -> Result<Time> {
+    Ok((c.u64()? as i64, c.u64()? as i64))
+}
+
+fn put_time(p: &mut Put, t: Time) {
+    p.u64(t.0 as u64).u64(t.1 as u64);
+}
+
+fn posix_timers(c: &mut Cur<'_, '_>) -> Result<Vec<PosixTimer>> {
+    let at = c.pos;
+    let n = c.u32()?;
+    if n > MAX_TIMERS || n as usize * PosixTimers::ENTRY > c.f.payload.len() {
+        return Err(c.bad(at, "timer count", n as u64, "what the payload holds"));
+    }
+    let _ = c.u32()?;
+    let mut v = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        v.push(PosixTimer {
+            id: c.i32()?,
+            clock: c.i32()?,
+            notify: c.i32()?,
+            signo: c.i32()?,
+            value: c.u64()?,
+            tid: c.i32()?,
+            overrun: c.i32()?,
+            interval: time(c)?,
+            left: time(c)?,
+        });
+    }
+    Ok(v)
+}
+
+fn cpu_words(c: &mut Cur<'_, '_>) -> Result<Vec<u64>> {
+    let at = c.pos;
+    let n = c.u32()?;
+    if n > MAX_CPU_WORDS || n as usize * 8 > c.f.payload.len() {
+        return Err(c.bad(at, "affinity words", n as u64, "what the payload holds"));
+    }
+    let _ = c.u32()?;
+    let mut v = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        v.push(c.u64()?);
+    }
+    Ok(v)
 }
 
 fn put_queue(p: &mut Put, q: &[SigInfo]) {
@@ -283,6 +358,41 @@ pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
             let v = ParentDeathSignal { sig: c.u64()? };
             once(&mut into.task.pdeath_signal, v, f)?;
         }
+        Itimers::CODE => {
+            let mut v = Itimers::default();
+            for t in v.timers.iter_mut() {
+                t.interval = time(&mut c)?;
+                t.value = time(&mut c)?;
+            }
+            once(&mut into.task.itimers, v, f)?;
+        }
+        PosixTimers::CODE => {
+            let v = PosixTimers {
+                timers: posix_timers(&mut c)?,
+            };
+            once(&mut into.task.posix_timers, v, f)?;
+        }
+        ProcessAttrs::CODE => {
+            let v = ProcessAttrs {
+                oom_score_adj: c.i32()?,
+                dumpable: c.u32()?,
+                coredump_filter: c.u64()?,
+                child_subreaper: c.u32()?,
+                thp_disable: c.u32()?,
+            };
+            once(&mut into.task.attrs, v, f)?;
+        }
+        ThreadAttrs::CODE => {
+            let v = ThreadAttrs {
+                nice: c.i32()?,
+                policy: c.u32()?,
+                rt_priority: c.u32()?,
+                ioprio: c.u32()?,
+                timer_slack: c.u64()?,
+                affinity: cpu_words(&mut c)?,
+            };
+            once(&mut into.thread.attrs, v, f)?;
+        }
         MapIdentity::CODE => {
             let v = MapIdentity {
                 dev_major: c.u64()?,
@@ -342,6 +452,13 @@ pub fn encode_thread(r: &ThreadRecords) -> Vec<Encoded> {
         p.u64(x.mask);
         put_queue(p, &x.queue);
     });
+    enc(&r.attrs, &mut v, |x, p| {
+        p.i32(x.nice).u32(x.policy).u32(x.rt_priority).u32(x.ioprio);
+        p.u64(x.timer_slack).u32(x.affinity.len() as u32).u32(0);
+        for w in &x.affinity {
+            p.u64(*w);
+        }
+    });
     v
 }
 
@@ -360,6 +477,31 @@ pub fn encode_task(r: &TaskRecords) -> Vec<Encoded> {
     });
     enc(&r.pdeath_signal, &mut v, |x, p| {
         p.u64(x.sig);
+    });
+    enc(&r.itimers, &mut v, |x, p| {
+        for t in &x.timers {
+            put_time(p, t.interval);
+            put_time(p, t.value);
+        }
+    });
+    enc(&r.posix_timers, &mut v, |x, p| {
+        p.u32(x.timers.len() as u32).u32(0);
+        for t in &x.timers {
+            p.i32(t.id)
+                .i32(t.clock)
+                .i32(t.notify)
+                .i32(t.signo)
+                .u64(t.value);
+            p.i32(t.tid).i32(t.overrun);
+            put_time(p, t.interval);
+            put_time(p, t.left);
+        }
+    });
+    enc(&r.attrs, &mut v, |x, p| {
+        p.i32(x.oom_score_adj)
+            .u32(x.dumpable)
+            .u64(x.coredump_filter);
+        p.u32(x.child_subreaper).u32(x.thp_disable);
     });
     v
 }

@@ -14,6 +14,7 @@ use ckpt_sys::ptrace::{self, WaitStatus};
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+mod attrs;
 mod creds;
 mod files;
 mod memory;
@@ -196,8 +197,10 @@ fn build(
         spawn::zombify(p)?;
     }
     // 3. Each process reshaped into its image.
+    let pids: std::collections::HashMap<i32, i32> =
+        procs.iter().map(|p| (p.t.task.pid, p.pid)).collect();
     for p in procs.iter_mut().filter(|p| p.t.task.exit_state == 0) {
-        finish(p, st, &shape, image, opts, &mut guard)?;
+        finish(p, st, &shape, image, opts, &pids, &mut guard)?;
     }
     // 4. Release, children before parents.
     for p in procs.iter().filter(|p| p.t.task.exit_state == 0) {

@@ -4,13 +4,14 @@
 use super::*;
 
 /// Reshape one process into its image: address space, mm, signals, threads,
-/// per-thread state, credentials, registers, limits. Leaves every thread stopped.
+/// per-thread state, timers, credentials, registers, limits. Leaves every thread stopped.
 pub(super) fn finish<'a>(
     p: &mut Proc<'a>,
     st: &Staged,
     shape: &AreaShape,
     image: &[u8],
     opts: &Options,
+    pids: &std::collections::HashMap<i32, i32>,
     guard: &mut Guard,
 ) -> Result<(), Error> {
     let t = p.t;
@@ -50,6 +51,7 @@ pub(super) fn finish<'a>(
     }
     remotes.extend(others.iter_mut());
     threads::kernel_state(&mut remotes, &built, pid, data)?;
+    attrs::timers(&mut remotes, &built, t, pid, data, pids)?;
     creds::limits_and_creds(&mut remotes, t, st, pid, data, pdeath)?;
     p.stop_pending = pending_signals(&mut remotes, &built, t, pid, data)?;
     remotes[0].call(

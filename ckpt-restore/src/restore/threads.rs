@@ -48,16 +48,18 @@ pub(super) fn kernel_state(
                 &[l.head, l.len],
             )?;
         }
-        if let Some(s) = rec.sigaltstack.filter(|s| s.flags & 2 == 0) {
-            let mut b = Vec::new();
-            b.extend_from_slice(&s.sp.to_le_bytes());
-            b.extend_from_slice(&(s.flags & !1).to_le_bytes());
-            b.extend_from_slice(&0u32.to_le_bytes());
-            b.extend_from_slice(&s.size.to_le_bytes());
-            sys::write_pairs(pid, &[(data + 2560, &b)])
-                .map_err(|e| sys_err("writing stack_t", e))?;
-            r.call("sigaltstack", libc::SYS_sigaltstack, &[data + 2560, 0])?;
-        }
+        // The signal stack, or none: the leader is a fork of ckpt-restore and has its
+        // signal stack (Rust's std sets one up), whose memory is gone now. A handler
+        // with SA_ONSTACK (Python's) was then delivered onto it: SIGSEGV.
+        let s = rec.sigaltstack.filter(|s| s.flags & 2 == 0);
+        let (sp, flags, size) = s.map_or((0, 2, 0), |s| (s.sp, s.flags & !1, s.size));
+        let mut b = Vec::new();
+        b.extend_from_slice(&sp.to_le_bytes());
+        b.extend_from_slice(&flags.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&size.to_le_bytes());
+        sys::write_pairs(pid, &[(data + 2560, &b)]).map_err(|e| sys_err("writing stack_t", e))?;
+        r.call("sigaltstack", libc::SYS_sigaltstack, &[data + 2560, 0])?;
         // rseq: the same area again (its memory is restored), so the kernel keeps its
         // cpu/node ids current as before (glibc's sched_getcpu reads them from there).
         if let Some(q) = rec.rseq.filter(|q| q.ptr != 0) {
