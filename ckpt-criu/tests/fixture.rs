@@ -183,6 +183,11 @@ fn fuzz_findings_are_errors() {
     let img = CriuImage::from_pack(&b).unwrap();
     let err = drain(&img).unwrap_err();
     assert!(err.contains("pagemap-"), "{err}");
+    // A VMA whose end is below its start (found by a 10-minute fuzz run, 2026-12-03).
+    let b = std::fs::read(format!("{dir}/vma-reversed.pack")).unwrap();
+    let img = CriuImage::from_pack(&b).unwrap();
+    let err = drain(&img).unwrap_err();
+    assert!(err.contains("mm-") && err.contains("reversed"), "{err}");
 }
 
 /// Inputs the `criu` fuzz target (fuzz/fuzz_targets/criu.rs) once crashed on
