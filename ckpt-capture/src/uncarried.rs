@@ -18,7 +18,7 @@
 //! | zombies in the tree | stat state `Z`, `/proc/PID/task` | a leader whose other threads still run (a zombie itself is carried: its status) |
 //! | fd owner and signal | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | set |
 //! | fd table, fs context, signal handlers, address space shared between processes | `kcmp` | between two processes of the image, or with a parent or child outside it |
-//! | file locks and leases (POSIX, OFD, flock, lease) | `lock:` lines of `/proc/PID/fdinfo/N` | any (a restore would run without them: another process could then take them) |
+//! | leases, delegations, mandatory locks (advisory POSIX, OFD and flock locks are carried) | `lock:` lines of `/proc/PID/fdinfo/N` | any (a restore would run without them: another process could then take them) |
 //!
 //! The injected calls run through one scratch page mapped and unmapped in the target;
 //! every register is put back by the injector (the caller compares them again later).
@@ -148,38 +148,39 @@ impl Own {
     }
 }
 
-/// File locks and leases held through the fds of `pid` (the `lock:` lines the kernel
-/// adds to `/proc/PID/fdinfo/N`): not carried yet, so a restore would run without them
-/// (sqlite's database lock, for one) and another process could take them meanwhile.
+/// Locks held through the fds of `pid` (the `lock:` lines the kernel adds to
+/// `/proc/PID/fdinfo/N`) that are not carried: leases, delegations, mandatory locks,
+/// and anything unparsable. Advisory POSIX, OFD and flock locks are carried
+/// (`posix_locks`, `file_locks`) and taken again by the restore.
 fn check_locks(pid: i32, f: &mut Findings) -> Result<(), CaptureError> {
     let fds = procfs::list_fds(pid).map_err(sys(format!("pid {pid} fds")))?;
     for fd in fds {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
+        let Ok(fi) = procfs::fdinfo(pid, fd) else {
             continue; // closed meanwhile: it holds nothing
         };
         let path = procfs::readlink(&format!("/proc/{pid}/fd/{fd}"))
             .map(|p| String::from_utf8_lossy(&p).into_owned())
             .unwrap_or_default();
-        for l in text.lines() {
-            let Some(rest) = l.strip_prefix("lock:") else {
+        for l in &fi.locks {
+            let carried =
+                matches!(l.class.as_str(), "POSIX" | "OFDLCK" | "FLOCK") && l.mode == "ADVISORY";
+            if carried {
                 continue;
+            }
+            let range = match l.end {
+                _ if l.class == "?" => String::new(),
+                Some(e) => format!(" on bytes {}-{e}", l.start),
+                None => format!(" on bytes {}-EOF", l.start),
             };
-            // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF": drop the index.
-            let desc = rest.trim().split_once(": ").map_or(rest.trim(), |x| x.1);
-            let words: Vec<&str> = desc.split_whitespace().collect();
-            let (class, kind, access) = (
-                words.first().copied().unwrap_or("?"),
-                words.get(1).copied().unwrap_or("?"),
-                words.get(2).copied().unwrap_or("?"),
-            );
-            let range = match (words.get(5), words.get(6)) {
-                (Some(a), Some(b)) => format!(" on bytes {a}-{b}"),
-                _ => String::new(),
+            let what = if l.class == "?" {
+                format!("lock `{}`", l.text)
+            } else {
+                format!("{} {} {} lock{range}", l.class, l.mode, l.access)
             };
             f.add(
                 "file lock",
                 format!(
-                    "pid {pid} fd {fd} ({path}): {class} {kind} {access} lock{range} (file locks are not carried yet; a restore would run without it)"
+                    "pid {pid} fd {fd} ({path}): {what} (leases and mandatory locks are not carried; a restore would run without it)"
                 ),
             );
         }

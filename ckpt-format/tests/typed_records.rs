@@ -95,6 +95,23 @@ fn typed_example() -> ImageBuilder {
                         child_subreaper: 1,
                         thp_disable: 1,
                     }),
+                    exe: Some(ExeContents { file: 1 }),
+                    posix_locks: Some(PosixLocks {
+                        locks: vec![
+                            PosixLock {
+                                fd: 3,
+                                write: true,
+                                start: 0x4000_0000,
+                                len: 1,
+                            },
+                            PosixLock {
+                                fd: 3,
+                                write: false,
+                                start: 0x4000_0002,
+                                len: 0,
+                            },
+                        ],
+                    }),
                 }
             }
             Event::Thread(t) => {
@@ -140,6 +157,7 @@ fn typed_example() -> ImageBuilder {
                     unknown_flags: Some(UnknownVmFlags {
                         names: b"xx yy".to_vec(),
                     }),
+                    contents: Some(MapContents { file: 1 }),
                 }
             }
             Event::File(f) => {
@@ -150,6 +168,42 @@ fn typed_example() -> ImageBuilder {
                         mnt_id: 27,
                     }),
                     unsupported: (f.id == 1).then_some(Unsupported),
+                    contents: (f.id == 1).then_some(FileContents {
+                        size: 3 * 4096 + 5,
+                        kind: CONTENTS_MEMFD,
+                        seals: 0xf,
+                    }),
+                    data: if f.id == 1 {
+                        vec![
+                            FileData {
+                                offset: 0,
+                                data: vec![7; 4096],
+                            },
+                            FileData {
+                                offset: 2 * 4096,
+                                data: b"tail of the memfd".repeat(300)[..4101].to_vec(),
+                            },
+                        ]
+                    } else {
+                        Vec::new()
+                    },
+                    inode_of: (f.id == 3).then_some(InodeOf { file: 1 }),
+                    locks: Some(FileLocks {
+                        locks: vec![
+                            FileLock {
+                                kind: LOCK_FLOCK,
+                                write: f.id == 3,
+                                start: 0,
+                                len: 0,
+                            },
+                            FileLock {
+                                kind: LOCK_OFD,
+                                write: true,
+                                start: 10,
+                                len: 20,
+                            },
+                        ],
+                    }),
                     ..FileRecords::default()
                 }
             }
@@ -182,7 +236,7 @@ fn typed_records_round_trip_and_precede_their_owner() {
     }
     let s = names.join(" ");
     assert!(
-        s.contains("CAPABILITIES SECURITY SHARED_PENDING REAL_PARENT PARENT_DEATH_SIGNAL ITIMERS POSIX_TIMERS PROCESS_ATTRS TASK"),
+        s.contains("CAPABILITIES SECURITY SHARED_PENDING REAL_PARENT PARENT_DEATH_SIGNAL ITIMERS POSIX_TIMERS PROCESS_ATTRS EXE_CONTENTS POSIX_LOCKS TASK"),
         "{s}"
     );
     assert!(
@@ -191,8 +245,15 @@ fn typed_records_round_trip_and_precede_their_owner() {
         ),
         "{s}"
     );
-    assert!(s.contains("MAP_IDENTITY UNKNOWN_VM_FLAGS VMA"), "{s}");
-    assert!(s.contains("FILE_IDENTITY UNSUPPORTED FILE"), "{s}");
+    assert!(
+        s.contains("MAP_IDENTITY UNKNOWN_VM_FLAGS MAP_CONTENTS VMA"),
+        "{s}"
+    );
+    assert!(
+        s.contains("FILE_IDENTITY UNSUPPORTED FILE_CONTENTS FILE_DATA FILE_DATA FILE_LOCKS FILE"),
+        "{s}"
+    );
+    assert!(s.contains("FILE_IDENTITY INODE_OF FILE_LOCKS FILE"), "{s}");
     // Nothing of ours in extras.
     for ev in &b.events {
         if let Event::Thread(t) = ev {
@@ -223,8 +284,9 @@ fn an_old_reader_stops_at_the_first_typed_record_and_an_image_without_any_is_unc
             assert!(OLD_CODES.contains(&r.type_code), "{:#x}", r.type_code);
         }
     }
-    // 8 task records, 6 per thread (2), 2 per VMA (4), an identity per file (3) and one unsupported
-    assert_eq!(typed, 8 + 6 * 2 + 2 * 4 + 3 + 1);
+    // 10 task records, 6 per thread (2), 3 per VMA (4), an identity and locks per file
+    // (3), one unsupported, one file_contents with two file_data, one inode_of
+    assert_eq!(typed, 10 + 6 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1);
     // Without typed records, the bytes are those of the previous writer (the
     // committed example image was written by it).
     let plain = ImageBuilder::example().to_native_bytes().unwrap();
@@ -449,5 +511,104 @@ fn every_kind_is_a_named_record_type_and_is_in_the_schema() {
     for t in ckpt_format::native::RecordType::ALL {
         let typed = ckpt_format::native::records::owner(t.0).is_some();
         assert_eq!(ckpt_format::native::records::is_typed(t.0), typed, "{t}");
+    }
+}
+
+#[test]
+fn file_contents_and_locks_are_checked_before_anything_is_kept() {
+    let bytes = ImageBuilder::example().to_native_bytes().unwrap();
+    let contents = |size: u64| {
+        let mut p = size.to_le_bytes().to_vec();
+        p.extend_from_slice(&2u32.to_le_bytes());
+        p.extend_from_slice(&0u32.to_le_bytes());
+        p
+    };
+    let data = |off: u64, len: usize| {
+        let mut p = off.to_le_bytes().to_vec();
+        p.extend(std::iter::repeat_n(0xabu8, len));
+        p
+    };
+    let err_of = |recs: &[Vec<u8>]| {
+        let mut b = prefix_through(&bytes, "RLIMITS");
+        for r in recs {
+            b.extend_from_slice(r);
+        }
+        b.extend(record_bytes(&bytes, "FILE"));
+        first_error(&b).to_string()
+    };
+    // Data without the contents record of its file.
+    let s = err_of(&[frame(0x448, 0, &data(0, 10))]);
+    assert!(s.contains("file_data after the file_contents"), "{s}");
+    // A run past the file's size.
+    let s = err_of(&[
+        frame(0x447, 0, &contents(100)),
+        frame(0x448, 0, &data(95, 10)),
+    ]);
+    assert!(
+        s.contains("file data offset") && s.contains("100 bytes"),
+        "{s}"
+    );
+    // Runs out of order (overlapping).
+    let s = err_of(&[
+        frame(0x447, 0, &contents(100)),
+        frame(0x448, 0, &data(10, 10)),
+        frame(0x448, 0, &data(15, 10)),
+    ]);
+    assert!(s.contains("at least 20"), "{s}");
+    // An empty run, and one over 1 MiB.
+    let s = err_of(&[
+        frame(0x447, 0, &contents(100)),
+        frame(0x448, 0, &data(0, 0)),
+    ]);
+    assert!(s.contains("file data length"), "{s}");
+    let s = err_of(&[
+        frame(0x447, 0, &contents(1 << 30)),
+        frame(0x448, 0, &data(0, (1 << 20) + 1)),
+    ]);
+    assert!(s.contains("file data length"), "{s}");
+    // A lock count the payload does not hold (nothing allocated for it).
+    let mut p = u32::MAX.to_le_bytes().to_vec();
+    p.extend_from_slice(&0u32.to_le_bytes());
+    let s = err_of(&[frame(0x44c, 0, &p)]);
+    assert!(s.contains("entry count"), "{s}");
+    // A write flag that is neither 0 nor 1.
+    let mut p = 1u32.to_le_bytes().to_vec();
+    p.extend_from_slice(&0u32.to_le_bytes());
+    for v in [1u32, 7] {
+        p.extend_from_slice(&v.to_le_bytes());
+    }
+    p.extend_from_slice(&[0u8; 16]);
+    let s = err_of(&[frame(0x44c, 0, &p)]);
+    assert!(s.contains("write flag"), "{s}");
+}
+
+#[test]
+fn legacy_revisions_report_file_contents_and_locks_as_lost() {
+    use ckpt_format::convert::{convert_slice, ConvertOptions, TargetKernel};
+    let native = typed_example().to_native_bytes().unwrap();
+    for to in [Revision::CkptV21, Revision::CrV5] {
+        let o = ConvertOptions {
+            to,
+            lossy: false,
+            target_kernel: TargetKernel::Keep,
+        };
+        let err = convert_slice(&native, Vec::new(), &o).unwrap_err();
+        let ErrorKind::Unrepresentable { items } = err.kind else {
+            panic!("{err:?}");
+        };
+        for name in [
+            "file_contents",
+            "file_data",
+            "inode_of",
+            "file_locks",
+            "map_contents",
+            "exe_contents",
+            "posix_locks",
+        ] {
+            assert!(
+                items.iter().any(|i| i.contains(&format!("`{name}`"))),
+                "{to:?}: {name} not reported lost in {items:#?}"
+            );
+        }
     }
 }

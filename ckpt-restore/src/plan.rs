@@ -343,7 +343,11 @@ impl Collector {
                     return err(format!("broken image: pipe {} defined twice", p.id));
                 }
             }
-            Event::File(f) => {
+            Event::File(mut f) => {
+                if !self.keep_pages {
+                    // A check needs the contents' size, not the bytes.
+                    f.records.data = Vec::new();
+                }
                 if let Some(pid) = f.pipe {
                     if !self.pipes.contains_key(&pid) {
                         return err(format!(
@@ -559,6 +563,12 @@ impl Plan {
         }
         let deleted = |p: &[u8]| p.ends_with(b" (deleted)");
         let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+        // A deleted file, memfd or executable whose inode's contents are in the image.
+        let carries = |id: u32| {
+            self.files
+                .get(&id)
+                .is_some_and(|f| f.records.contents.is_some())
+        };
         for t in &self.tasks {
             let pid = t.task.pid;
             if t.task.exit_state != 0 {
@@ -581,7 +591,14 @@ impl Plan {
             if t.mm.is_none() || t.vmas.is_empty() {
                 out.push(format!("task {pid} has no address space"));
             }
-            if let Some(exe) = t.mm.as_ref().and_then(|m| m.exe.as_deref()) {
+            if let Some(x) = t.task.records.exe {
+                if !carries(x.file) {
+                    out.push(format!(
+                        "pid {pid}: its executable's contents are said to be file {}, which carries none",
+                        x.file
+                    ));
+                }
+            } else if let Some(exe) = t.mm.as_ref().and_then(|m| m.exe.as_deref()) {
                 if deleted(exe) {
                     objects.push((
                         "deleted executable".into(),
@@ -652,6 +669,15 @@ impl Plan {
                         "task {pid}: file VMA {:#x}-{:#x} without a path",
                         m.start, m.end
                     )),
+                    (VmaKind::File, Some(_)) if m.records.contents.is_some() => {
+                        let id = m.records.contents.map_or(0, |c| c.file);
+                        if !carries(id) {
+                            out.push(format!(
+                                "task {pid}: VMA {:#x}-{:#x} maps file {id}, which carries no contents",
+                                m.start, m.end
+                            ));
+                        }
+                    }
                     (VmaKind::File, Some(f)) if deleted(f) => {
                         let kind = if f.starts_with(b"/memfd:") {
                             "mapped memfd"
@@ -698,6 +724,16 @@ impl Plan {
                             fd.fd
                         ));
                     }
+                    FileKind::Regular if f.records.inode_of.is_some() => {
+                        let id = f.records.inode_of.map_or(0, |i| i.file);
+                        if !carries(id) {
+                            out.push(format!(
+                                "task {pid} fd {}: its inode is said to be file {id}, which carries no contents",
+                                fd.fd
+                            ));
+                        }
+                    }
+                    FileKind::Regular if f.records.contents.is_some() => {}
                     _ if deleted(&f.path) => {
                         let kind = if f.path.starts_with(b"/memfd:") {
                             "memfd"

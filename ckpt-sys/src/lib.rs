@@ -20,6 +20,7 @@
 //! | [`unixq`] | a unix socket's receive queue read without consuming it (`SO_PEEK_OFF` + `MSG_PEEK`, descriptors in flight included) and written back (`SCM_RIGHTS`) |
 //! | [`tcp`] | established TCP connections dumped and rebuilt with `TCP_REPAIR` (sequence numbers, queues, window, MSS/wscale/SACK/timestamps) |
 //! | [`netlock`] | an nftables table of our own dropping a connection's segments while its process is down, so the peer sees no reset |
+//! | [`inode`] | files that exist only while open (deleted files, memfds): data runs, seals, re-creation, reopening through `/proc/self/fd`; flock, OFD and POSIX locks |
 //! | [`files`] | fd inspection: `stat` through `/proc/PID/fd/N`, `kcmp(KCMP_FILE)`, peeking a pipe's buffered bytes without consuming them (`tee(2)`) |
 //!
 //! All functions return [`Result`] with a [`SysError`] that names the operation, the
@@ -82,6 +83,7 @@ pub mod attrs;
 pub mod files;
 pub mod freeze;
 pub mod inject;
+pub mod inode;
 pub mod mem;
 pub mod netlock;
 pub mod procfs;

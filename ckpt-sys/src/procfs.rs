@@ -330,6 +330,65 @@ pub struct FdInfo {
     pub ino: u64,
     /// Every line, key → value, for kind-specific fields (eventfd-count, tfd ...).
     pub all: BTreeMap<String, String>,
+    /// The `lock:` lines: locks held through this open file (its OFD and flock locks,
+    /// the POSIX locks of this process taken through it, leases).
+    pub locks: Vec<LockLine>,
+}
+
+/// One `lock:` line of fdinfo (or a line of `/proc/locks`):
+/// `1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LockLine {
+    /// `POSIX`, `OFDLCK`, `FLOCK`, `LEASE`, `DELEG`, ...
+    pub class: String,
+    /// `ADVISORY`, `MANDATORY`, or a lease's `ACTIVE`/`BREAKING`/`BREAKER`.
+    pub mode: String,
+    /// `READ`, `WRITE` or `UNLCK`.
+    pub access: String,
+    /// The holder's pid (-1 for OFD locks).
+    pub pid: i64,
+    /// First byte.
+    pub start: u64,
+    /// Last byte, `None` for `EOF`.
+    pub end: Option<u64>,
+    /// The line as the kernel wrote it (after `lock:`), for messages.
+    pub text: String,
+}
+
+impl LockLine {
+    /// Parse the part after `lock:`; `None` if it does not have the kernel's shape.
+    pub fn parse(s: &str) -> Option<LockLine> {
+        let s = s.trim();
+        let desc = s.split_once(": ").map_or(s, |x| x.1);
+        let w: Vec<&str> = desc.split_whitespace().collect();
+        if w.len() < 7 {
+            return None;
+        }
+        Some(LockLine {
+            class: w[0].to_string(),
+            mode: w[1].to_string(),
+            access: w[2].to_string(),
+            pid: w[3].parse().ok()?,
+            start: w[5].parse().ok()?,
+            end: if w[6] == "EOF" {
+                None
+            } else {
+                Some(w[6].parse().ok()?)
+            },
+            text: desc.to_string(),
+        })
+    }
+
+    /// The length of the range, 0 = to the end of the file (as `struct flock` has it).
+    pub fn len(&self) -> u64 {
+        self.end
+            .map_or(0, |e| e.saturating_sub(self.start).saturating_add(1))
+    }
+
+    /// True for an empty range (never, for a line the kernel wrote).
+    pub fn is_empty(&self) -> bool {
+        self.end.is_some_and(|e| e < self.start)
+    }
 }
 
 /// Read `/proc/PID/fdinfo/FD`.
@@ -341,6 +400,18 @@ pub fn fdinfo(pid: pid_t, fd: i32) -> Result<FdInfo> {
             continue;
         };
         let v = v.trim();
+        if k == "lock" {
+            if let Some(l) = LockLine::parse(v) {
+                fi.locks.push(l);
+            } else {
+                fi.locks.push(LockLine {
+                    class: "?".into(),
+                    text: v.to_string(),
+                    ..LockLine::default()
+                });
+            }
+            continue;
+        }
         match k {
             "pos" => fi.pos = v.parse().unwrap_or(0),
             "flags" => fi.flags = u32::from_str_radix(v, 8).unwrap_or(0),
@@ -425,5 +496,24 @@ mod tests {
         assert!(list_tasks(me).unwrap().contains(&me));
         assert_eq!(rlimits(me).unwrap().len(), 16);
         assert_eq!(*auxv(me).unwrap().last().unwrap(), 0);
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn lock_lines() {
+        let l = LockLine::parse("1: POSIX  ADVISORY  WRITE 1234 08:01:5678 1073741824 1073741824")
+            .unwrap();
+        assert_eq!(
+            (l.class.as_str(), l.access.as_str(), l.pid),
+            ("POSIX", "WRITE", 1234)
+        );
+        assert_eq!((l.start, l.len()), (1 << 30, 1));
+        let l = LockLine::parse("2: OFDLCK ADVISORY  READ -1 00:2d:19 0 EOF").unwrap();
+        assert_eq!((l.pid, l.start, l.end, l.len()), (-1, 0, None, 0));
+        assert!(LockLine::parse("garbage").is_none());
     }
 }

@@ -50,6 +50,15 @@ struct TaskD {
     vm_flags: Option<Vec<u8>>,
     file_identity: Option<(u64, u64, u64)>,
     unsupported: bool,
+    /// file_contents (size, kind, seals) of the first file, with its data runs (gap
+    /// after the previous run, length, fill byte); the others refer to it (inode_of).
+    contents: Option<((u64, u32, u32), Vec<(u16, u16, u8)>)>,
+    /// file_locks of every file: (kind, write, start, len).
+    file_locks: Option<Vec<(u32, bool, u64, u64)>>,
+    /// posix_locks of the task: (fd, write, start, len).
+    posix_locks: Option<Vec<(i32, bool, u64, u64)>>,
+    exe_contents: Option<u32>,
+    map_contents: Option<u32>,
     sock: Option<SockD>,
 }
 
@@ -305,6 +314,19 @@ fn build(d: &Desc) -> ImageBuilder {
                 child_subreaper: s,
                 thp_disable: h,
             }),
+            exe: t.exe_contents.map(|file| ExeContents { file }),
+            posix_locks: t.posix_locks.as_ref().map(|v| PosixLocks {
+                locks: v
+                    .iter()
+                    .take(8)
+                    .map(|&(fd, write, start, len)| PosixLock {
+                        fd,
+                        write,
+                        start,
+                        len,
+                    })
+                    .collect(),
+            }),
         };
         b.push(Event::Task(task));
         for (i, th) in t.threads.iter().take(3).enumerate() {
@@ -392,6 +414,7 @@ fn build(d: &Desc) -> ImageBuilder {
                         ino: c,
                     }),
                     unknown_flags: t.vm_flags.clone().map(|names| UnknownVmFlags { names }),
+                    contents: t.map_contents.map(|file| MapContents { file }),
                 },
                 extras: Extras::new(),
             };
@@ -445,9 +468,50 @@ fn build(d: &Desc) -> ImageBuilder {
             }));
             id
         });
+        let mut inode = None;
         for (fd, (kind, pos, path, cloexec)) in t.files.iter().take(4).enumerate() {
             let id = next_id;
             next_id += 1;
+            // The first file carries the contents, the others refer to it.
+            let (contents, data, inode_of) = match (&t.contents, inode) {
+                (Some(((size, kind, seals), runs)), None) => {
+                    inode = Some(id);
+                    let mut data = Vec::new();
+                    let mut off = 0u64;
+                    for &(gap, len, fill) in runs.iter().take(4) {
+                        let start = off + gap as u64;
+                        let len = len as u64 % 9000 + 1;
+                        if start + len > *size {
+                            break;
+                        }
+                        data.push(FileData {
+                            offset: start,
+                            data: vec![fill; len as usize],
+                        });
+                        off = start + len;
+                    }
+                    let c = FileContents {
+                        size: *size,
+                        kind: *kind,
+                        seals: *seals,
+                    };
+                    (Some(c), data, None)
+                }
+                (_, Some(i)) => (None, Vec::new(), Some(InodeOf { file: i })),
+                _ => (None, Vec::new(), None),
+            };
+            let locks = t.file_locks.as_ref().map(|v| FileLocks {
+                locks: v
+                    .iter()
+                    .take(8)
+                    .map(|&(kind, write, start, len)| FileLock {
+                        kind,
+                        write,
+                        start,
+                        len,
+                    })
+                    .collect(),
+            });
             let is_pipe = kind % 2 == 1 && pipe_id.is_some();
             b.push(Event::File(File {
                 id,
@@ -468,6 +532,10 @@ fn build(d: &Desc) -> ImageBuilder {
                         mnt_id,
                     }),
                     unsupported: t.unsupported.then_some(Unsupported),
+                    contents,
+                    data,
+                    inode_of,
+                    locks,
                     sock: t.sock.as_ref().map(sock).unwrap_or_default(),
                 },
                 extras: Extras::new(),

@@ -222,16 +222,9 @@ pub(crate) fn classify(m: &MapEntry) -> (VmaKind, Option<Vec<u8>>, Store) {
             path.clone(),
             Store::Scan(Select::Present),
         ),
-        Some(p) if shared => {
-            // Contents live in the file, unless the file is gone (deleted, memfd).
-            let gone = p.ends_with(b" (deleted)") || p.starts_with(b"/memfd:");
-            let st = if gone {
-                Store::Scan(Select::Present)
-            } else {
-                Store::Nothing
-            };
-            (VmaKind::File, path.clone(), st)
-        }
+        // Contents live in the file, also when it is gone (deleted, memfd): then the
+        // inode's contents are in the image (live/contents.rs).
+        Some(_) if shared => (VmaKind::File, path.clone(), Store::Nothing),
         Some(_) => (VmaKind::File, path.clone(), Store::Scan(Select::Anon)),
     }
 }

@@ -97,6 +97,7 @@ pub(crate) fn vma_of(m: &MapEntry) -> (Vma, Store) {
             ino: m.inode,
         }),
         unknown_flags: None,
+        contents: None,
     };
     if !unknown.is_empty() {
         x.unknown_flags = Some(UnknownVmFlags {

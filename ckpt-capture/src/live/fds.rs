@@ -76,6 +76,16 @@ pub(super) fn capture_fds(
                         }
                     });
                 }
+                // A deleted file or a memfd: its inode's contents go into an object of
+                // their own (emitted first), which this open file refers to.
+                let inode_of = if kind == FileKind::Regular && contents::is_gone(&link) {
+                    let src = format!("/proc/{pid}/fd/{fd}");
+                    let i = contents::inode_id(shared, dev, ino, src, &link);
+                    contents::emit_inodes(shared, sink)?;
+                    Some(InodeOf { file: i })
+                } else {
+                    None
+                };
                 let id = shared.id();
                 let x = FileRecords {
                     identity: Some(FileIdentity {
@@ -84,6 +94,8 @@ pub(super) fn capture_fds(
                         mnt_id: fi.mnt_id,
                     }),
                     unsupported: unsupported.then_some(Unsupported),
+                    inode_of,
+                    locks: contents::file_locks(&fi),
                     ..FileRecords::default()
                 };
                 let path = if kind == FileKind::Pipe {

@@ -26,6 +26,7 @@ use ckpt_format::{
     PendingSignals, RealParent, RobustList, Rseq, Security, SharedPending, SigAltStack, SigInfo,
     TaskRecords, ThreadRecords, UnknownVmFlags, Unsupported, VmaRecords,
 };
+use ckpt_format::{ExeContents, InodeOf, MapContents, PosixLocks};
 use ckpt_restore::plan::Collector;
 use ckpt_sys::freeze::{Frozen, Release};
 use ckpt_sys::inject::Injector;
@@ -38,6 +39,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 mod collect;
+mod contents;
 mod emit;
 mod fds;
 mod freeze;
@@ -114,6 +116,12 @@ struct Shared {
     timers: HashMap<i32, ckpt_sys::timers::Timers>,
     /// An increment over a parent image (`--parent`, crate::precopy).
     split: Option<crate::precopy::Split>,
+    /// Inodes carried with their contents: (dev, ino) -> file object id.
+    inodes: HashMap<(u64, u64), u32>,
+    /// Inodes found but not emitted yet.
+    pending_inodes: Vec<contents::Inode>,
+    /// Bytes of file contents stored.
+    contents_bytes: u64,
 }
 
 impl Shared {

@@ -66,6 +66,13 @@ pub(super) fn capture_task(
     if let Some(t) = shared.timers.get(&pid) {
         (tr.itimers, tr.posix_timers) = crate::timers::records(t);
     }
+    if p.frozen.is_some() {
+        tr.exe = contents::exe_contents(pid, shared)?.map(|file| ExeContents { file });
+        let locks = contents::posix_locks(pid)?;
+        if !locks.is_empty() {
+            tr.posix_locks = Some(PosixLocks { locks });
+        }
+    }
     let task = Task {
         pid,
         tgid: pid,
@@ -225,7 +232,11 @@ pub(super) fn capture_task(
     let mut plan = Vec::with_capacity(maps.len());
     let mut total_pages = 0u64;
     for m in &maps {
-        let (vma, store) = vma_of(m);
+        let (mut vma, store) = vma_of(m);
+        if vma.kind == VmaKind::File {
+            vma.records.contents =
+                contents::map_contents(pid, m, shared).map(|file| MapContents { file });
+        }
         let ranges: Vec<(u64, u64)> = match store {
             Store::Nothing => Vec::new(),
             Store::All => vec![(m.start, m.end)],
@@ -352,6 +363,7 @@ pub(super) fn capture_task(
         ),
     )?;
 
+    contents::emit_inodes(shared, sink)?;
     capture_fds(pid, opts, shared, sink)
 }
 

@@ -16,6 +16,8 @@ use super::Extras;
 
 mod process;
 pub use process::{Itimer, Itimers, PosixTimer, PosixTimers, ProcessAttrs, ThreadAttrs, Time};
+mod contents;
+pub use contents::*;
 
 /// A typed record kind.
 pub trait Record {
@@ -327,6 +329,10 @@ pub struct TaskRecords {
     pub posix_timers: Option<PosixTimers>,
     /// Process attributes.
     pub attrs: Option<ProcessAttrs>,
+    /// The executable's contents, when it was deleted or is a memfd.
+    pub exe: Option<ExeContents>,
+    /// POSIX locks held by the process.
+    pub posix_locks: Option<PosixLocks>,
 }
 
 impl TaskRecords {
@@ -341,6 +347,8 @@ impl TaskRecords {
         render(&self.itimers, &mut v);
         render(&self.posix_timers, &mut v);
         render(&self.attrs, &mut v);
+        render(&self.exe, &mut v);
+        render(&self.posix_locks, &mut v);
         v
     }
 }
@@ -391,6 +399,8 @@ pub struct VmaRecords {
     pub identity: Option<MapIdentity>,
     /// Unknown `VmFlags`.
     pub unknown_flags: Option<UnknownVmFlags>,
+    /// The mapped inode's contents are in the image (a deleted file, a memfd).
+    pub contents: Option<MapContents>,
 }
 
 impl VmaRecords {
@@ -399,6 +409,7 @@ impl VmaRecords {
         let mut v = Vec::new();
         render(&self.identity, &mut v);
         render(&self.unknown_flags, &mut v);
+        render(&self.contents, &mut v);
         v
     }
 }
@@ -447,6 +458,14 @@ pub struct FileRecords {
     pub identity: Option<FileIdentity>,
     /// Recorded without its state.
     pub unsupported: Option<Unsupported>,
+    /// The inode's size, kind and seals (its contents are in `data`).
+    pub contents: Option<FileContents>,
+    /// The inode's contents, in offset order (repeated record).
+    pub data: Vec<FileData>,
+    /// The inode is the one another file object re-creates.
+    pub inode_of: Option<InodeOf>,
+    /// flock and OFD locks held by the open file description.
+    pub locks: Option<FileLocks>,
     /// A socket's records (model/sockets.rs).
     pub sock: SocketRecords,
 }
@@ -457,6 +476,12 @@ impl FileRecords {
         let mut v = Vec::new();
         render(&self.identity, &mut v);
         render(&self.unsupported, &mut v);
+        render(&self.contents, &mut v);
+        for d in &self.data {
+            v.push((FileData::NAME, d.fields()));
+        }
+        render(&self.inode_of, &mut v);
+        render(&self.locks, &mut v);
         self.sock.render(&mut v);
         v
     }
@@ -762,6 +787,13 @@ pub mod legacy {
         if let Some(a) = &r.attrs {
             ex.set_u64("process_attrs", a.oom_score_adj as i64 as u64);
         }
+        // No legacy revision has a place for these: keys only for the loss report.
+        if let Some(x) = &r.exe {
+            ex.set_u64(ExeContents::NAME, x.file as u64);
+        }
+        if let Some(x) = &r.posix_locks {
+            ex.set_u64(PosixLocks::NAME, x.locks.len() as u64);
+        }
     }
 
     /// VMA records as keys, added to `ex`.
@@ -774,6 +806,9 @@ pub mod legacy {
         if let Some(u) = &r.unknown_flags {
             ex.set_bytes("vm_flags_unknown", &u.names);
         }
+        if let Some(x) = &r.contents {
+            ex.set_u64(MapContents::NAME, x.file as u64);
+        }
     }
 
     /// File records as keys, added to `ex`.
@@ -785,6 +820,20 @@ pub mod legacy {
         }
         if r.unsupported.is_some() {
             ex.set_u64("unsupported", 1);
+        }
+        // No legacy revision has a place for these: keys only for the loss report.
+        if let Some(x) = &r.contents {
+            ex.set_u64(FileContents::NAME, x.size);
+        }
+        if !r.data.is_empty() {
+            let n: usize = r.data.iter().map(|d| d.data.len()).sum();
+            ex.set_u64(FileData::NAME, n as u64);
+        }
+        if let Some(x) = &r.inode_of {
+            ex.set_u64(InodeOf::NAME, x.file as u64);
+        }
+        if let Some(x) = &r.locks {
+            ex.set_u64(FileLocks::NAME, x.locks.len() as u64);
         }
         r.sock.legacy_keys(ex);
     }

@@ -152,6 +152,33 @@ pub const KINDS: &[(u32, &str, Owner, &str)] = &[
     ),
     (Unsupported::CODE, Unsupported::NAME, Owner::File, "(empty)"),
     (
+        FileContents::CODE,
+        FileContents::NAME,
+        Owner::File,
+        "u64 size, u32 kind (1 deleted, 2 memfd), u32 seals",
+    ),
+    (
+        FileData::CODE,
+        FileData::NAME,
+        Owner::File,
+        "u64 offset, bytes data (the rest, 1..=1 MiB); repeated, in offset order, after file_contents",
+    ),
+    (InodeOf::CODE, InodeOf::NAME, Owner::File, "u32 file, u32 0"),
+    (MapContents::CODE, MapContents::NAME, Owner::Vma, "u32 file, u32 0"),
+    (ExeContents::CODE, ExeContents::NAME, Owner::Task, "u32 file, u32 0"),
+    (
+        FileLocks::CODE,
+        FileLocks::NAME,
+        Owner::File,
+        "u32 n, u32 0, n x (u32 kind (1 flock, 2 ofd), u32 write, u64 start, u64 len)",
+    ),
+    (
+        PosixLocks::CODE,
+        PosixLocks::NAME,
+        Owner::Task,
+        "u32 n, u32 0, n x (i32 fd, u32 write, u64 start, u64 len)",
+    ),
+    (
         Socket::CODE,
         Socket::NAME,
         Owner::File,
@@ -272,6 +299,27 @@ fn put_queue(p: &mut Put, q: &[SigInfo]) {
         let mut b = s.0.clone();
         b.resize(SigInfo::LEN, 0);
         p.bytes(&b);
+    }
+}
+
+/// A `u32 n, u32 0` count of `each`-byte entries, checked against the payload.
+fn count(c: &mut Cur<'_, '_>, each: usize) -> Result<usize> {
+    let at = c.pos;
+    let n = c.u32()?;
+    if n > MAX_LOCKS || n as usize * each > c.f.payload.len() {
+        return Err(c.bad(at, "entry count", n as u64, "what the payload holds"));
+    }
+    let _ = c.u32()?;
+    Ok(n as usize)
+}
+
+/// A `u32` that is 0 or 1.
+fn flag(c: &mut Cur<'_, '_>) -> Result<bool> {
+    let at = c.pos;
+    match c.u32()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(c.bad(at, "write flag", v as u64, "0 or 1")),
     }
 }
 
@@ -416,6 +464,87 @@ pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
             once(&mut into.file.identity, v, f)?;
         }
         Unsupported::CODE => once(&mut into.file.unsupported, Unsupported, f)?,
+        FileContents::CODE => {
+            let v = FileContents {
+                size: c.u64()?,
+                kind: c.u32()?,
+                seals: c.u32()?,
+            };
+            once(&mut into.file.contents, v, f)?;
+        }
+        FileData::CODE => {
+            let offset = c.u64()?;
+            let at = c.pos;
+            let data = c.rest();
+            if data.is_empty() || data.len() > MAX_FILE_CHUNK {
+                return Err(c.bad(at, "file data length", data.len() as u64, "1 to 1 MiB"));
+            }
+            let Some(size) = into.file.contents.map(|x| x.size) else {
+                return Err(f.err(ErrorKind::UnexpectedRecord {
+                    found: f.ty().to_string(),
+                    expected: "file_data after the file_contents of its file".into(),
+                }));
+            };
+            let from = into
+                .file
+                .data
+                .last()
+                .map_or(0, |d| d.offset + d.data.len() as u64);
+            let end = offset.checked_add(data.len() as u64);
+            if offset < from || end.is_none_or(|e| e > size) {
+                return Err(c.bad(
+                    0,
+                    "file data offset",
+                    offset,
+                    &format!("at least {from}, and the run inside the file's {size} bytes"),
+                ));
+            }
+            into.file.data.push(FileData {
+                offset,
+                data: data.to_vec(),
+            });
+        }
+        InodeOf::CODE => {
+            let v = InodeOf { file: c.u32()? };
+            let _ = c.u32()?;
+            once(&mut into.file.inode_of, v, f)?;
+        }
+        FileLocks::CODE => {
+            let n = count(&mut c, 24)?;
+            let mut locks = Vec::with_capacity(n);
+            for _ in 0..n {
+                locks.push(FileLock {
+                    kind: c.u32()?,
+                    write: flag(&mut c)?,
+                    start: c.u64()?,
+                    len: c.u64()?,
+                });
+            }
+            once(&mut into.file.locks, FileLocks { locks }, f)?;
+        }
+        MapContents::CODE => {
+            let v = MapContents { file: c.u32()? };
+            let _ = c.u32()?;
+            once(&mut into.vma.contents, v, f)?;
+        }
+        ExeContents::CODE => {
+            let v = ExeContents { file: c.u32()? };
+            let _ = c.u32()?;
+            once(&mut into.task.exe, v, f)?;
+        }
+        PosixLocks::CODE => {
+            let n = count(&mut c, 24)?;
+            let mut locks = Vec::with_capacity(n);
+            for _ in 0..n {
+                locks.push(PosixLock {
+                    fd: c.i32()?,
+                    write: flag(&mut c)?,
+                    start: c.u64()?,
+                    len: c.u64()?,
+                });
+            }
+            once(&mut into.task.posix_locks, PosixLocks { locks }, f)?;
+        }
         code if sockets::is_socket(code) => sockets::decode(f, &mut c, &mut into.file.sock)?,
         code => return Err(f.err(ErrorKind::UnknownRecord { code })),
     }
@@ -503,6 +632,15 @@ pub fn encode_task(r: &TaskRecords) -> Vec<Encoded> {
             .u64(x.coredump_filter);
         p.u32(x.child_subreaper).u32(x.thp_disable);
     });
+    enc(&r.exe, &mut v, |x, p| {
+        p.u32(x.file).u32(0);
+    });
+    enc(&r.posix_locks, &mut v, |x, p| {
+        p.u32(x.locks.len() as u32).u32(0);
+        for l in &x.locks {
+            p.i32(l.fd).u32(l.write as u32).u64(l.start).u64(l.len);
+        }
+    });
     v
 }
 
@@ -515,6 +653,9 @@ pub fn encode_vma(r: &VmaRecords) -> Vec<Encoded> {
     enc(&r.unknown_flags, &mut v, |x, p| {
         p.bytes(&x.names);
     });
+    enc(&r.contents, &mut v, |x, p| {
+        p.u32(x.file).u32(0);
+    });
     v
 }
 
@@ -525,6 +666,23 @@ pub fn encode_file(r: &FileRecords) -> Vec<Encoded> {
         p.u64(x.dev).u64(x.ino).u64(x.mnt_id);
     });
     enc(&r.unsupported, &mut v, |_, _| {});
+    enc(&r.contents, &mut v, |x, p| {
+        p.u64(x.size).u32(x.kind).u32(x.seals);
+    });
+    for d in &r.data {
+        let mut p = Put::default();
+        p.u64(d.offset).bytes(&d.data);
+        v.push((FileData::CODE, p.0));
+    }
+    enc(&r.inode_of, &mut v, |x, p| {
+        p.u32(x.file).u32(0);
+    });
+    enc(&r.locks, &mut v, |x, p| {
+        p.u32(x.locks.len() as u32).u32(0);
+        for l in &x.locks {
+            p.u32(l.kind).u32(l.write as u32).u64(l.start).u64(l.len);
+        }
+    });
     sockets::encode(&r.sock, &mut v);
     v
 }

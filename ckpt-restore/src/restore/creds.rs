@@ -22,6 +22,8 @@ pub(super) fn limits_and_creds(
         libc::SYS_close_range,
         &[st.base as u64, u32::MAX as u64, 0],
     )?;
+    // POSIX locks, by the process itself, now that no fd of it will be closed.
+    inodes::take_posix_locks(remotes[0], t, pid, data + 3328)?;
     remotes[0].call(
         "prctl(PR_SET_PDEATHSIG)",
         libc::SYS_prctl,

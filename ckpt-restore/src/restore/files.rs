@@ -11,6 +11,9 @@ pub(super) struct Staged {
     pub(super) files: BTreeMap<u32, RawFd>,
     /// (path, writable) -> staging fd, for file mappings.
     pub(super) maps: BTreeMap<(Vec<u8>, bool), RawFd>,
+    /// (file object with the contents, writable) -> staging fd, for mappings of a
+    /// re-created inode (a deleted file, a memfd).
+    pub(super) inode_maps: BTreeMap<(u32, bool), RawFd>,
     /// Per task (image order): the executable and the cwd.
     pub(super) exe: Vec<Option<RawFd>>,
     pub(super) cwd: Vec<Option<RawFd>>,
@@ -33,6 +36,7 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         owned: Vec::new(),
         files: BTreeMap::new(),
         maps: BTreeMap::new(),
+        inode_maps: BTreeMap::new(),
         exe: Vec::new(),
         cwd: Vec::new(),
         base,
@@ -77,6 +81,12 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         let w = keep(w, &mut st)?;
         pipe_ends.insert(id, (r, w));
     }
+    // Inodes whose contents are in the image, re-created once each (inodes.rs).
+    let mut inodes: BTreeMap<u32, RawFd> = BTreeMap::new();
+    for f in plan.files.values().filter(|f| f.records.contents.is_some()) {
+        let h = inodes::create(root, f)?;
+        inodes.insert(f.id, keep(h, &mut st)?);
+    }
     // Files of the fd tables.
     for fd in all_fds() {
         if st.files.contains_key(&fd.file) {
@@ -101,6 +111,21 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
                 let n = if acc == libc::O_WRONLY { w } else { r };
                 sys::set_fl(n, keepfl).map_err(|e| sys_err("F_SETFL on a pipe", e))?;
                 n
+            }
+            FileKind::Regular if inodes::source_of(f).is_some() => {
+                let src = inodes::source_of(f).unwrap_or(0);
+                let how = if keepfl & libc::O_PATH != 0 {
+                    libc::O_PATH
+                } else {
+                    keepfl | libc::O_NOCTTY
+                };
+                let o = inodes::reopen(&inodes, src, how)?;
+                if f.pos != 0 {
+                    sys::seek(o.as_raw_fd(), f.pos).map_err(|e| {
+                        Error::Files(format!("lseek {} to {}: {e}", show(&f.path), f.pos))
+                    })?;
+                }
+                keep(o, &mut st)?
             }
             FileKind::Regular | FileKind::Directory | FileKind::CharDevice | FileKind::Fifo => {
                 refuse_deleted(&f.path, "file")?;
@@ -155,16 +180,31 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
                 )))
             }
         };
+        inodes::take_file_locks(f, n)?;
         st.files.insert(fd.file, n);
     }
+    inodes::check_posix_locks(plan, &st)?;
     // File mappings.
     for v in plan.tasks.iter().flat_map(|t| t.vmas.iter()) {
         if v.vma.kind != VmaKind::File {
             continue;
         }
         let path = v.vma.file.clone().unwrap_or_default();
-        refuse_deleted(&path, "mapped file")?;
         let writable = v.vma.flags & VM_SHARED != 0 && v.vma.flags & VM_MAYWRITE != 0;
+        if let Some(m) = v.vma.records.contents {
+            if !st.inode_maps.contains_key(&(m.file, writable)) {
+                let fl = if writable {
+                    libc::O_RDWR
+                } else {
+                    libc::O_RDONLY
+                };
+                let o = inodes::reopen(&inodes, m.file, fl)?;
+                let n = keep(o, &mut st)?;
+                st.inode_maps.insert((m.file, writable), n);
+            }
+            continue;
+        }
+        refuse_deleted(&path, "mapped file")?;
         if st.maps.contains_key(&(path.clone(), writable)) {
             continue;
         }
@@ -189,7 +229,10 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
     }
     for t in &plan.tasks {
         let mut exe_fd = None;
-        if let Some(exe) = t.mm.as_ref().and_then(|m| m.exe.clone()) {
+        if let Some(x) = t.task.records.exe {
+            let o = inodes::reopen(&inodes, x.file, libc::O_RDONLY)?;
+            exe_fd = Some(keep(o, &mut st)?);
+        } else if let Some(exe) = t.mm.as_ref().and_then(|m| m.exe.clone()) {
             refuse_deleted(&exe, "executable")?;
             let o = sys::open_in_root(root, &exe, libc::O_RDONLY, 0)
                 .map_err(|e| Error::Files(format!("opening the executable {}: {e}", show(&exe))))?;

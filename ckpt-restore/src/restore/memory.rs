@@ -397,7 +397,10 @@ pub(super) fn map_vma(
         VmaKind::File => {
             let path = m.file.clone().unwrap_or_default();
             let writable = m.flags & VM_SHARED != 0 && m.flags & VM_MAYWRITE != 0;
-            let fd = st.maps[&(path, writable)];
+            let fd = match m.records.contents {
+                Some(c) => st.inode_maps[&(c.file, writable)],
+                None => st.maps[&(path, writable)],
+            };
             (fd as u64, m.pgoff.saturating_mul(PAGE), true)
         }
         _ => (u64::MAX, 0, false),

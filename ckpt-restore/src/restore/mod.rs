@@ -17,6 +17,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 mod attrs;
 mod creds;
 mod files;
+mod inodes;
 mod memory;
 mod remote;
 mod resume;
