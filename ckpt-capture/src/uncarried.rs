@@ -18,6 +18,7 @@
 //! | zombies in the tree | stat state `Z`, `/proc/PID/task` | a leader whose other threads still run (a zombie itself is carried: its status) |
 //! | fd owner and signal | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | set |
 //! | fd table, fs context, signal handlers, address space shared between processes | `kcmp` | between two processes of the image, or with a parent or child outside it |
+//! | deleted files and memfds too large to carry | `SEEK_DATA`/`SEEK_HOLE` through `/proc/PID/fd/N`, `/proc/PID/map_files/A-B`; `fstatfs` | more than 256 MiB of data in one inode; on hugetlbfs |
 //! | leases, delegations, mandatory locks (advisory POSIX, OFD and flock locks are carried) | `lock:` lines of `/proc/PID/fdinfo/N` | any (a restore would run without them: another process could then take them) |
 //!
 //! The injected calls run through one scratch page mapped and unmapped in the target;
@@ -111,6 +112,7 @@ pub(crate) fn check(targets: &[Target<'_>]) -> Result<Findings, CaptureError> {
             continue;
         };
         check_locks(pid, &mut f)?;
+        check_contents(pid, &mut f)?;
         check_outside(pid, tids, &ours, &mut f)?;
         check_injected(pid, tids, i == 0, &ours, &mut f)?;
     }
@@ -184,6 +186,71 @@ fn check_locks(pid: i32, f: &mut Findings) -> Result<(), CaptureError> {
                 ),
             );
         }
+    }
+    Ok(())
+}
+
+/// Inodes carried with their contents (deleted files, memfds: live/contents.rs) that
+/// cannot be: more than `MAX_CONTENTS` in data runs (holes are not stored), or on
+/// hugetlbfs. Found here, so that they are named with everything else before anything
+/// is written.
+fn check_contents(pid: i32, f: &mut Findings) -> Result<(), CaptureError> {
+    use std::os::fd::AsRawFd;
+    let max = crate::live::MAX_CONTENTS;
+    let mut seen = HashSet::new();
+    let mut look = |src: String, what: String, f: &mut Findings| {
+        let Ok(file) = std::fs::File::open(&src) else {
+            return; // gone meanwhile
+        };
+        let fd = file.as_raw_fd();
+        let Ok(st) = ckpt_sys::files::fstat(fd) else {
+            return;
+        };
+        if !seen.insert((st.st_dev, st.st_ino)) {
+            return;
+        }
+        // The bytes in data runs (all-zero pages in them are not stored either, which
+        // this does not count out).
+        let data: u64 = ckpt_sys::inode::data_runs(fd, st.st_size as u64)
+            .map(|r| r.iter().map(|(s, e)| e - s).sum())
+            .unwrap_or(st.st_size as u64);
+        if data > max {
+            f.add(
+                "large deleted file",
+                format!(
+                    "pid {pid} {what}: {} MiB of data, more than the {} MiB one deleted file or memfd may carry",
+                    data >> 20,
+                    max >> 20
+                ),
+            );
+        }
+        if ckpt_sys::inode::is_hugetlb(fd).unwrap_or(false) {
+            f.add(
+                "hugetlb memfd",
+                format!("pid {pid} {what}: on hugetlbfs, whose contents are not carried"),
+            );
+        }
+    };
+    for fd in procfs::list_fds(pid).map_err(sys(format!("pid {pid} fds")))? {
+        let src = format!("/proc/{pid}/fd/{fd}");
+        let Ok(link) = procfs::readlink(&src) else {
+            continue;
+        };
+        if crate::live::is_gone(&link) {
+            let what = format!("fd {fd} ({})", String::from_utf8_lossy(&link));
+            look(src, what, f);
+        }
+    }
+    for m in procfs::maps(pid).map_err(sys(format!("pid {pid} maps")))? {
+        // (Shared anonymous memory, `/dev/zero (deleted)` and `/SYSV*`, is no file.)
+        let Some(p) = m.path.as_deref().filter(|p| {
+            crate::live::is_gone(p) && !p.starts_with(b"/dev/zero") && !p.starts_with(b"/SYSV")
+        }) else {
+            continue;
+        };
+        let src = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+        let what = format!("maps {} at {:#x}", String::from_utf8_lossy(p), m.start);
+        look(src, what, f);
     }
     Ok(())
 }

@@ -185,3 +185,23 @@ fn exited_leader_and_traced_children_are_refused() {
     );
     counting_on(&mut t, 3);
 }
+
+#[test]
+fn a_memfd_too_large_to_carry_is_refused() {
+    // Deleted files and memfds are carried with their contents (ckpt-restore
+    // tests/contents.rs), up to 256 MiB each.
+    let (mut t, p) = start("big-memfd");
+    refused(
+        p[0],
+        false,
+        &[
+            &format!(
+                "pid {} fd 3 (/memfd:ckpt-big (deleted)): 257 MiB of data",
+                p[0]
+            ),
+            "more than the 256 MiB one deleted file or memfd may carry",
+        ],
+        &[p[0]],
+    );
+    counting_on(&mut t, 3);
+}

@@ -63,8 +63,9 @@ fn fdinfo(pid: i32, fd: i32, key: &str) -> String {
         .to_string()
 }
 
-/// Everything the outside can check of a running restore_deleted in `dir`.
-fn check_from_outside(pid: i32, dir: &Path) {
+/// Everything the outside can check of a running restore_deleted in `dir`; `taken`: the
+/// deleted file's name was taken again by another file before the restore.
+fn check_from_outside(pid: i32, dir: &Path, taken: bool) {
     let d = dir.display();
     assert_eq!(
         link(&format!("/proc/{pid}/exe")),
@@ -82,7 +83,16 @@ fn check_from_outside(pid: i32, dir: &Path) {
             .unwrap_or_else(|| panic!("no fd {name} in {fds:?}"))
             .0
     };
-    let del = fd_named(&format!("{d}/deleted.dat (deleted)"));
+    let del = if taken {
+        // Re-created beside it under a hidden name (and unlinked again).
+        let hidden = format!("{d}/.deleted.dat.ckpt-");
+        fds.iter()
+            .find(|(_, l)| l.starts_with(&hidden) && l.ends_with(" (deleted)"))
+            .unwrap_or_else(|| panic!("no fd {hidden}* in {fds:?}"))
+            .0
+    } else {
+        fd_named(&format!("{d}/deleted.dat (deleted)"))
+    };
     assert_eq!(
         std::fs::read(format!("/proc/{pid}/fd/{del}")).unwrap(),
         deleted_dat()
@@ -128,7 +138,7 @@ fn check_from_outside(pid: i32, dir: &Path) {
     let left: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "run.out" && n != "img")
+        .filter(|n| n != "run.out" && !n.starts_with("img") && !(taken && n == "deleted.dat"))
         .collect();
     assert!(left.is_empty(), "left in {d}: {left:?}");
 }
@@ -142,7 +152,7 @@ fn deleted_file_memfds_and_deleted_exe_survive_kill_and_restore() {
     let pid = spawn("restore_deleted", &[d.to_str().unwrap(), "200"], &out, d);
     procs.0.push(pid);
     wait_lines(&out, 10);
-    check_from_outside(pid, d);
+    check_from_outside(pid, d, false);
     let img = d.join("img");
     capture_kill(pid, &img);
     procs.0.clear();
@@ -176,7 +186,18 @@ fn deleted_file_memfds_and_deleted_exe_survive_kill_and_restore() {
     );
     let new = restore(&img, &["--pid-same"]);
     procs.0.push(new);
-    check_from_outside(new, d);
+    check_from_outside(new, d, false);
+    // Again, with the deleted file's name taken by a new file meanwhile (it is left
+    // as it is).
+    wait_lines(&out, 60);
+    let img2 = d.join("img2");
+    capture_kill(new, &img2);
+    procs.0.clear();
+    std::fs::write(d.join("deleted.dat"), b"a new file").unwrap();
+    let new = restore(&img2, &["--pid-same"]);
+    procs.0.push(new);
+    check_from_outside(new, d, true);
+    assert_eq!(std::fs::read(d.join("deleted.dat")).unwrap(), b"a new file");
     assert_eq!(wait_exit(new, LIMIT), 0);
     procs.0.clear();
     let text = std::fs::read_to_string(&out).unwrap();

@@ -62,6 +62,8 @@ pub(super) fn emit_inodes(
         let f = std::fs::File::open(&i.src)
             .map_err(|e| CaptureError::new(ErrorKind::Io, format!("opening {ctx}: {e}")))?;
         let st = files::fstat(f.as_raw_fd()).map_err(sys(&ctx))?;
+        let me = std::process::id() as i32;
+        let mnt_id = procfs::fdinfo(me, f.as_raw_fd()).map_or(0, |fi| fi.mnt_id);
         let (contents, data) = read_inode(&f, &i.link, &ctx)?;
         shared.contents_bytes += data.iter().map(|d| d.data.len() as u64).sum::<u64>();
         sink.event(&Event::File(File {
@@ -76,7 +78,7 @@ pub(super) fn emit_inodes(
                 identity: Some(FileIdentity {
                     dev: i.dev,
                     ino: i.ino,
-                    mnt_id: 0,
+                    mnt_id,
                 }),
                 contents: Some(contents),
                 data,

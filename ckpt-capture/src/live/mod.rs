@@ -46,6 +46,7 @@ mod freeze;
 mod task;
 
 use collect::*;
+pub(crate) use contents::{is_gone, MAX_CONTENTS};
 use emit::*;
 use fds::capture_fds;
 use freeze::*;
