@@ -30,6 +30,7 @@ mod diag;
 pub mod direct;
 pub mod live;
 pub mod precopy;
+mod sockets;
 mod timers;
 mod uncarried;
 

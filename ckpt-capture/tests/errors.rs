@@ -77,12 +77,9 @@ fn socket_fails_by_default_and_target_keeps_running() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains(&format!("fd {} is a socket", r[0])), "{e}");
-    // Named with what it is (ckpt_sys::sockets::describe_fd).
-    assert!(
-        e.contains("]: unix stream established unnamed -> unnamed queued 0)"),
-        "{e}"
-    );
+    // The socketpair is carried (issue 18); the eventfd is refused, named.
+    assert!(e.contains(&format!("fd {} is an eventfd", r[2])), "{e}");
+    assert!(!e.contains("is a socket"), "{e}");
     assert!(e.contains("--allow-unsupported"), "{e}");
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
@@ -121,7 +118,15 @@ fn socket_fails_by_default_and_target_keeps_running() {
         });
         files.iter().find(|f| Some(f.id) == id).unwrap().clone()
     };
-    assert_eq!(fd_file(r[0]).kind, FileKind::Socket);
+    for fd in [r[0], r[1]] {
+        let f = fd_file(fd);
+        assert_eq!(f.kind, FileKind::Socket);
+        assert!(f.records.unsupported.is_none());
+        assert_eq!(
+            f.records.sock.summary().unwrap(),
+            "unix stream established unnamed -> unnamed queued 0"
+        );
+    }
     let ev = fd_file(r[2]);
     assert_eq!(ev.kind, FileKind::Other);
     assert_eq!(ev.path, b"anon_inode:[eventfd]");
@@ -144,7 +149,7 @@ fn failed_stream_ends_with_an_error_event() {
     let evs = decode(&out.stdout);
     let n = evs.len();
     assert!(
-        matches!(&evs[n - 2], Event::Error(m) if String::from_utf8_lossy(m).contains("socket"))
+        matches!(&evs[n - 2], Event::Error(m) if String::from_utf8_lossy(m).contains("eventfd"))
     );
     assert!(matches!(evs[n - 1], Event::Tail));
     counting_on(&mut t, 3);

@@ -283,9 +283,9 @@ fn every_unsupported_object_is_named() {
     let o = capture(&[], &dir.path().join("img"), t.pid());
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
-    assert!(e.contains("3 object(s)"), "{e}");
-    assert!(e.contains(&format!("fd {} is a socket", r[0])), "{e}");
-    assert!(e.contains(&format!("fd {} is a socket", r[1])), "{e}");
+    // The socketpair is carried (issue 18): the eventfd alone is named.
+    assert!(e.contains("1 object(s)"), "{e}");
+    assert!(!e.contains("is a socket"), "{e}");
     assert!(e.contains(&format!("fd {} is an eventfd", r[2])), "{e}");
     counting_on(&mut t, 3);
 }
@@ -305,7 +305,7 @@ fn allow_unsupported_lists_what_is_left_out() {
     let o = capture(&["--allow-unsupported"], &img, t.pid());
     let e = stderr(&o);
     assert!(o.status.success(), "{e}");
-    for fd in &r {
+    for fd in &r[2..] {
         assert!(
             e.contains(&format!(
                 "left out (restore goes without it): pid {} fd {fd} (",
@@ -317,9 +317,9 @@ fn allow_unsupported_lists_what_is_left_out() {
     let mut im = ckpt_inspect::source::Image::open(img.to_str().unwrap()).unwrap();
     let (s, err) = ckpt_inspect::summary::summarise(&mut im);
     assert!(err.is_none());
-    assert_eq!(s.left_out.len(), 3, "{:?}", s.left_out);
+    assert_eq!(s.left_out.len(), 1, "{:?}", s.left_out);
     let text = ckpt_inspect::render::show_text(&s, None);
-    assert!(text.contains("LEFT OUT: 3 fd(s)"), "{text}");
+    assert!(text.contains("LEFT OUT: 1 fd(s)"), "{text}");
     assert!(
         text.contains(&format!(
             "pid {} fd {} (other, anon_inode:[eventfd])",
@@ -331,7 +331,7 @@ fn allow_unsupported_lists_what_is_left_out() {
     let mut im = ckpt_inspect::source::Image::open(img.to_str().unwrap()).unwrap();
     let c = ckpt_inspect::check::check(&mut im, Path::new("/"));
     assert!(c.restorable, "{:?}", c.reasons);
-    assert_eq!(c.left_out.len(), 3);
+    assert_eq!(c.left_out.len(), 1);
     counting_on(&mut t, 3);
 }
 

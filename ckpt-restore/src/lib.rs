@@ -21,6 +21,7 @@ pub mod check;
 pub mod plan;
 mod restore;
 pub mod signals;
+pub mod sockets;
 mod sys;
 pub mod timers;
 pub mod tree;

@@ -704,6 +704,14 @@ impl Plan {
                     continue;
                 }
                 match f.kind {
+                    FileKind::Socket if f.records.sock.socket.is_some() => {
+                        if let Some(why) = crate::sockets::refusal(&self.files, f) {
+                            objects.push((
+                                "socket".into(),
+                                format!("pid {pid} fd {} is a socket that {why}", fd.fd),
+                            ));
+                        }
+                    }
                     FileKind::Socket | FileKind::Other => {
                         let path = show(&f.path);
                         let kind = if f.kind == FileKind::Socket {

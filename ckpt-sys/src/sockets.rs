@@ -432,10 +432,23 @@ pub mod build {
         Ok((a, b))
     }
 
-    /// Send `msgs` from `from` (to its peer), in order.
+    /// Send `msgs` from `from` (to its peer), in order. On a stream socket a message
+    /// with descriptors goes as two writes, its descriptors with its last byte: a
+    /// stream peek joins the writes before a descriptor-carrying one into one message
+    /// and reports the descriptors for every offset of it (Linux 6.18), so where that
+    /// write started is unknown; a reader reading the bytes apart then gets the
+    /// descriptors with the read that reaches the message's end — never earlier than
+    /// the program sent them, where a plain `read` would drop them.
     pub fn refill(from: BorrowedFd<'_>, msgs: &[Queued<'_>]) -> Result<()> {
+        let stream = sock::get_int(from, libc::SOL_SOCKET, libc::SO_TYPE)? == libc::SOCK_STREAM;
         for (data, fds) in msgs {
-            unixq::send_message(from, data, fds)?;
+            if stream && !fds.is_empty() && data.len() > 1 {
+                let (head, last) = data.split_at(data.len() - 1);
+                unixq::send_message(from, head, &[])?;
+                unixq::send_message(from, last, fds)?;
+            } else {
+                unixq::send_message(from, data, fds)?;
+            }
         }
         Ok(())
     }

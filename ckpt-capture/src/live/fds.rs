@@ -1,6 +1,7 @@
 //! Descriptors: files, pipes (with their buffered bytes) and the fd table of a task.
 
 use super::*;
+use std::os::fd::AsRawFd;
 
 pub(super) fn capture_fds(
     pid: i32,
@@ -10,6 +11,34 @@ pub(super) fn capture_fds(
 ) -> Result<(), CaptureError> {
     let fds = procfs::list_fds(pid).map_err(sys(format!("pid {pid} fds")))?;
     for fd in fds {
+        let cloexec = procfs::fdinfo(pid, fd)
+            .map_err(sys(format!("pid {pid} fd {fd}")))?
+            .flags
+            & O_CLOEXEC
+            != 0;
+        let file_id = file_of(pid, fd, opts, shared, sink)?;
+        sink.event(&Event::Fd(Fd {
+            fd,
+            cloexec,
+            file: file_id,
+        }))
+        .map_err(fmt_err)?;
+    }
+    Ok(())
+}
+
+/// The File object id of descriptor `fd` of `pid` (our own pid for a descriptor in
+/// flight in a unix queue): one seen before (dup, fork, passed), or a new File emitted
+/// now with what it needs before it (its pipe; for a socket, the files in flight in its
+/// queue).
+fn file_of(
+    pid: i32,
+    fd: i32,
+    opts: &Options,
+    shared: &mut Shared,
+    sink: &mut dyn EventSink,
+) -> Result<u32, CaptureError> {
+    {
         let ctx = format!("pid {pid} fd {fd}");
         let link = procfs::readlink(&format!("/proc/{pid}/fd/{fd}")).map_err(sys(&ctx))?;
         let fi = procfs::fdinfo(pid, fd).map_err(sys(&ctx))?;
@@ -24,7 +53,7 @@ pub(super) fn capture_fds(
                 libc::S_IFCHR => (FileKind::CharDevice, false),
                 libc::S_IFIFO if link.starts_with(b"pipe:") => (FileKind::Pipe, false),
                 libc::S_IFIFO => (FileKind::Fifo, false),
-                libc::S_IFSOCK => (FileKind::Socket, true),
+                libc::S_IFSOCK => (FileKind::Socket, shared.socks.get(pid, fd).is_none()),
                 _ => (FileKind::Other, true),
             }
         };
@@ -45,7 +74,6 @@ pub(super) fn capture_fds(
                 ),
             ));
         }
-        let cloexec = fi.flags & O_CLOEXEC != 0;
         let (dev, ino) = (st.st_dev, st.st_ino);
         // The same open file description seen before (dup, fork)?
         let mut existing = None;
@@ -86,6 +114,31 @@ pub(super) fn capture_fds(
                 } else {
                     None
                 };
+                // A socket: the files in flight in its queue first, then its records.
+                let mut sock = Default::default();
+                if kind == FileKind::Socket && !unsupported {
+                    let raw: Vec<i32> = match shared.socks.get(pid, fd).map(|s| &s.detail) {
+                        Some(ckpt_sys::sockets::Detail::Unix { queue, .. }) => queue
+                            .iter()
+                            .flat_map(|m| m.fds.iter().map(|f| f.as_raw_fd()))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    let me = std::process::id() as i32;
+                    let mut ids = std::collections::VecDeque::new();
+                    for r in raw {
+                        ids.push_back(file_of(me, r, opts, shared, sink)?);
+                    }
+                    let lock = shared.socks.lock_name().to_string();
+                    if let Some(snap) = shared.socks.get(pid, fd) {
+                        sock = ckpt_restore::sockets::records_of(
+                            snap,
+                            |_| ids.pop_front().ok_or_else(|| "in-flight files".to_string()),
+                            &lock,
+                        )
+                        .map_err(|e| CaptureError::new(ErrorKind::Target, format!("{ctx}: {e}")))?;
+                    }
+                }
                 let id = shared.id();
                 let x = FileRecords {
                     identity: Some(FileIdentity {
@@ -96,6 +149,7 @@ pub(super) fn capture_fds(
                     unsupported: unsupported.then_some(Unsupported),
                     inode_of,
                     locks: contents::file_locks(&fi),
+                    sock,
                     ..FileRecords::default()
                 };
                 let path = if kind == FileKind::Pipe {
@@ -119,12 +173,6 @@ pub(super) fn capture_fds(
                 id
             }
         };
-        sink.event(&Event::Fd(Fd {
-            fd,
-            cloexec,
-            file: file_id,
-        }))
-        .map_err(fmt_err)?;
+        Ok(file_id)
     }
-    Ok(())
 }

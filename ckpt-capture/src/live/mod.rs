@@ -75,6 +75,9 @@ pub struct LiveCapture {
     held: Vec<Proc>,
     /// `--parent`: the image this capture is an increment of, and where it is written.
     parent: Option<(std::path::PathBuf, Option<std::path::PathBuf>)>,
+    /// With [`Leave::Killed`]: the sockets read (TCP connections in repair mode, the net
+    /// lock), committed by [`Producer::after_commit`] once the targets are killed.
+    socks: Option<crate::sockets::Hold>,
 }
 
 impl LiveCapture {
@@ -96,6 +99,7 @@ impl LiveCapture {
             opts,
             parent: None,
             held: Vec::new(),
+            socks: None,
         }
     }
 }
@@ -123,6 +127,8 @@ struct Shared {
     pending_inodes: Vec<contents::Inode>,
     /// Bytes of file contents stored.
     contents_bytes: u64,
+    /// The sockets of the targets, read before anything is written.
+    socks: crate::sockets::Hold,
 }
 
 impl Shared {
@@ -210,21 +216,45 @@ impl Producer for LiveCapture {
                 })
                 .collect::<Vec<_>>(),
         )?;
-        let fds = if self.opts.allow_unsupported {
-            Ok(())
+        // Sockets: read once now (TCP peers held off first with --kill).
+        let live: Vec<i32> = procs
+            .iter()
+            .filter(|p| p.frozen.is_some())
+            .map(|p| p.pid)
+            .collect();
+        let mut socks = crate::sockets::Hold::read(&live, self.opts.leave == Leave::Killed)?;
+        let mut refusals: Vec<String> = Vec::new();
+        if !self.opts.allow_unsupported {
+            if let Err(e) = refuse_unsupported(&procs) {
+                refusals.push(e.msg);
+            }
+            if !socks.refusals.is_empty() {
+                refusals.push(format!(
+                    "{} socket(s) ckpt-restore could not rebuild (--allow-unsupported records them as left out):\n  {}",
+                    socks.refusals.len(),
+                    socks.refusals.join("\n  ")
+                ));
+            }
         } else {
-            refuse_unsupported(&procs)
-        };
-        match (fds, found.refusal()) {
-            (Ok(()), None) => {}
-            (Err(e), None) | (Ok(()), Some(e)) => return Err(e),
-            (Err(a), Some(b)) => {
-                return Err(CaptureError::new(
-                    ErrorKind::Unsupported,
-                    format!("{}\n{}", a.msg, b.msg),
-                ))
+            for r in &socks.refusals {
+                stats.warnings.push(format!("left out: {r}"));
             }
         }
+        if let Some(e) = found.refusal() {
+            refusals.push(e.msg);
+        }
+        if !refusals.is_empty() {
+            let kill = if self.opts.leave == Leave::Killed {
+                "not killed, left running: "
+            } else {
+                ""
+            };
+            return Err(CaptureError::new(
+                ErrorKind::Unsupported,
+                format!("{kill}{}", refusals.join("\n")),
+            ));
+        }
+        stats.warnings.extend(socks.warnings.iter().cloned());
         // The restorability check sees every event as it is written (page contents
         // are not kept but the vdso's), so it costs no second pass over the image.
         {
@@ -236,6 +266,7 @@ impl Producer for LiveCapture {
                 pdeath: found.pdeath,
                 timers: found.timers,
                 split,
+                socks,
                 ..Shared::default()
             };
             for (i, p) in procs.iter().enumerate() {
@@ -249,6 +280,7 @@ impl Producer for LiveCapture {
                     progress,
                 )?;
             }
+            socks = std::mem::take(&mut shared.socks);
         }
         let _ = checker.push(0, Event::Tail, None);
         let problems = match checker.finish_unchecked() {
@@ -280,6 +312,7 @@ impl Producer for LiveCapture {
             Leave::Killed => {
                 // Killed only once the image is written and committed: after_commit.
                 self.held = procs;
+                self.socks = Some(socks);
                 return Ok(());
             }
         };
@@ -288,7 +321,13 @@ impl Producer for LiveCapture {
 
     fn after_commit(&mut self) -> Result<(), CaptureError> {
         let mut procs = std::mem::take(&mut self.held);
-        release_all(&mut procs, Release::Kill)
+        release_all(&mut procs, Release::Kill)?;
+        // Killed: the connections' duplicates close in repair mode (nothing sent), the
+        // net lock stays until the restore.
+        if let Some(s) = self.socks.take() {
+            s.commit();
+        }
+        Ok(())
     }
 }
 

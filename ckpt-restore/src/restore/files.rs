@@ -59,9 +59,33 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
     };
     // Pipes: one kernel pipe per pipe object, data written now.
     let mut pipe_ends: BTreeMap<u32, (RawFd, RawFd)> = BTreeMap::new();
-    let used_pipes: Vec<u32> = all_fds()
-        .filter_map(|fd| {
-            let f = &plan.files[&fd.file];
+    // Every file to stage: those of the fd tables, then the files in flight in the
+    // queues of their unix sockets (held by no fd).
+    let mut needed: Vec<u32> = Vec::new();
+    for fd in all_fds() {
+        if !needed.contains(&fd.file) {
+            needed.push(fd.file);
+        }
+    }
+    let in_flight: Vec<u32> = needed
+        .iter()
+        .filter_map(|id| plan.files[id].records.sock.queue.as_ref())
+        .flat_map(|q| q.messages.iter().flat_map(|m| m.files.iter().copied()))
+        .collect();
+    for id in in_flight {
+        if !plan.files.contains_key(&id) {
+            return Err(Error::Image(format!(
+                "file {id} in flight in a unix socket's queue is not defined in the image"
+            )));
+        }
+        if !needed.contains(&id) {
+            needed.push(id);
+        }
+    }
+    let used_pipes: Vec<u32> = needed
+        .iter()
+        .filter_map(|id| {
+            let f = &plan.files[id];
             (f.kind == FileKind::Pipe).then_some(f.pipe).flatten()
         })
         .collect();
@@ -87,12 +111,17 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         let h = inodes::create(root, f)?;
         inodes.insert(f.id, keep(h, &mut st)?);
     }
-    // Files of the fd tables.
-    for fd in all_fds() {
-        if st.files.contains_key(&fd.file) {
+    // Files of the fd tables and in flight; sockets after them (a queue refers to them).
+    let mut sockets = Vec::new();
+    for &id in &needed {
+        if st.files.contains_key(&id) {
             continue;
         }
-        let f = &plan.files[&fd.file];
+        let f = &plan.files[&id];
+        if f.kind == FileKind::Socket {
+            sockets.push(id);
+            continue;
+        }
         let acc = f.flags as i32 & libc::O_ACCMODE;
         let keepfl = (f.flags as i32)
             & (libc::O_ACCMODE
@@ -174,14 +203,22 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
             }
             k => {
                 return Err(Error::Image(format!(
-                    "fd {} is a {}: not restorable",
-                    fd.fd,
+                    "file {id} ({}) is a {}: not restorable",
+                    show(&f.path),
                     k.name()
                 )))
             }
         };
         inodes::take_file_locks(f, n)?;
-        st.files.insert(fd.file, n);
+        st.files.insert(id, n);
+    }
+    if !sockets.is_empty() {
+        let built =
+            crate::sockets::build_all(&plan.files, &sockets, &st.files).map_err(Error::Files)?;
+        for (id, fd) in built {
+            let n = keep(fd, &mut st)?;
+            st.files.insert(id, n);
+        }
     }
     inodes::check_posix_locks(plan, &st)?;
     // File mappings.

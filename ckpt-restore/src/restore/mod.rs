@@ -89,10 +89,43 @@ pub fn restore(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32>, Er
         .unwrap_or_else(|| std::path::PathBuf::from("/"));
     let root = sys::open_dir_path(&root_path)
         .map_err(|e| Error::Files(format!("--root {}: {e}", root_path.display())))?;
-    let staged = stage(plan, root.as_raw_fd())?;
-    let pids = build(plan, &tree, &staged, image, opts)?;
-    drop(staged);
-    Ok(pids)
+    let r = stage(plan, root.as_raw_fd()).and_then(|staged| {
+        let pids = build(plan, &tree, &staged, image, opts)?;
+        drop(staged);
+        Ok(pids)
+    });
+    r.map_err(|e| held_off(plan, e))
+}
+
+/// A failed restore of an image whose TCP peers are still held off by a net lock
+/// says so, and how to release them (or restore again from the same image).
+fn held_off(plan: &Plan, e: Error) -> Error {
+    let held: Vec<String> = crate::sockets::netlocks(&plan.files)
+        .into_iter()
+        .filter(|n| {
+            ckpt_sys::netlock::NetLock::named(n)
+                .map(|l| l.exists())
+                .unwrap_or(false)
+        })
+        .collect();
+    if held.is_empty() {
+        return e;
+    }
+    let note = format!(
+        "; the TCP peers of this image are still held off by nftables table(s) {}: restore again from this image, or release them with {}",
+        held.iter().map(|n| format!("inet {n}")).collect::<Vec<_>>().join(", "),
+        held.iter().map(|n| format!("`nft delete table inet {n}`")).collect::<Vec<_>>().join(" and ")
+    );
+    match e {
+        Error::Image(s) => Error::Image(s + &note),
+        Error::Files(s) => Error::Files(s + &note),
+        Error::Pid(s) => Error::Pid(s + &note),
+        Error::System(s) => Error::System(s + &note),
+        Error::Incompatible(mut v) => {
+            v.push(note.trim_start_matches("; ").to_string());
+            Error::Incompatible(v)
+        }
+    }
 }
 
 /// One process being built: stopped, traced, with an injection area of its own.
@@ -203,7 +236,9 @@ fn build(
     for p in procs.iter_mut().filter(|p| p.t.task.exit_state == 0) {
         finish(p, st, &shape, image, opts, &pids, &mut guard)?;
     }
-    // 4. Release, children before parents.
+    // 4. TCP peers let in again, connections out of repair mode; then release,
+    //    children before parents.
+    crate::sockets::finish_tcp(&plan.files, &st.files).map_err(Error::System)?;
     for p in procs.iter().filter(|p| p.t.task.exit_state == 0) {
         // Captured stopped (job control: state T) is stopped again.
         if opts.leave_stopped || p.stop_pending || p.t.task.state == TASK_STOPPED {

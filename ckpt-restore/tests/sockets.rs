@@ -1,0 +1,278 @@
+//! Sockets carried across a capture with `--kill` and a restore (issue 18,
+//! docs/SOCKETS.md), each with a real program checked from outside and by itself:
+//! a parent/child tree with unix socketpairs holding data and descriptors in flight
+//! (fixtures/progs/sock_tree.c), python3 `http.server` with a keep-alive client
+//! connection held open across the checkpoint, and redis-server with a connected
+//! client. Under CI=true a missing program fails the test instead of skipping it.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Build a C fixture of fixtures/progs that is not a `restore_*` program.
+fn build_prog(name: &str) -> PathBuf {
+    build_progs();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../fixtures/progs/{name}.c"));
+    let out = progs_dir().join(name);
+    let tmp = progs_dir().join(format!("{name}.tmp{}", std::process::id()));
+    let st = Command::new("cc")
+        .args(["-O1", "-g", "-Wall", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .expect("cc");
+    assert!(st.success(), "cc {}", src.display());
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+fn have(prog: &str, arg: &str) -> bool {
+    let ok = Command::new(prog)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{prog} missing: .ci/run installs it"
+        );
+        eprintln!("skipped: {prog} not installed");
+    }
+    ok
+}
+
+fn wait_for(path: &Path, what: &str, limit: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        let s = std::fs::read_to_string(path).unwrap_or_default();
+        if s.contains(what) {
+            return s;
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "no {what:?} in {} within {limit:?}:\n{s}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An nftables table that must not outlive the test, whatever happens.
+struct NoTable(String);
+
+impl Drop for NoTable {
+    fn drop(&mut self) {
+        if let Ok(l) = ckpt_sys::netlock::NetLock::named(&self.0) {
+            let _ = l.unlock();
+        }
+    }
+}
+
+/// Tables of ours (`ckpt_<pid>_*`) left in the ruleset.
+fn tables_of(pid: i32) -> Vec<String> {
+    let o = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    o.lines()
+        .filter_map(|l| l.strip_prefix("table inet "))
+        .filter(|t| t.starts_with(&format!("ckpt_{pid}_")))
+        .map(|t| t.trim().to_string())
+        .collect()
+}
+
+/// sock_tree.c (parent + child): three socketpairs across the two processes with data
+/// queued both ways, a pipe read end holding data, a file at offset 3 and a pipe write
+/// end in flight, a SHUT_WR, a path listener with backlog 9, an abstract datagram socket
+/// with options. Captured with `--tree --kill`, restored; released by a byte on its
+/// stdin (a FIFO), the tree reads everything back and checks it itself: `ALL OK`.
+#[test]
+fn socketpair_tree_with_queues_and_descriptors_in_flight() {
+    let prog = build_prog("sock_tree");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("go");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let stdin = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let out = dir.path().join("out");
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(&prog)
+        .arg(dir.path())
+        .stdin(stdin.try_clone().unwrap())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let root = child.id() as i32;
+    let mut guard = Procs(vec![root]);
+    let s = wait_for(&out, "ready ", Duration::from_secs(30));
+    let kid: i32 = s
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|k| k.parse().ok())
+        .unwrap();
+    guard.0.push(kid);
+    let img = dir.path().join("tree.img");
+    capture_kill_tree(root, &img, &[root, kid]);
+    guard.0.clear();
+    let pids = restore_all(&img, &[]);
+    guard.0.extend(pids.iter().rev());
+    assert_eq!(pids.len(), 2, "parent and child restored");
+    // The go byte (the parent forwards it to the child).
+    (&stdin).write_all(b"g").unwrap();
+    let s = wait_for(&out, "\nALL OK\n", Duration::from_secs(60));
+    assert!(!s.contains("FAIL"), "{s}");
+    for line in [
+        "ok child: stream message 1",
+        "ok child: two descriptors arrived with it",
+        "ok child: the passed pipe holds its data",
+        "ok child: the passed file reads on from offset 3",
+        "ok parent: datagram A",
+        "ok parent: seqpacket 1 with a descriptor",
+        "ok parent: seqpacket end (the child shut its side)",
+        "ok parent: 70000 stream bytes in order",
+        "ok parent: child checks passed",
+        "ok parent: SO_PASSCRED still on",
+    ] {
+        assert!(s.contains(line), "{line} missing:\n{s}");
+    }
+    assert_eq!(wait_exit(pids[0], Duration::from_secs(30)), 0);
+    guard.0.clear();
+    let _ = child;
+}
+
+/// One HTTP/1.1 response read from `s`: (head, body).
+fn response(s: &mut std::net::TcpStream) -> (String, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut b).expect("reading a response head");
+        assert_eq!(
+            n,
+            1,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Content-Length in {head}"));
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (head, body)
+}
+
+fn get(s: &mut std::net::TcpStream, path: &str) -> (String, Vec<u8>) {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    response(s)
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn connect(port: u16) -> std::net::TcpStream {
+    let t0 = Instant::now();
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                return s;
+            }
+            Err(e) => {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(30),
+                    "connect {port}: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// python3 `http.server` (HTTP/1.1, threads) on a port with a keep-alive client:
+/// captured with `--kill` while the client's connection is open, the client sends its
+/// next request while no process exists (the net lock keeps the kernel from answering
+/// with a reset), restored: the answer arrives on the same connection, a new client
+/// is accepted, and the capture's nftables table is gone.
+#[test]
+fn http_server_keepalive_connection_across_capture_and_restore() {
+    if !have("python3", "--version") || !have("nft", "--version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"first file\n").unwrap();
+    std::fs::write(dir.path().join("b.txt"), vec![b'b'; 100_000]).unwrap();
+    let port = free_port();
+    let script = r#"
+import http.server, os, sys
+os.chdir(sys.argv[1])
+class H(http.server.SimpleHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[2])), H).serve_forever()
+"#;
+    #[allow(clippy::zombie_processes)]
+    let srv = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path())
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = srv.id() as i32;
+    let mut guard = Procs(vec![pid]);
+    let mut c = connect(port);
+    let (h, body) = get(&mut c, "/a.txt");
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert_eq!(body, b"first file\n");
+    let img = dir.path().join("http.img");
+    build_progs(); // the subreaper
+    capture_kill(pid, &img);
+    guard.0.clear();
+    let _tables: Vec<NoTable> = tables_of(pid).into_iter().map(NoTable).collect();
+    assert_eq!(_tables.len(), 1, "the capture's net lock");
+    // The next request on the kept connection, while the server does not exist.
+    write!(c, "GET /b.txt HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid2 = restore(&img, &[]);
+    guard.0.push(pid2);
+    let (h, body) = response(&mut c);
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert_eq!(
+        body,
+        vec![b'b'; 100_000],
+        "the answer on the same connection"
+    );
+    let (h, body) = get(&mut c, "/a.txt");
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert_eq!(body, b"first file\n");
+    // A new client.
+    let mut c2 = connect(port);
+    let (h, body) = get(&mut c2, "/a.txt");
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert_eq!(body, b"first file\n");
+    assert!(tables_of(pid).is_empty(), "the restore lifted the net lock");
+    drop(srv);
+}
