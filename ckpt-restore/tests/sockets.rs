@@ -276,3 +276,71 @@ http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[2])), H).serve_foreve
     assert!(tables_of(pid).is_empty(), "the restore lifted the net lock");
     drop(srv);
 }
+
+/// A refused `--kill` capture leaves the target as it was: a python3 program holding an
+/// established TCP connection and a unix socket whose peer is ours (outside the
+/// captured process) is refused, naming that socket; the net lock taken before the
+/// dump is gone, the connection left repair mode (it answers), the process runs.
+#[test]
+fn refused_kill_capture_releases_the_net_lock_and_repair_mode() {
+    if !have("python3", "--version") || !have("nft", "--version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outside.sock");
+    let ul = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let port = free_port();
+    let script = r#"
+import socket, sys
+u = socket.socket(socket.AF_UNIX)
+u.connect(sys.argv[1])
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(('127.0.0.1', int(sys.argv[2])))
+l.listen()
+c, _ = l.accept()
+while True:
+    d = c.recv(100)
+    if not d:
+        break
+    c.sendall(b'echo:' + d)
+"#;
+    #[allow(clippy::zombie_processes)]
+    let p = Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = p.id() as i32;
+    let _guard = Procs(vec![pid]);
+    let (_u, _) = ul.accept().unwrap();
+    let mut c = connect(port);
+    c.write_all(b"one").unwrap();
+    let mut b = [0u8; 8];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"echo:one");
+    build_progs(); // the subreaper
+    let mut opts = ckpt_capture::Options::new(pid);
+    opts.leave = ckpt_capture::Leave::Killed;
+    let mut cap = ckpt_capture::live::LiveCapture::new(opts.clone());
+    let img = dir.path().join("img");
+    let e = ckpt_capture::capture_to_path(&mut cap, &opts, &img, None)
+        .expect_err("refused")
+        .to_string();
+    drop(cap);
+    assert!(e.contains("not killed, left running"), "{e}");
+    assert!(e.contains("is outside the captured tree"), "{e}");
+    assert!(
+        e.contains("unix stream established unnamed ->") && e.contains("outside.sock"),
+        "the socket is named: {e}"
+    );
+    assert!(tables_of(pid).is_empty(), "the net lock was removed");
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    c.write_all(b"two").unwrap();
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"echo:two", "the connection works: out of repair mode");
+}
