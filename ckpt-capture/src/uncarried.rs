@@ -18,7 +18,7 @@
 //! | zombies in the tree | stat state `Z`, `/proc/PID/task` | a leader whose other threads still run (a zombie itself is carried: its status) |
 //! | fd owner and signal | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | set |
 //! | fd table, fs context, signal handlers, address space shared between processes | `kcmp` | between two processes of the image, or with a parent or child outside it |
-//! | deleted files and memfds too large to carry | `SEEK_DATA`/`SEEK_HOLE` through `/proc/PID/fd/N`, `/proc/PID/map_files/A-B`; `fstatfs` | more than 256 MiB of data in one inode; on hugetlbfs |
+//! | deleted files and memfds too large to carry | `SEEK_DATA`/`SEEK_HOLE` through `/proc/PID/fd/N`, `/proc/PID/map_files/A-B`; `fstatfs` | more than 256 MiB of data in one inode; on hugetlbfs; still linked under another name |
 //! | leases, delegations, mandatory locks (advisory POSIX, OFD and flock locks are carried) | `lock:` lines of `/proc/PID/fdinfo/N` | any (a restore would run without them: another process could then take them) |
 //!
 //! The injected calls run through one scratch page mapped and unmapped in the target;
@@ -191,8 +191,8 @@ fn check_locks(pid: i32, f: &mut Findings) -> Result<(), CaptureError> {
 }
 
 /// Inodes carried with their contents (deleted files, memfds: live/contents.rs) that
-/// cannot be: more than `MAX_CONTENTS` in data runs (holes are not stored), or on
-/// hugetlbfs. Found here, so that they are named with everything else before anything
+/// cannot be: more than `MAX_CONTENTS` in data runs (holes are not stored), on
+/// hugetlbfs, or still linked under another name (a restored copy would not be it). Found here, so that they are named with everything else before anything
 /// is written.
 fn check_contents(pid: i32, f: &mut Findings) -> Result<(), CaptureError> {
     use std::os::fd::AsRawFd;
@@ -207,6 +207,16 @@ fn check_contents(pid: i32, f: &mut Findings) -> Result<(), CaptureError> {
             return;
         };
         if !seen.insert((st.st_dev, st.st_ino)) {
+            return;
+        }
+        if st.st_nlink > 0 {
+            f.add(
+                "deleted file linked elsewhere",
+                format!(
+                    "pid {pid} {what}: unlinked from this name but still linked elsewhere ({} link(s)): a copy restored from the image would not be that file",
+                    st.st_nlink
+                ),
+            );
             return;
         }
         // The bytes in data runs (all-zero pages in them are not stored either, which

@@ -187,7 +187,7 @@ fn exited_leader_and_traced_children_are_refused() {
 }
 
 #[test]
-fn a_memfd_too_large_to_carry_is_refused() {
+fn deleted_files_and_memfds_that_cannot_be_carried_are_refused() {
     // Deleted files and memfds are carried with their contents (ckpt-restore
     // tests/contents.rs), up to 256 MiB each.
     let (mut t, p) = start("big-memfd");
@@ -204,4 +204,21 @@ fn a_memfd_too_large_to_carry_is_refused() {
         &[p[0]],
     );
     counting_on(&mut t, 3);
+    // A name unlinked while the file stays linked under another: not a file of its own.
+    let (mut t, p) = start("linked-elsewhere");
+    let name = std::fs::read_link(format!("/proc/{}/fd/3", p[0])).unwrap();
+    let name = name.to_str().unwrap().strip_suffix(" (deleted)").unwrap();
+    let other = format!("{name}.other");
+    assert!(std::path::Path::new(&other).exists());
+    refused(
+        p[0],
+        false,
+        &[
+            &format!("pid {} fd 3 (/tmp/ckpt-linked-", p[0]),
+            "still linked elsewhere (1 link(s))",
+        ],
+        &[p[0]],
+    );
+    counting_on(&mut t, 3);
+    std::fs::remove_file(other).unwrap();
 }
