@@ -344,3 +344,91 @@ while True:
     c.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"echo:two", "the connection works: out of repair mode");
 }
+
+/// A python3 program with a bound UDP socket (its command channel), a NETLINK_ROUTE
+/// socket joined to two groups, and a unix listener with a connection accepted from it
+/// holding data both ways: captured with `--kill`, restored; the program answers on the
+/// same UDP port, its netlink socket has the same port id and groups, the accepted
+/// connection reads the bytes queued before the capture and is named as the listener,
+/// and the listener accepts a new connection.
+#[test]
+fn udp_netlink_and_unix_listener_of_a_python_program() {
+    if !have("python3", "--version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let script = r#"
+import socket, sys
+d = sys.argv[1]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(('127.0.0.1', int(sys.argv[2])))
+nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+nl.bind((0, 1 | 16))
+l = socket.socket(socket.AF_UNIX)
+l.bind(d + '/s.sock')
+l.listen(3)
+c = socket.socket(socket.AF_UNIX)
+c.connect(d + '/s.sock')
+a, _ = l.accept()
+c.sendall(b'queued-before')
+a.sendall(b'to-client')
+print('ready', flush=True)
+while True:
+    m, peer = u.recvfrom(100)
+    if m == b'nl':
+        r = repr(nl.getsockname())
+    elif m == b'unix':
+        r = ' '.join([a.recv(100).decode(), c.recv(100).decode(), a.getsockname(), c.getpeername()])
+    elif m == b'new':
+        c2 = socket.socket(socket.AF_UNIX)
+        c2.connect(d + '/s.sock')
+        a2, _ = l.accept()
+        c2.sendall(b'x')
+        r = 'new ' + a2.recv(10).decode()
+    else:
+        r = 'echo:' + m.decode()
+    u.sendto(r.encode(), peer)
+"#;
+    let out = dir.path().join("out");
+    #[allow(clippy::zombie_processes)]
+    let p = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path())
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = p.id() as i32;
+    let mut guard = Procs(vec![pid]);
+    wait_for(&out, "ready", Duration::from_secs(30));
+    let u = std::net::UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    u.connect(("127.0.0.1", port)).unwrap();
+    let ask = |m: &str| -> String {
+        u.send(m.as_bytes()).unwrap();
+        let mut b = [0u8; 512];
+        let n = u.recv(&mut b).unwrap();
+        String::from_utf8_lossy(&b[..n]).into_owned()
+    };
+    assert_eq!(ask("hello"), "echo:hello");
+    let nl = ask("nl");
+    assert!(nl.ends_with(", 17)"), "port id and groups 1|16: {nl}");
+    let img = dir.path().join("img");
+    build_progs(); // the subreaper
+    capture_kill(pid, &img);
+    guard.0.clear();
+    let pid2 = restore(&img, &[]);
+    guard.0.push(pid2);
+    assert_eq!(ask("again"), "echo:again", "the same UDP port answers");
+    assert_eq!(ask("nl"), nl, "the netlink socket's port id and groups");
+    let name = format!("{}/s.sock", dir.path().display());
+    assert_eq!(
+        ask("unix"),
+        format!("queued-before to-client {name} {name}"),
+        "queues both ways; the accepted end named as its listener"
+    );
+    assert_eq!(ask("new"), "new x", "the listener accepts");
+}
