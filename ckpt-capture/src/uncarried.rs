@@ -7,13 +7,13 @@
 //! | state | how it is read | refused when |
 //! |---|---|---|
 //! | POSIX timers and interval timers (carried, `crate::timers`) | `/proc/PID/timers`, injected `timer_gettime`, `timer_getoverrun`, `getitimer` | a notification other than none, signal or thread id; `CLOCK_THREAD_CPUTIME_ID` in a process with several threads; the CPU clock of a process outside the image |
-//! | child subreaper | injected `prctl(PR_GET_CHILD_SUBREAPER)` | set |
+//! | child subreaper, THP disabled (carried: Task `process_attrs`) | injected `prctl(PR_GET_CHILD_SUBREAPER / PR_GET_THP_DISABLE)` | never |
 //! | parent-death signal | injected `prctl(PR_GET_PDEATHSIG)` in every thread | set on the root process (its parent is not restored) or on a non-leader thread; the leader's of a child in the image is carried (`pdeath_signal`) |
-//! | THP disabled, memory-deny-write-execute, KSM merge-any | injected `prctl(PR_GET_THP_DISABLE / PR_GET_MDWE / PR_GET_MEMORY_MERGE)` | set |
-//! | dumpable | injected `prctl(PR_GET_DUMPABLE)` | not what a restore by this user gives |
-//! | securebits, timer slack | injected `prctl(PR_GET_SECUREBITS / PR_GET_TIMERSLACK)` | not ckpt-capture's own |
+//! | memory-deny-write-execute, KSM merge-any | injected `prctl(PR_GET_MDWE / PR_GET_MEMORY_MERGE)` | set |
+//! | dumpable (0 and 1 carried: `process_attrs`) | injected `prctl(PR_GET_DUMPABLE)` | 2, unless a restore by this user gives 2 |
+//! | securebits | injected `prctl(PR_GET_SECUREBITS)` | set; timer slack of every thread is carried (`thread_attrs`) |
 //! | seccomp | `Seccomp:` of `/proc/PID/status` | not 0 (filters are not captured) |
-//! | nice, policy, RT priority, CPU affinity, I/O priority (every thread), `oom_score_adj`, `coredump_filter`, speculation controls | `ckpt_sys::attrs`, status | not ckpt-capture's own (a restored process inherits ckpt-restore's) |
+//! | nice, policy, RT priority, CPU affinity, I/O priority (every thread), `oom_score_adj`, `coredump_filter` (carried: `thread_attrs`, `process_attrs`); speculation controls, `untag_mask`, `x86_Thread_features` | `ckpt_sys::attrs`, status | SCHED_DEADLINE; the status lines when not ckpt-capture's own (a restored process inherits ckpt-restore's) |
 //! | shared anonymous memory | `/proc/PID/maps` of the image's processes and of every other process | one object mapped by two VMAs of the image at overlapping offsets not both inside its first mapping (restore rebuilds it from that one), or by a process outside the image; System V segments |
 //! | zombies in the tree | stat state `Z`, `/proc/PID/task` | a leader whose other threads still run (a zombie itself is carried: its status) |
 //! | fd owner and signal | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | set |
@@ -25,7 +25,8 @@
 //! every register is put back by the injector (the caller compares them again later).
 
 use crate::{CaptureError, ErrorKind};
-use ckpt_sys::attrs::{self, ThreadSched};
+use ckpt_format::{ProcessAttrs, ThreadAttrs};
+use ckpt_sys::attrs;
 use ckpt_sys::inject::Injector;
 use ckpt_sys::procfs::{self, Stat};
 use ckpt_sys::{mem, PAGE_SIZE};
@@ -50,6 +51,10 @@ pub(crate) struct Findings {
     pub pdeath: HashMap<i32, u64>,
     /// Timers to carry (`itimers`, `posix_timers` of the Task), by pid.
     pub timers: HashMap<i32, ckpt_sys::timers::Timers>,
+    /// Process attributes to carry, by pid.
+    pub proc_attrs: HashMap<i32, ProcessAttrs>,
+    /// Thread attributes to carry, by tid.
+    pub thread_attrs: HashMap<i32, ThreadAttrs>,
 }
 
 impl Findings {
@@ -124,24 +129,15 @@ pub(crate) fn check(targets: &[Target<'_>]) -> Result<Findings, CaptureError> {
 
 /// ckpt-capture's own values of what a restored process would inherit from ckpt-restore.
 struct Own {
-    sched: ThreadSched,
-    oom_score_adj: i64,
-    coredump_filter: u64,
     status: BTreeMap<String, String>,
-    timerslack: u64,
     suid_dumpable: u64,
 }
 
 impl Own {
     fn read() -> Result<Own, CaptureError> {
-        let me = std::process::id() as i32;
         let e = |w: &str| sys(format!("ckpt-capture's own {w}"));
         Ok(Own {
-            sched: attrs::own_sched().map_err(e("scheduling attributes"))?,
-            oom_score_adj: attrs::oom_score_adj(me).map_err(e("oom_score_adj"))?,
-            coredump_filter: attrs::coredump_filter(me).map_err(e("coredump_filter"))?,
             status: procfs::status("self").map_err(e("status"))?,
-            timerslack: attrs::timerslack_ns(me).map_err(e("timer slack"))?,
             suid_dumpable: std::fs::read_to_string("/proc/sys/fs/suid_dumpable")
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
@@ -296,70 +292,44 @@ fn check_outside(pid: i32, tids: &[i32], ours: &Own, f: &mut Findings) -> Result
             );
         }
     }
+    // Carried (Task `process_attrs`, Thread `thread_attrs`); the rest of them is read by
+    // the injected calls in `probe`.
     let adj = attrs::oom_score_adj(pid).map_err(sys(format!("pid {pid} oom_score_adj")))?;
-    if adj != ours.oom_score_adj {
-        f.add(
-            "process attribute",
-            format!(
-                "pid {pid}: oom_score_adj {adj} (a restored process would inherit {})",
-                ours.oom_score_adj
-            ),
-        );
-    }
     let cf = attrs::coredump_filter(pid).map_err(sys(format!("pid {pid} coredump_filter")))?;
-    if cf != ours.coredump_filter {
-        f.add(
-            "process attribute",
-            format!(
-                "pid {pid}: coredump_filter {cf:#x} (a restored process would inherit {:#x})",
-                ours.coredump_filter
-            ),
-        );
-    }
+    f.proc_attrs.insert(
+        pid,
+        ProcessAttrs {
+            oom_score_adj: adj as i32,
+            coredump_filter: cf,
+            ..ProcessAttrs::default()
+        },
+    );
     for &tid in tids {
         let s = attrs::thread_sched(pid, tid).map_err(sys(format!("pid {pid} thread {tid}")))?;
-        let o = &ours.sched;
-        let who = if tid == pid {
-            format!("pid {pid}")
-        } else {
-            format!("pid {pid} thread {tid}")
-        };
-        if s.nice != o.nice {
+        if s.policy == 6 {
+            let who = if tid == pid {
+                format!("pid {pid}")
+            } else {
+                format!("pid {pid} thread {tid}")
+            };
             f.add(
                 "scheduling",
                 format!(
-                    "{who}: nice {} (a restored process would inherit {})",
-                    s.nice, o.nice
+                    "{who}: SCHED_DEADLINE (its runtime, deadline and period are not captured)"
                 ),
             );
         }
-        if (s.policy, s.rt_priority) != (o.policy, o.rt_priority) {
-            f.add(
-                "scheduling",
-                format!(
-                    "{who}: scheduling policy {} priority {} (a restored process would inherit {} {})",
-                    s.policy, s.rt_priority, o.policy, o.rt_priority
-                ),
-            );
-        }
-        if s.affinity != o.affinity {
-            f.add(
-                "scheduling",
-                format!(
-                    "{who}: CPU affinity {:?} (a restored process would inherit {:?})",
-                    s.affinity, o.affinity
-                ),
-            );
-        }
-        if s.ioprio != o.ioprio {
-            f.add(
-                "scheduling",
-                format!(
-                    "{who}: I/O priority {:#x} (a restored process would inherit {:#x})",
-                    s.ioprio, o.ioprio
-                ),
-            );
-        }
+        f.thread_attrs.insert(
+            tid,
+            ThreadAttrs {
+                nice: s.nice as i32,
+                policy: s.policy as u32,
+                rt_priority: s.rt_priority as u32,
+                ioprio: s.ioprio as u32,
+                timer_slack: 0,
+                affinity: ThreadAttrs::mask_of(&s.affinity),
+            },
+        );
     }
     Ok(())
 }
@@ -421,21 +391,15 @@ fn probe(
     // Interval and POSIX timers with their time left (carried; crate::timers checks them).
     f.timers
         .insert(pid, ckpt_sys::timers::read(lead, pid, scratch)?);
+    let mut pa = f.proc_attrs.get(&pid).copied().unwrap_or_default();
     if lead.syscall(libc::SYS_prctl, &[PR_GET_CHILD_SUBREAPER, scratch])? == 0 {
         let mut b = [0u8; 4];
         mem::read_remote(pid, scratch, &mut b)?;
-        if i32_at(&b, 0) != 0 {
-            f.add(
-                "process attribute",
-                format!("pid {pid}: is a child subreaper (PR_SET_CHILD_SUBREAPER)"),
-            );
-        }
+        pa.child_subreaper = u32::from(i32_at(&b, 0) != 0);
     }
+    let thp = lead.syscall(libc::SYS_prctl, &[PR_GET_THP_DISABLE, 0, 0, 0, 0])?;
+    pa.thp_disable = thp.max(0) as u32;
     for (opt, what) in [
-        (
-            PR_GET_THP_DISABLE,
-            "transparent huge pages disabled (PR_SET_THP_DISABLE)",
-        ),
         (PR_GET_MDWE, "memory-deny-write-execute (PR_SET_MDWE)"),
         (
             PR_GET_MEMORY_MERGE,
@@ -461,14 +425,17 @@ fn probe(
     } else {
         ours.suid_dumpable as i64
     };
-    if dumpable >= 0 && dumpable != want {
+    // 0 and 1 are carried (PR_SET_DUMPABLE); 2 only where the restore gives it.
+    if dumpable == 2 && dumpable != want {
         f.add(
             "process attribute",
             format!(
-                "pid {pid}: dumpable {dumpable} (PR_SET_DUMPABLE; a restored process would have {want})"
+                "pid {pid}: dumpable {dumpable} (suid_dumpable; PR_SET_DUMPABLE cannot set it, a restored process would have {want})"
             ),
         );
     }
+    pa.dumpable = dumpable.max(0) as u32;
+    f.proc_attrs.insert(pid, pa);
     let sb = lead.syscall(libc::SYS_prctl, &[PR_GET_SECUREBITS, 0, 0, 0, 0])?;
     if sb > 0 {
         f.add(
@@ -533,14 +500,8 @@ fn probe(
             }
         }
         let slack = inj.syscall(libc::SYS_prctl, &[PR_GET_TIMERSLACK, 0, 0, 0, 0])?;
-        if slack >= 0 && slack as u64 != ours.timerslack {
-            f.add(
-                "process attribute",
-                format!(
-                    "{who}: timer slack {slack} ns (PR_SET_TIMERSLACK; a restored process would inherit {})",
-                    ours.timerslack
-                ),
-            );
+        if let Some(a) = f.thread_attrs.get_mut(&tid) {
+            a.timer_slack = slack.max(0) as u64;
         }
         Ok(())
     };

@@ -123,6 +123,8 @@ pub fn compat(plan: &Plan, image: &[u8]) -> Vec<String> {
     }
     // Resource limits: a hard limit above ours needs CAP_SYS_RESOURCE to set.
     out.extend(rlimit_refusals(plan));
+    // Attributes (nice, policies, affinity, oom_score_adj ...) beyond what we may grant.
+    out.extend(crate::grant::refusals(&plan.tasks));
     // Credentials.
     let (uids, gids, groups) = sys::my_creds();
     if uids[1] != 0 {

@@ -18,6 +18,7 @@
 pub mod anon;
 pub mod caps;
 pub mod check;
+pub mod grant;
 pub mod plan;
 mod restore;
 pub mod signals;

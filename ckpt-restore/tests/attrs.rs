@@ -189,3 +189,77 @@ fn shared_anonymous_memory_between_parent_and_child() {
     assert_eq!(got.lines().find(|l| l.contains("FAIL")), None);
     assert_eq!(got, String::from_utf8_lossy(&want));
 }
+
+/// Process and thread attributes (`restore_procattrs.c`): oom_score_adj, coredump_filter,
+/// child subreaper, THP disabled, dumpable 0; per thread nice, timer slack, CPU affinity,
+/// I/O priority, SCHED_BATCH and SCHED_FIFO. Each thread checks itself all the time; the
+/// image holds them, `/proc` shows them on the restored threads, and the output equals an
+/// uninterrupted run's. Capture refused all of them before (they differed from its own);
+/// without the restore step every thread has ckpt-restore's and the workload FAILs.
+#[test]
+fn process_and_thread_attributes_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["300"];
+    let want = reference("restore_procattrs", &args, dir.path());
+    let w = String::from_utf8_lossy(&want).into_owned();
+    assert!(w.ends_with("299 ok\nPASS\n"), "{w}");
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_procattrs", &args, &out, dir.path());
+    procs.0.push(pid);
+    wait_lines(&out, 20);
+    let img = dir.path().join("img");
+    capture_kill(pid, &img);
+    procs.0.clear();
+
+    let bytes = std::fs::read(&img).unwrap();
+    let mut src = ckpt_format::open_slice(&bytes).unwrap();
+    let (mut pa, mut ta) = (None, Vec::new());
+    while let Some(e) = src.next_event().unwrap() {
+        match e {
+            ckpt_format::Event::Task(t) => pa = t.records.attrs,
+            ckpt_format::Event::Thread(t) => ta.push(t.records.attrs.clone().unwrap()),
+            _ => {}
+        }
+    }
+    let pa = pa.expect("process_attrs");
+    assert_eq!(
+        (
+            pa.oom_score_adj,
+            pa.coredump_filter,
+            pa.child_subreaper,
+            pa.thp_disable,
+            pa.dumpable
+        ),
+        (500, 0x21, 1, 1, 0)
+    );
+    assert_eq!(ta.len(), 3);
+    let lead = &ta[0];
+    assert_eq!(
+        (lead.nice, lead.timer_slack, lead.ioprio),
+        (5, 123_456, 3 << 13)
+    );
+    assert_eq!(lead.cpus(), vec![0]);
+    assert!(ta
+        .iter()
+        .any(|t| (t.policy, t.nice, t.timer_slack) == (3, 7, 654_321)));
+    assert!(ta.iter().any(|t| (t.policy, t.rt_priority) == (1, 2)));
+
+    let p = restore(&img, &["--pid-same"]);
+    procs.0.push(p);
+    assert_eq!(ckpt_sys::attrs::oom_score_adj(p).unwrap(), 500);
+    assert_eq!(ckpt_sys::attrs::coredump_filter(p).unwrap(), 0x21);
+    let mut seen = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{p}/task")).unwrap() {
+        let tid: i32 = e.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        let s = ckpt_sys::attrs::thread_sched(p, tid).unwrap();
+        seen.push((s.policy, s.nice));
+    }
+    seen.sort();
+    assert_eq!(seen, vec![(0, 5), (1, 0), (3, 7)]);
+    assert_eq!(wait_exit(p, LIMIT), 0);
+    procs.0.clear();
+    let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    assert_eq!(got.lines().find(|l| l.contains("FAIL")), None);
+    assert_eq!(got, w);
+}

@@ -199,9 +199,11 @@ const V21_HAS_NO_RECORD: &[&str] = &[
     "`vm_flags_unknown`",
     "`mnt_id`", // files are named by path below the container root
     "`dev`",
-    "fpu xfeatures", // HEADER_ARCH has has_xsave and xstate_size, not the XCR0 mask
-    "auxv of",       // the era's AT_VECTOR_SIZE (44 words): no room for entries added since
-    "fs umask",      // ckpt_hdr_fs of v21 has no umask (v23 added it)
+    "fpu xfeatures",   // HEADER_ARCH has has_xsave and xstate_size, not the XCR0 mask
+    "`process_attrs`", // oom_score_adj, coredump_filter, subreaper ...: no v21 field
+    "`thread_attrs`",  // nice, policy, affinity, ioprio, timer slack: no v21 field
+    "auxv of",         // the era's AT_VECTOR_SIZE (44 words): no room for entries added since
+    "fs umask",        // ckpt_hdr_fs of v21 has no umask (v23 added it)
     // Queued signals the era's ckpt_siginfo has no class or field for (V21-STREAM.md).
     "si_code SI_TIMER",
     "the era kept negative codes",

@@ -119,6 +119,9 @@ struct Shared {
     pdeath: HashMap<i32, u64>,
     /// Timers to record, by pid (read by [`crate::uncarried`]).
     timers: HashMap<i32, ckpt_sys::timers::Timers>,
+    /// Process attributes by pid, thread attributes by tid (read by [`crate::uncarried`]).
+    proc_attrs: HashMap<i32, ckpt_format::ProcessAttrs>,
+    thread_attrs: HashMap<i32, ckpt_format::ThreadAttrs>,
     /// An increment over a parent image (`--parent`, crate::precopy).
     split: Option<crate::precopy::Split>,
     /// Inodes carried with their contents: (dev, ino) -> file object id.
@@ -265,6 +268,8 @@ impl Producer for LiveCapture {
             let mut shared = Shared {
                 pdeath: found.pdeath,
                 timers: found.timers,
+                proc_attrs: found.proc_attrs,
+                thread_attrs: found.thread_attrs,
                 split,
                 socks,
                 ..Shared::default()

@@ -73,6 +73,7 @@ pub(super) fn capture_task(
             tr.posix_locks = Some(PosixLocks { locks });
         }
     }
+    tr.attrs = shared.proc_attrs.get(&pid).copied();
     let task = Task {
         pid,
         tgid: pid,
@@ -153,6 +154,7 @@ pub(super) fn capture_task(
                 queue,
             });
         }
+        x.attrs = shared.thread_attrs.get(&tid).cloned();
         // rseq (glibc registers every thread): restore re-registers the same area.
         if let Ok(r) = ptrace::rseq_config(tid) {
             if r.ptr != 0 {

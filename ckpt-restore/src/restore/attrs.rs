@@ -1,6 +1,8 @@
-//! Timers of a restored process, re-created by injected calls before it runs: POSIX
-//! timers under their captured ids (`PR_TIMER_CREATE_RESTORE_IDS`, see
+//! Timers and attributes of a restored process, set before it runs. Timers, by injected
+//! calls: POSIX timers under their captured ids (`PR_TIMER_CREATE_RESTORE_IDS`, see
 //! [`crate::timers`]) and the interval timers, each armed with the time it had left.
+//! Attributes ([`attributes`], [`dumpable`]): from here with the `ckpt_sys::attrs`
+//! setters, or injected `prctl` where only the process itself can set them.
 //!
 //! Every thread has every signal blocked first (the captured masks are loaded at the
 //! end): a timer that expires meanwhile leaves its signal pending for the release
@@ -145,6 +147,107 @@ pub(super) fn timers(
             &format!("setitimer({w})"),
             libc::SYS_setitimer,
             &[w as u64, its_at, 0],
+        )?;
+    }
+    Ok(())
+}
+
+const PR_SET_DUMPABLE: u64 = 4;
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_SET_TIMERSLACK: u64 = 29;
+const PR_GET_TIMERSLACK: u64 = 30;
+const PR_SET_CHILD_SUBREAPER: u64 = 36;
+const PR_GET_THP_DISABLE: u64 = 42;
+const PR_SET_THP_DISABLE: u64 = 41;
+
+/// Process and thread attributes (`process_attrs`, `thread_attrs`) where the new
+/// process's differ (it inherited ckpt-restore's): `oom_score_adj`, `coredump_filter`,
+/// child subreaper, THP disable, and per thread timer slack, nice, CPU affinity, I/O
+/// priority, policy and RT priority. What this caller may not grant was refused before
+/// anything was created ([`crate::grant`]); a call failing anyway names the attribute.
+/// Dumpable is set last ([`dumpable`]): a credential change resets it.
+pub(super) fn attributes(
+    remotes: &mut [&mut Remote],
+    built: &[(i32, &Thread)],
+    t: &TaskPlan,
+    pid: i32,
+) -> Result<(), Error> {
+    use ckpt_sys::attrs as a;
+    let fail = |what: String| move |e: ckpt_sys::SysError| sys_err(format!("pid {pid}: {what}"), e);
+    if let Some(pa) = &t.task.records.attrs {
+        let adj = pa.oom_score_adj as i64;
+        if a::oom_score_adj(pid).map_err(fail("oom_score_adj".into()))? != adj {
+            a::set_oom_score_adj(pid, adj).map_err(fail(format!("oom_score_adj {adj}")))?;
+        }
+        let cf = pa.coredump_filter;
+        if a::coredump_filter(pid).map_err(fail("coredump_filter".into()))? != cf {
+            a::set_coredump_filter(pid, cf).map_err(fail(format!("coredump_filter {cf:#x}")))?;
+        }
+        if pa.child_subreaper != 0 {
+            remotes[0].call(
+                "prctl(PR_SET_CHILD_SUBREAPER)",
+                libc::SYS_prctl,
+                &[PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0],
+            )?;
+        }
+        let thp = pa.thp_disable as u64;
+        let now = remotes[0].raw(libc::SYS_prctl, &[PR_GET_THP_DISABLE, 0, 0, 0, 0])?;
+        if now >= 0 && now as u64 != thp {
+            remotes[0].call(
+                &format!("prctl(PR_SET_THP_DISABLE, {thp:#x})"),
+                libc::SYS_prctl,
+                &[PR_SET_THP_DISABLE, thp & 1, thp & !1, 0, 0],
+            )?;
+        }
+    }
+    for (k, (tid, th)) in built.iter().enumerate() {
+        let Some(want) = &th.records.attrs else {
+            continue;
+        };
+        let tid = *tid;
+        let cur = a::thread_sched(pid, tid).map_err(fail(format!("thread {tid}")))?;
+        // Timer slack first: a real-time policy sets it to 0.
+        if want.timer_slack != 0 {
+            let now = remotes[k].raw(libc::SYS_prctl, &[PR_GET_TIMERSLACK, 0, 0, 0, 0])?;
+            if now as u64 != want.timer_slack {
+                remotes[k].call(
+                    &format!("prctl(PR_SET_TIMERSLACK, {})", want.timer_slack),
+                    libc::SYS_prctl,
+                    &[PR_SET_TIMERSLACK, want.timer_slack, 0, 0, 0],
+                )?;
+            }
+        }
+        if cur.nice != want.nice as i64 {
+            a::set_nice(tid, want.nice as i64).map_err(fail(format!("thread {tid} nice")))?;
+        }
+        let cpus = want.cpus();
+        if cur.affinity != cpus {
+            a::set_affinity(tid, &cpus).map_err(fail(format!("thread {tid} CPU affinity")))?;
+        }
+        if cur.ioprio != want.ioprio as i64 {
+            a::set_ioprio(tid, want.ioprio as i64)
+                .map_err(fail(format!("thread {tid} I/O priority")))?;
+        }
+        if (cur.policy, cur.rt_priority) != (want.policy as u64, want.rt_priority as u64) {
+            a::set_scheduler(tid, want.policy as u64, want.rt_priority as u64)
+                .map_err(fail(format!("thread {tid} scheduling policy")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Dumpable as captured (0 or 1; 2 was refused at capture unless a credential change
+/// gives it), set after the credentials, which reset it.
+pub(super) fn dumpable(main: &mut Remote, t: &TaskPlan) -> Result<(), Error> {
+    let Some(want) = t.task.records.attrs.map(|a| a.dumpable as i64) else {
+        return Ok(());
+    };
+    let now = main.raw(libc::SYS_prctl, &[PR_GET_DUMPABLE, 0, 0, 0, 0])?;
+    if now != want && want <= 1 {
+        main.call(
+            &format!("prctl(PR_SET_DUMPABLE, {want})"),
+            libc::SYS_prctl,
+            &[PR_SET_DUMPABLE, want as u64, 0, 0, 0],
         )?;
     }
     Ok(())

@@ -4,7 +4,8 @@
 use super::*;
 
 /// Reshape one process into its image: address space, mm, signals, threads,
-/// per-thread state, timers, credentials, registers, limits. Leaves every thread stopped.
+/// per-thread state, timers, attributes, credentials, registers, limits. Leaves every
+/// thread stopped.
 pub(super) fn finish<'a>(
     p: &mut Proc<'a>,
     st: &Staged,
@@ -52,8 +53,10 @@ pub(super) fn finish<'a>(
     remotes.extend(others.iter_mut());
     threads::kernel_state(&mut remotes, &built, pid, data)?;
     attrs::timers(&mut remotes, &built, t, pid, data, pids)?;
+    attrs::attributes(&mut remotes, &built, t, pid)?;
     creds::limits_and_creds(&mut remotes, t, st, pid, data, pdeath)?;
     p.stop_pending = pending_signals(&mut remotes, &built, t, pid, data)?;
+    attrs::dumpable(remotes[0], t)?;
     remotes[0].call(
         "munmap (injection area)",
         libc::SYS_munmap,
