@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod anon;
 mod diag;
 pub mod direct;
 pub mod live;

@@ -77,8 +77,9 @@ fn socket_fails_by_default_and_target_keeps_running() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let e = String::from_utf8_lossy(&out.stderr);
-    // The socketpair is carried (issue 18); the eventfd is refused, named.
-    assert!(e.contains(&format!("fd {} is an eventfd", r[2])), "{e}");
+    // The socketpair is carried (issue 18); the userfaultfd is refused, named.
+    assert!(e.contains(&format!("fd {} is a", r[2])), "{e}");
+    assert!(e.contains("userfaultfd"), "{e}");
     assert!(!e.contains("is a socket"), "{e}");
     assert!(e.contains("--allow-unsupported"), "{e}");
     assert_eq!(
@@ -129,7 +130,7 @@ fn socket_fails_by_default_and_target_keeps_running() {
     }
     let ev = fd_file(r[2]);
     assert_eq!(ev.kind, FileKind::Other);
-    assert_eq!(ev.path, b"anon_inode:[eventfd]");
+    assert_eq!(ev.path, b"anon_inode:[userfaultfd]");
     assert!(ev.records.unsupported.is_some());
     assert!(ev.extras.is_empty(), "{:?}", ev.extras);
     counting_on(&mut t, 3);
@@ -149,7 +150,7 @@ fn failed_stream_ends_with_an_error_event() {
     let evs = decode(&out.stdout);
     let n = evs.len();
     assert!(
-        matches!(&evs[n - 2], Event::Error(m) if String::from_utf8_lossy(m).contains("eventfd"))
+        matches!(&evs[n - 2], Event::Error(m) if String::from_utf8_lossy(m).contains("userfaultfd"))
     );
     assert!(matches!(evs[n - 1], Event::Tail));
     counting_on(&mut t, 3);

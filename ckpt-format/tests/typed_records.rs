@@ -168,6 +168,42 @@ fn typed_example() -> ImageBuilder {
                         mnt_id: 27,
                     }),
                     unsupported: (f.id == 1).then_some(Unsupported),
+                    eventfd: (f.id == 4).then_some(Eventfd {
+                        count: u64::MAX - 1,
+                        semaphore: true,
+                    }),
+                    timerfd: (f.id == 4).then_some(Timerfd {
+                        clock: 7,
+                        settime_flags: 1,
+                        ticks: 3,
+                        value_sec: 99,
+                        value_nsec: 999_999_999,
+                        interval_sec: 2,
+                        interval_nsec: 500,
+                    }),
+                    signalfd: (f.id == 4).then_some(Signalfd { mask: 1 << 34 }),
+                    eventpoll: (f.id == 4).then(|| Eventpoll {
+                        targets: vec![
+                            EpollTarget {
+                                fd: 3,
+                                events: 0x8000_0019,
+                                data: 0x1122_3344_5566_7788,
+                            },
+                            EpollTarget {
+                                fd: 4,
+                                events: 0x4000_0000,
+                                data: 7,
+                            },
+                        ],
+                    }),
+                    inotify: (f.id == 4).then(|| Inotify {
+                        watches: vec![InotifyWatch {
+                            wd: 1,
+                            mask: 2,
+                            ignored_mask: 0,
+                            path: b"/var/log/a b".to_vec(),
+                        }],
+                    }),
                     contents: (f.id == 1).then_some(FileContents {
                         size: 3 * 4096 + 5,
                         kind: CONTENTS_MEMFD,
@@ -285,8 +321,9 @@ fn an_old_reader_stops_at_the_first_typed_record_and_an_image_without_any_is_unc
         }
     }
     // 10 task records, 6 per thread (2), 3 per VMA (4), an identity and locks per file
-    // (3), one unsupported, one file_contents with two file_data, one inode_of
-    assert_eq!(typed, 10 + 6 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1);
+    // (3), one unsupported, one file_contents with two file_data, one inode_of, and the
+    // five anonymous-inode kinds on file 4
+    assert_eq!(typed, 10 + 6 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1 + 5);
     // Without typed records, the bytes are those of the previous writer (the
     // committed example image was written by it).
     let plain = ImageBuilder::example().to_native_bytes().unwrap();

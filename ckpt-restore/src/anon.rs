@@ -209,6 +209,65 @@ pub fn make_inotify(nonblock: bool, watches: &[(i32, &[u8], u32)]) -> io::Result
     Ok(fd)
 }
 
+/// True when `r` holds the state of an anonymous-inode kind [`create`] re-creates.
+pub fn carried(r: &ckpt_format::model::FileRecords) -> bool {
+    r.eventfd.is_some()
+        || r.timerfd.is_some()
+        || r.signalfd.is_some()
+        || r.eventpoll.is_some()
+        || r.inotify.is_some()
+}
+
+/// The object a file's record describes, created here (its epoll targets are
+/// registered later, in the restored process). `open_path` opens a watched path (in the
+/// restore root) as an `O_PATH` descriptor; inotify adds the watch through it.
+pub fn create(
+    r: &ckpt_format::model::FileRecords,
+    nonblock: bool,
+    open_path: impl Fn(&[u8]) -> io::Result<OwnedFd>,
+) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    if let Some(e) = &r.eventfd {
+        return make_eventfd(e.count, e.semaphore, nonblock);
+    }
+    if let Some(t) = &r.timerfd {
+        return make_timerfd(
+            t.clock,
+            nonblock,
+            t.settime_flags,
+            (t.value_sec, t.value_nsec),
+            (t.interval_sec, t.interval_nsec),
+            t.ticks,
+        );
+    }
+    if let Some(s) = &r.signalfd {
+        return make_signalfd(s.mask, nonblock);
+    }
+    if r.eventpoll.is_some() {
+        return make_epoll();
+    }
+    if let Some(i) = &r.inotify {
+        let mut held = Vec::with_capacity(i.watches.len());
+        let mut paths = Vec::with_capacity(i.watches.len());
+        for w in &i.watches {
+            let o = open_path(&w.path)?;
+            paths.push(format!("/proc/self/fd/{}", o.as_raw_fd()).into_bytes());
+            held.push(o);
+        }
+        let ws: Vec<(i32, &[u8], u32)> = i
+            .watches
+            .iter()
+            .zip(&paths)
+            .map(|(w, p)| (w.wd, p.as_slice(), w.mask))
+            .collect();
+        return make_inotify(nonblock, &ws);
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "no anonymous-inode record to create the file from",
+    ))
+}
+
 /// The x86-64 `struct epoll_event` (packed: u32 events, u64 data) for `epoll_ctl`.
 pub fn epoll_event_bytes(events: u32, data: u64) -> [u8; 12] {
     let mut b = [0u8; 12];

@@ -712,6 +712,7 @@ impl Plan {
                             ));
                         }
                     }
+                    FileKind::Other if crate::anon::carried(&f.records) => {}
                     FileKind::Socket | FileKind::Other => {
                         let path = show(&f.path);
                         let kind = if f.kind == FileKind::Socket {

@@ -50,6 +50,11 @@ struct TaskD {
     vm_flags: Option<Vec<u8>>,
     file_identity: Option<(u64, u64, u64)>,
     unsupported: bool,
+    eventfd: Option<(u64, bool)>,
+    timerfd: Option<(i32, u32, u64, [u64; 4])>,
+    signalfd: Option<u64>,
+    eventpoll: Option<Vec<(i32, u32, u64)>>,
+    inotify: Option<Vec<(i32, u32, u32, Vec<u8>)>>,
     /// file_contents (size, kind, seals) of the first file, with its data runs (gap
     /// after the previous run, length, fill byte); the others refer to it (inode_of).
     contents: Option<((u64, u32, u32), Vec<(u16, u16, u8)>)>,
@@ -532,6 +537,34 @@ fn build(d: &Desc) -> ImageBuilder {
                         mnt_id,
                     }),
                     unsupported: t.unsupported.then_some(Unsupported),
+                    eventfd: t.eventfd.map(|(count, semaphore)| Eventfd { count, semaphore }),
+                    timerfd: t.timerfd.map(|(clock, settime_flags, ticks, v)| Timerfd {
+                        clock,
+                        settime_flags,
+                        ticks,
+                        value_sec: v[0],
+                        value_nsec: v[1],
+                        interval_sec: v[2],
+                        interval_nsec: v[3],
+                    }),
+                    signalfd: t.signalfd.map(|mask| Signalfd { mask }),
+                    eventpoll: t.eventpoll.as_ref().map(|v| Eventpoll {
+                        targets: v
+                            .iter()
+                            .map(|&(fd, events, data)| EpollTarget { fd, events, data })
+                            .collect(),
+                    }),
+                    inotify: t.inotify.as_ref().map(|v| Inotify {
+                        watches: v
+                            .iter()
+                            .map(|(wd, mask, ignored_mask, path)| InotifyWatch {
+                                wd: *wd,
+                                mask: *mask,
+                                ignored_mask: *ignored_mask,
+                                path: path.clone(),
+                            })
+                            .collect(),
+                    }),
                     contents,
                     data,
                     inode_of,

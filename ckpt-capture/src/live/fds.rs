@@ -45,7 +45,7 @@ fn file_of(
         let st = files::stat_fd(pid, fd).map_err(sys(&ctx))?;
         let fmt = st.st_mode & libc::S_IFMT;
         let (kind, unsupported) = if link.starts_with(b"anon_inode:") {
-            (FileKind::Other, true)
+            (FileKind::Other, !crate::anon::carried(&link))
         } else {
             match fmt {
                 libc::S_IFREG => (FileKind::Regular, false),
@@ -140,7 +140,7 @@ fn file_of(
                     }
                 }
                 let id = shared.id();
-                let x = FileRecords {
+                let mut x = FileRecords {
                     identity: Some(FileIdentity {
                         dev,
                         ino,
@@ -152,6 +152,10 @@ fn file_of(
                     sock,
                     ..FileRecords::default()
                 };
+                if crate::anon::carried(&link) {
+                    crate::anon::collect(pid, fd, &link, &fi, &mut x)
+                        .map_err(|e| CaptureError::new(ErrorKind::Unsupported, e))?;
+                }
                 let path = if kind == FileKind::Pipe {
                     Vec::new()
                 } else {

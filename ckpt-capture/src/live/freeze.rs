@@ -41,6 +41,17 @@ pub(super) fn refuse_unsupported(procs: &[Proc]) -> Result<(), CaptureError> {
             let Ok(st) = files::stat_fd(pid, fd) else {
                 continue;
             };
+            if crate::anon::carried(&link) {
+                // Carried, unless its state cannot be taken: known before anything is written.
+                let fi = procfs::fdinfo(pid, fd).map_err(sys(format!("pid {pid} fd {fd}")))?;
+                let mut scratch = ckpt_format::model::FileRecords::default();
+                if let Err(why) = crate::anon::collect(pid, fd, &link, &fi, &mut scratch) {
+                    let kind = ckpt_sys::anon::AnonKind::of_link(&link)
+                        .map_or("anonymous inode", |k| k.name());
+                    items.push((kind.to_string(), why));
+                }
+                continue;
+            }
             if let Some(what) = unsupported_kind(&link, st.st_mode) {
                 // A socket is named with what it is (family, type, state, addresses,
                 // queued bytes: docs/SOCKETS.md), read without touching its queues.
@@ -82,6 +93,9 @@ pub(super) fn refuse_unsupported(procs: &[Proc]) -> Result<(), CaptureError> {
 
 /// The kind of an fd `capture_fds` cannot capture ("socket", "eventfd" ...), if so.
 pub(super) fn unsupported_kind(link: &[u8], mode: u32) -> Option<String> {
+    if crate::anon::carried(link) {
+        return None;
+    }
     if let Some(a) = link.strip_prefix(b"anon_inode:") {
         let l = String::from_utf8_lossy(a);
         return Some(l.trim_matches(|c| c == '[' || c == ']').to_string());

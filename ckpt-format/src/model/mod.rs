@@ -17,9 +17,10 @@
 pub mod records;
 pub mod sockets;
 pub use records::{
-    Capabilities, ClearChildTid, FileIdentity, FileRecords, MapIdentity, ParentDeathSignal,
-    PendingSignals, RealParent, Record, RobustList, Rseq, Security, SharedPending, SigAltStack,
-    SigInfo, TaskRecords, ThreadRecords, UnknownVmFlags, Unsupported, VmaRecords,
+    Capabilities, ClearChildTid, EpollTarget, Eventfd, Eventpoll, FileIdentity, FileRecords,
+    Inotify, InotifyWatch, MapIdentity, ParentDeathSignal, PendingSignals, RealParent, Record,
+    RobustList, Rseq, Security, SharedPending, SigAltStack, SigInfo, Signalfd, TaskRecords,
+    ThreadRecords, Timerfd, UnknownVmFlags, Unsupported, VmaRecords,
 };
 pub use records::{
     ExeContents, FileContents, FileData, FileLock, FileLocks, InodeOf, MapContents, PosixLock,

@@ -451,6 +451,153 @@ impl Record for Unsupported {
     }
 }
 
+/// An eventfd's counter and mode (`eventfd(2)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Eventfd {
+    /// The counter.
+    pub count: u64,
+    /// `EFD_SEMAPHORE`: a read takes 1, not the whole count.
+    pub semaphore: bool,
+}
+
+impl Record for Eventfd {
+    const NAME: &'static str = "eventfd";
+    const CODE: u32 = 0x0442;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("count", self.count.to_string()),
+            ("semaphore", u8::from(self.semaphore).to_string()),
+        ]
+    }
+}
+
+/// A timerfd (`timerfd_create(2)`): its clock, the expirations not yet read, the flags of
+/// its last `timerfd_settime`, the time left and the period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Timerfd {
+    /// `clockid_t`.
+    pub clock: i32,
+    /// `TFD_TIMER_ABSTIME` (1), `TFD_TIMER_CANCEL_ON_SET` (2).
+    pub settime_flags: u32,
+    /// Expirations not yet read.
+    pub ticks: u64,
+    /// Time left until the next expiration, seconds (0 and 0 nanoseconds: disarmed).
+    pub value_sec: u64,
+    /// Its nanoseconds.
+    pub value_nsec: u64,
+    /// Period, seconds (0 and 0: one-shot).
+    pub interval_sec: u64,
+    /// Its nanoseconds.
+    pub interval_nsec: u64,
+}
+
+impl Record for Timerfd {
+    const NAME: &'static str = "timerfd";
+    const CODE: u32 = 0x0443;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("clock", self.clock.to_string()),
+            ("settime_flags", hex(self.settime_flags as u64)),
+            ("ticks", self.ticks.to_string()),
+            (
+                "value",
+                format!("{}.{:09}", self.value_sec, self.value_nsec),
+            ),
+            (
+                "interval",
+                format!("{}.{:09}", self.interval_sec, self.interval_nsec),
+            ),
+        ]
+    }
+}
+
+/// A signalfd's mask (`signalfd(2)`; bit N-1 = signal N).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Signalfd {
+    /// The signals it reads.
+    pub mask: u64,
+}
+
+impl Record for Signalfd {
+    const NAME: &'static str = "signalfd";
+    const CODE: u32 = 0x0444;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("mask", hex(self.mask))]
+    }
+}
+
+/// One target of an eventpoll instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EpollTarget {
+    /// The fd number it is registered under, in the first task of the image holding the
+    /// instance.
+    pub fd: i32,
+    /// `epoll_event.events` (with `EPOLLET`, `EPOLLONESHOT`, `EPOLLEXCLUSIVE`, ...).
+    pub events: u32,
+    /// `epoll_event.data`.
+    pub data: u64,
+}
+
+/// An eventpoll instance (`epoll_create(2)`) with its targets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Eventpoll {
+    /// Targets in fdinfo order.
+    pub targets: Vec<EpollTarget>,
+}
+
+impl Record for Eventpoll {
+    const NAME: &'static str = "eventpoll";
+    const CODE: u32 = 0x0445;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let t: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| format!("{}:{:#x}:{:#x}", t.fd, t.events, t.data))
+            .collect();
+        vec![("targets", format!("[{}]", t.join(" ")))]
+    }
+}
+
+/// One inotify watch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InotifyWatch {
+    /// Watch descriptor.
+    pub wd: i32,
+    /// Event mask (`IN_*`).
+    pub mask: u32,
+    /// Ignored mask.
+    pub ignored_mask: u32,
+    /// Path of the watched inode, as the task sees it.
+    pub path: Vec<u8>,
+}
+
+/// An inotify instance (`inotify_init(2)`) with its watches (queued events are not kept).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Inotify {
+    /// Watches by ascending descriptor.
+    pub watches: Vec<InotifyWatch>,
+}
+
+impl Record for Inotify {
+    const NAME: &'static str = "inotify";
+    const CODE: u32 = 0x0446;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let w: Vec<String> = self
+            .watches
+            .iter()
+            .map(|w| {
+                format!(
+                    "{}:{:#x}:{}",
+                    w.wd,
+                    w.mask,
+                    String::from_utf8_lossy(&w.path)
+                )
+            })
+            .collect();
+        vec![("watches", format!("[{}]", w.join(" ")))]
+    }
+}
+
 /// Typed records of a file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FileRecords {
@@ -458,6 +605,16 @@ pub struct FileRecords {
     pub identity: Option<FileIdentity>,
     /// Recorded without its state.
     pub unsupported: Option<Unsupported>,
+    /// An eventfd.
+    pub eventfd: Option<Eventfd>,
+    /// A timerfd.
+    pub timerfd: Option<Timerfd>,
+    /// A signalfd.
+    pub signalfd: Option<Signalfd>,
+    /// An eventpoll instance.
+    pub eventpoll: Option<Eventpoll>,
+    /// An inotify instance.
+    pub inotify: Option<Inotify>,
     /// The inode's size, kind and seals (its contents are in `data`).
     pub contents: Option<FileContents>,
     /// The inode's contents, in offset order (repeated record).
@@ -476,6 +633,11 @@ impl FileRecords {
         let mut v = Vec::new();
         render(&self.identity, &mut v);
         render(&self.unsupported, &mut v);
+        render(&self.eventfd, &mut v);
+        render(&self.timerfd, &mut v);
+        render(&self.signalfd, &mut v);
+        render(&self.eventpoll, &mut v);
+        render(&self.inotify, &mut v);
         render(&self.contents, &mut v);
         for d in &self.data {
             v.push((FileData::NAME, d.fields()));
@@ -820,6 +982,22 @@ pub mod legacy {
         }
         if r.unsupported.is_some() {
             ex.set_u64("unsupported", 1);
+        }
+        // No legacy revision has these kinds: a key each, reported as lost.
+        if let Some(e) = &r.eventfd {
+            ex.set_u64("eventfd_count", e.count);
+        }
+        if let Some(t) = &r.timerfd {
+            ex.set_u64("timerfd_clock", t.clock as u64);
+        }
+        if let Some(s) = &r.signalfd {
+            ex.set_u64("signalfd_mask", s.mask);
+        }
+        if let Some(e) = &r.eventpoll {
+            ex.set_u64("eventpoll_targets", e.targets.len() as u64);
+        }
+        if let Some(i) = &r.inotify {
+            ex.set_u64("inotify_watches", i.watches.len() as u64);
         }
         // No legacy revision has a place for these: keys only for the loss report.
         if let Some(x) = &r.contents {

@@ -152,6 +152,31 @@ pub const KINDS: &[(u32, &str, Owner, &str)] = &[
     ),
     (Unsupported::CODE, Unsupported::NAME, Owner::File, "(empty)"),
     (
+        Eventfd::CODE,
+        Eventfd::NAME,
+        Owner::File,
+        "u64 count, u32 semaphore (0/1), u32 0",
+    ),
+    (
+        Timerfd::CODE,
+        Timerfd::NAME,
+        Owner::File,
+        "i32 clock, u32 settime_flags, u64 ticks, u64 value_sec, u64 value_nsec, u64 interval_sec, u64 interval_nsec",
+    ),
+    (Signalfd::CODE, Signalfd::NAME, Owner::File, "u64 mask"),
+    (
+        Eventpoll::CODE,
+        Eventpoll::NAME,
+        Owner::File,
+        "u32 n, u32 0, n x (i32 fd, u32 events, u64 data)",
+    ),
+    (
+        Inotify::CODE,
+        Inotify::NAME,
+        Owner::File,
+        "u32 n, u32 0, n x (i32 wd, u32 mask, u32 ignored_mask, u32 len, path[len])",
+    ),
+    (
         FileContents::CODE,
         FileContents::NAME,
         Owner::File,
@@ -464,6 +489,71 @@ pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
             once(&mut into.file.identity, v, f)?;
         }
         Unsupported::CODE => once(&mut into.file.unsupported, Unsupported, f)?,
+        Eventfd::CODE => {
+            let count = c.u64()?;
+            let at = c.pos;
+            let sem = c.u32()?;
+            if sem > 1 {
+                return Err(c.bad(at, "semaphore", sem as u64, "0 or 1"));
+            }
+            let _ = c.u32()?;
+            let v = Eventfd {
+                count,
+                semaphore: sem == 1,
+            };
+            once(&mut into.file.eventfd, v, f)?;
+        }
+        Timerfd::CODE => {
+            let v = Timerfd {
+                clock: c.i32()?,
+                settime_flags: c.u32()?,
+                ticks: c.u64()?,
+                value_sec: c.u64()?,
+                value_nsec: c.u64()?,
+                interval_sec: c.u64()?,
+                interval_nsec: c.u64()?,
+            };
+            once(&mut into.file.timerfd, v, f)?;
+        }
+        Signalfd::CODE => {
+            let v = Signalfd { mask: c.u64()? };
+            once(&mut into.file.signalfd, v, f)?;
+        }
+        Eventpoll::CODE => {
+            let at = c.pos;
+            let n = c.u32()?;
+            let _ = c.u32()?;
+            if n as usize > f.payload.len() / 16 {
+                return Err(c.bad(at, "target count", n as u64, "what the payload holds"));
+            }
+            let mut targets = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                targets.push(EpollTarget {
+                    fd: c.i32()?,
+                    events: c.u32()?,
+                    data: c.u64()?,
+                });
+            }
+            once(&mut into.file.eventpoll, Eventpoll { targets }, f)?;
+        }
+        Inotify::CODE => {
+            let at = c.pos;
+            let n = c.u32()?;
+            let _ = c.u32()?;
+            if n as usize > f.payload.len() / 16 {
+                return Err(c.bad(at, "watch count", n as u64, "what the payload holds"));
+            }
+            let mut watches = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                watches.push(InotifyWatch {
+                    wd: c.i32()?,
+                    mask: c.u32()?,
+                    ignored_mask: c.u32()?,
+                    path: c.bstr()?.to_vec(),
+                });
+            }
+            once(&mut into.file.inotify, Inotify { watches }, f)?;
+        }
         FileContents::CODE => {
             let v = FileContents {
                 size: c.u64()?,
@@ -666,6 +756,33 @@ pub fn encode_file(r: &FileRecords) -> Vec<Encoded> {
         p.u64(x.dev).u64(x.ino).u64(x.mnt_id);
     });
     enc(&r.unsupported, &mut v, |_, _| {});
+    enc(&r.eventfd, &mut v, |x, p| {
+        p.u64(x.count).u32(u32::from(x.semaphore)).u32(0);
+    });
+    enc(&r.timerfd, &mut v, |x, p| {
+        p.i32(x.clock)
+            .u32(x.settime_flags)
+            .u64(x.ticks)
+            .u64(x.value_sec)
+            .u64(x.value_nsec)
+            .u64(x.interval_sec)
+            .u64(x.interval_nsec);
+    });
+    enc(&r.signalfd, &mut v, |x, p| {
+        p.u64(x.mask);
+    });
+    enc(&r.eventpoll, &mut v, |x, p| {
+        p.u32(x.targets.len() as u32).u32(0);
+        for t in &x.targets {
+            p.i32(t.fd).u32(t.events).u64(t.data);
+        }
+    });
+    enc(&r.inotify, &mut v, |x, p| {
+        p.u32(x.watches.len() as u32).u32(0);
+        for w in &x.watches {
+            p.i32(w.wd).u32(w.mask).u32(w.ignored_mask).bstr(&w.path);
+        }
+    });
     enc(&r.contents, &mut v, |x, p| {
         p.u64(x.size).u32(x.kind).u32(x.seals);
     });

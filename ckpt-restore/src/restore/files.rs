@@ -201,6 +201,15 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
                 }
                 keep(o, &mut st)?
             }
+            FileKind::Other if crate::anon::carried(&f.records) => {
+                let nonblock = f.flags as i32 & libc::O_NONBLOCK != 0;
+                let o = crate::anon::create(&f.records, nonblock, |p| {
+                    sys::open_in_root(root, p, libc::O_PATH, 0)
+                        .map_err(|e| std::io::Error::other(format!("{}: {e}", show(p))))
+                })
+                .map_err(|e| Error::Files(format!("fd {}: {e}", fd.fd)))?;
+                keep(o, &mut st)?
+            }
             k => {
                 return Err(Error::Image(format!(
                     "file {id} ({}) is a {}: not restorable",

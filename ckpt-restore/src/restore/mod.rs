@@ -145,6 +145,8 @@ struct Proc<'a> {
     pdeath: u64,
     /// Its shared anonymous VMAs that map an object rebuilt by another VMA.
     shm: Vec<memory::ShmLink>,
+    /// Eventpoll instances whose targets this process registers: (its epoll fd, targets).
+    epoll: Vec<(i32, Vec<ckpt_format::model::EpollTarget>)>,
 }
 
 impl Proc<'_> {
@@ -226,6 +228,19 @@ fn build(
     }
     verify_ids(plan, tree, &procs)?;
     memory::link_shared_anon(&mut procs);
+    // Each eventpoll instance's targets are registered by the first process holding it
+    // (the one whose fd numbers they are), once its fd table is in place.
+    let mut seen = std::collections::BTreeSet::new();
+    for p in procs.iter_mut() {
+        for fd in &p.t.fds {
+            let f = &plan.files[&fd.file];
+            if let Some(e) = &f.records.eventpoll {
+                if seen.insert(fd.file) {
+                    p.epoll.push((fd.fd, e.targets.clone()));
+                }
+            }
+        }
+    }
     // Zombies exit now with their status, left to their parents (still blank copies).
     for p in procs.iter_mut().filter(|p| p.t.task.exit_state != 0) {
         spawn::zombify(p)?;

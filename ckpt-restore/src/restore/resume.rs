@@ -42,6 +42,18 @@ pub(super) fn finish<'a>(
         &shm,
         &shape.our_bytes,
     )?;
+    for (epfd, targets) in std::mem::take(&mut p.epoll) {
+        for tg in targets {
+            let ev = crate::anon::epoll_event_bytes(tg.events, tg.data);
+            sys::write_pairs(pid, &[(data, &ev)])
+                .map_err(|e| sys_err("writing an epoll_event", e))?;
+            main.call(
+                &format!("epoll_ctl(ADD) of fd {} to eventpoll fd {epfd}", tg.fd),
+                libc::SYS_epoll_ctl,
+                &[epfd as u64, libc::EPOLL_CTL_ADD as u64, tg.fd as u64, data],
+            )?;
+        }
+    }
     memory::mm_fields(main, t, pid, data, exe, proxy_to)?;
     sigactions(main, t, pid, data)?;
     let built = threads::clone_threads(main, t, pid, data, opts, &mut guard.procs[gi].1)?;

@@ -144,6 +144,7 @@ pub(super) fn prepare<'a>(
         stop_pending: false,
         pdeath: 0,
         shm: Vec::new(),
+        epoll: Vec::new(),
     })
 }
 
