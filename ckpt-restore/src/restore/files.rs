@@ -207,7 +207,7 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
                     sys::open_in_root(root, p, libc::O_PATH, 0)
                         .map_err(|e| std::io::Error::other(format!("{}: {e}", show(p))))
                 })
-                .map_err(|e| Error::Files(format!("fd {}: {e}", fd.fd)))?;
+                .map_err(|e| Error::Files(format!("file {id} ({}): {e}", show(&f.path))))?;
                 keep(o, &mut st)?
             }
             k => {
