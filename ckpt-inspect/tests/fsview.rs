@@ -35,6 +35,61 @@ fn round_trip_in(bytes: &[u8], base: &Path) -> Vec<u8> {
     fs::read(&out).unwrap()
 }
 
+/// The example with typed records on every kind of owner, one of them repeated
+/// (`file_data`): the tree spells each as a payload file under `records/`.
+fn typed_sample() -> ImageBuilder {
+    use ckpt_format::{Eventfd, FileContents, FileData, MapIdentity, RealParent, Rseq};
+    let mut b = ImageBuilder::example();
+    let mut files = 0;
+    for ev in &mut b.events {
+        match ev {
+            Event::Task(t) => t.records.real_parent = Some(RealParent { ppid: 77 }),
+            Event::Thread(t) => {
+                t.records.rseq = Some(Rseq {
+                    ptr: 0x7f00_0000_2000,
+                    len: 32,
+                    sig: 0x5305_3053,
+                })
+            }
+            Event::Vma(v) => {
+                v.records.identity = Some(MapIdentity {
+                    dev_major: 8,
+                    dev_minor: 1,
+                    ino: 4242,
+                })
+            }
+            Event::File(f) => {
+                files += 1;
+                if files == 1 {
+                    f.records.eventfd = Some(Eventfd {
+                        count: 5,
+                        semaphore: true,
+                    });
+                } else if files == 2 {
+                    f.records.contents = Some(FileContents {
+                        size: 3 * 4096 + 5,
+                        kind: ckpt_format::CONTENTS_DELETED,
+                        seals: 0,
+                    });
+                    f.records.data = vec![
+                        FileData {
+                            offset: 0,
+                            data: vec![0xab; 4096],
+                        },
+                        FileData {
+                            offset: 3 * 4096,
+                            data: b"tail!".to_vec(),
+                        },
+                    ];
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(files >= 2, "the example has two files");
+    b
+}
+
 /// Images of every shape the builder makes, in every revision that can hold them.
 fn samples() -> Vec<(String, Vec<u8>)> {
     let mut v = Vec::new();
@@ -62,8 +117,13 @@ fn samples() -> Vec<(String, Vec<u8>)> {
         t.extras.set_u64("robust_futex_list", 0x7f00_0000_1000);
     }
     rich.events = ev;
+    let typed = typed_sample();
     for rev in Revision::ALL {
-        for (name, b) in [("example", ImageBuilder::example()), ("rich", rich.clone())] {
+        for (name, b) in [
+            ("example", ImageBuilder::example()),
+            ("rich", rich.clone()),
+            ("typed", typed.clone()),
+        ] {
             let mut out = Vec::new();
             if b.write(rev, &mut out).is_ok() {
                 v.push((format!("{name}.{rev}"), out));

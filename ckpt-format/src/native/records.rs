@@ -803,3 +803,95 @@ pub fn encode_file(r: &FileRecords) -> Vec<Encoded> {
     sockets::encode(&r.sock, &mut v);
     v
 }
+
+/// The name of typed record `code` (its `Record::NAME`, e.g. `rseq`), if it is one.
+pub fn name_of(code: u32) -> Option<&'static str> {
+    KINDS.iter().find(|k| k.0 == code).map(|k| k.1)
+}
+
+/// The code of the typed record named `name` (its `Record::NAME`), if there is one.
+pub fn code_of(name: &str) -> Option<u32> {
+    KINDS.iter().find(|k| k.1 == name).map(|k| k.0)
+}
+
+/// Every typed record `ev` carries (a TASK, THREAD, VMA or FILE event; none for the
+/// others), encoded as native-1 payloads in code order: a lossless spelling of the records
+/// for sinks that are not native-1 images (the filesystem view).
+pub fn encode_event(ev: &crate::model::Event<'_>) -> Vec<Encoded> {
+    use crate::model::Event;
+    match ev {
+        Event::Task(t) => encode_task(&t.records),
+        Event::Thread(t) => encode_thread(&t.records),
+        Event::Vma(v) => encode_vma(&v.records),
+        Event::File(f) => encode_file(&f.records),
+        _ => Vec::new(),
+    }
+}
+
+/// Decode typed records given as (code, payload), as [`encode_event`] wrote them, into the
+/// records of `ev`, their owner. Each payload is checked as when read from an image; a
+/// record of another owner's kind, an unknown code or a kind given twice is an error.
+pub fn decode_into_event(ev: &mut crate::model::Event<'_>, recs: &[Encoded]) -> Result<()> {
+    use crate::model::Event;
+    let want = match ev {
+        Event::Task(_) => Owner::Task,
+        Event::Thread(_) => Owner::Thread,
+        Event::Vma(_) => Owner::Vma,
+        Event::File(_) => Owner::File,
+        _ => {
+            if let Some((code, _)) = recs.first() {
+                return Err(crate::error::Error::new(
+                    0,
+                    ErrorKind::UnexpectedRecord {
+                        found: RecordType(*code).to_string(),
+                        expected: "typed records only on a task, thread, VMA or file".into(),
+                    },
+                ));
+            }
+            return Ok(());
+        }
+    };
+    let mut into = Pending::default();
+    for (code, payload) in recs {
+        if owner(*code) != Some(want) {
+            return Err(crate::error::Error::new(
+                0,
+                ErrorKind::UnexpectedRecord {
+                    found: RecordType(*code).to_string(),
+                    expected: format!("a typed record of a {want:?}"),
+                },
+            ));
+        }
+        let len = u32::try_from(payload.len() + 24).map_err(|_| {
+            crate::error::Error::new(
+                0,
+                ErrorKind::UnexpectedRecord {
+                    found: RecordType(*code).to_string(),
+                    expected: "a payload under 4 GiB".into(),
+                },
+            )
+        })?;
+        let header = super::RecordHeader {
+            ty: (*code).into(),
+            len: len.into(),
+            parent: 0.into(),
+            objref: 0.into(),
+            crc: 0.into(),
+            reserved: 0.into(),
+        };
+        let f = Frame {
+            offset: 0,
+            header,
+            payload,
+        };
+        decode(&f, &mut into)?;
+    }
+    match ev {
+        Event::Task(t) => t.records = into.task,
+        Event::Thread(t) => t.records = into.thread,
+        Event::Vma(v) => v.records = into.vma,
+        Event::File(f) => f.records = into.file,
+        _ => {}
+    }
+    Ok(())
+}

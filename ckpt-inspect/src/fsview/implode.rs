@@ -144,6 +144,36 @@ impl Dir<'_> {
         }
         Ok(n)
     }
+    /// The typed records under `rel/records/` (see tree.rs), in code order and, for a kind
+    /// that repeats (`NAME.0`, `NAME.1`, ...), in index order.
+    fn typed_records(&self, rel: &str) -> Result<Vec<ckpt_format::native::records::Encoded>> {
+        let d = format!("{rel}/records");
+        let Ok(rd) = fs::read_dir(self.root.join(&d)) else {
+            return Ok(Vec::new());
+        };
+        let mut v = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| Error(format!("{d}: {e}")))?;
+            let file = e.file_name().to_string_lossy().into_owned();
+            let (name, index) = match file.rsplit_once('.') {
+                Some((n, i)) if !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()) => {
+                    let i: usize = i
+                        .parse()
+                        .map_err(|_| Error(format!("{d}/{file}: index too large")))?;
+                    (n.to_string(), i)
+                }
+                _ => (file.clone(), 0),
+            };
+            let code = ckpt_format::native::records::code_of(&name).ok_or_else(|| {
+                Error(format!(
+                    "{d}/{file}: not a typed record name (expected one of `ckpt-inspect schema --rev native-1`'s typed records)"
+                ))
+            })?;
+            v.push((code, index, self.raw(&format!("{d}/{file}"))?));
+        }
+        v.sort_by_key(|x| (x.0, x.1));
+        Ok(v.into_iter().map(|(c, _, p)| (c, p)).collect())
+    }
     fn extras(&self, rel: &str) -> Result<Extras> {
         let mut x = Extras::new();
         for (sub, is_u64) in [("u64", true), ("bytes", false)] {
@@ -394,7 +424,15 @@ pub fn implode_to(
 
 fn emit(enc: &mut dyn EventSink, st: &mut State<'_>, mut ev: Event<'_>, rel: &str) -> Result<()> {
     st.events += 1;
-    // The tree spells typed records as extras keys (see tree.rs).
+    if matches!(
+        ev,
+        Event::Task(_) | Event::Thread(_) | Event::Vma(_) | Event::File(_)
+    ) {
+        let recs = st.d.typed_records(rel)?;
+        ckpt_format::native::records::decode_into_event(&mut ev, &recs)
+            .map_err(|e| Error(format!("{rel}/records: {e}")))?;
+    }
+    // Trees written before typed records had their own directory spell them as extras keys.
     ckpt_format::model::records::adopt::event(&mut ev).map_err(|e| Error(format!("{rel}: {e}")))?;
     enc.event(&ev)
         .map_err(|e| Error(format!("{rel}: refused: {e}")))

@@ -381,10 +381,10 @@ impl Tree {
                 Ok(None) => break,
                 Err(e) => return Err(Error(format!("image: {e}"))),
             };
-            // Typed records appear in the tree as the extras keys of older images
-            // (implode turns them back into records).
-            let typed = ckpt_format::model::records::legacy::event(&ev);
-            let ev: &Event<'_> = &typed;
+            // Typed records: one file each under `records/`, named by the record and
+            // holding its native-1 payload (implode decodes them back, checked).
+            let recs = ckpt_format::native::records::encode_event(&ev);
+            let ev: &Event<'_> = &ev;
             let need_task = |task: &Option<TaskState>| -> Result<(usize, String)> {
                 task.as_ref()
                     .map(|s| (s.dir, s.name.clone()))
@@ -458,6 +458,7 @@ impl Tree {
                     t.file(d, "gid", words(&k.creds.gid))?;
                     t.file(d, "groups", words(&k.creds.groups))?;
                     t.extras(d, &k.extras)?;
+                    t.records(d, &recs)?;
                     t.mems.push(MemFile::default());
                     let mem = t.mems.len() - 1;
                     t.add(d, "mem", Kind::File(Content::Mem(mem)))?;
@@ -481,6 +482,7 @@ impl Tree {
                     t.file(d, "tls", th.tls.clone())?;
                     t.file(d, "sigmask", hex(th.sigmask))?;
                     t.extras(d, &th.extras)?;
+                    t.records(d, &recs)?;
                     order.push(format!("thread {tn}/threads/{}", th.tid));
                 }
                 Event::Mm(m) => {
@@ -531,6 +533,7 @@ impl Tree {
                         t.file(d, "file", btext(f))?;
                     }
                     t.extras(d, &v.extras)?;
+                    t.records(d, &recs)?;
                     let own_mem = if v.end > MEM_LIMIT {
                         t.mems.push(MemFile {
                             size: v.end - v.start,
@@ -655,6 +658,7 @@ impl Tree {
                         t.symlink(d, "pipe", format!("../../pipes/{p}"))?;
                     }
                     t.extras(d, &f.extras)?;
+                    t.records(d, &recs)?;
                     order.push(format!("file files/{}", f.id));
                 }
                 Event::Pipe(p) => {
@@ -709,6 +713,27 @@ impl Tree {
             m.extents.sort_by_key(|e| e.at);
         }
         Ok(t)
+    }
+
+    /// Typed records of the entity in directory `d`: `records/NAME` holding the record's
+    /// native-1 payload, `records/NAME.I` (from 0) for a kind that repeats.
+    fn records(&mut self, d: usize, recs: &[ckpt_format::native::records::Encoded]) -> Result<()> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let r = self.dir(d, "records")?;
+        for (i, (code, payload)) in recs.iter().enumerate() {
+            let name = ckpt_format::native::records::name_of(*code).unwrap_or("unknown");
+            let repeats = recs.iter().filter(|x| x.0 == *code).count() > 1;
+            let file = if repeats {
+                let k = recs[..i].iter().filter(|x| x.0 == *code).count();
+                format!("{name}.{k}")
+            } else {
+                name.to_string()
+            };
+            self.file(r, &file, payload.clone())?;
+        }
+        Ok(())
     }
 
     fn extras(&mut self, d: usize, x: &Extras) -> Result<()> {
