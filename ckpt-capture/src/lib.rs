@@ -80,6 +80,10 @@ pub struct Options {
     /// With [`Leave::Killed`] and without `tree`: kill the process even though its
     /// children are not captured (they are orphaned). Refused otherwise.
     pub orphan_children: bool,
+    /// A unix socket whose peer is outside the captured processes is recorded as
+    /// disconnected (restored as a connection whose peer has gone: its queued bytes, then
+    /// end of file) instead of refused.
+    pub disconnect_sockets: bool,
     /// Pages per `Pages` event (default 256).
     pub chunk_pages: usize,
     /// Objects the output goes to (checked against the target's fds).
@@ -104,6 +108,7 @@ impl Options {
             leave: Leave::Running,
             allow_unsupported: false,
             orphan_children: false,
+            disconnect_sockets: false,
             chunk_pages: 256,
             output: Vec::new(),
             batch_bytes: live::BATCH_BYTES,

@@ -35,6 +35,11 @@ struct Cli {
     /// not captured (they are orphaned). Refused otherwise.
     #[arg(long, requires = "kill")]
     orphan_children: bool,
+    /// Record a unix socket whose peer is outside the captured processes as
+    /// disconnected (restored as a connection whose peer has gone: its queued bytes,
+    /// then end of file) instead of refusing it.
+    #[arg(long)]
+    disconnect_sockets: bool,
     /// Print the statistics as one JSON line on stderr.
     #[arg(long)]
     json: bool,
@@ -77,6 +82,7 @@ fn main() {
     opts.tree = cli.tree;
     opts.allow_unsupported = cli.allow_unsupported;
     opts.orphan_children = cli.orphan_children;
+    opts.disconnect_sockets = cli.disconnect_sockets;
     opts.leave = if cli.leave_stopped {
         Leave::Stopped
     } else if cli.kill {

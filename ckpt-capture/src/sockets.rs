@@ -44,7 +44,7 @@ impl Hold {
     /// Read every socket of `pids` (frozen). With `kill`, established TCP connections
     /// are locked (table `ckpt_<root>_<nanoseconds>`) before they are dumped and stay in
     /// repair mode.
-    pub(crate) fn read(pids: &[i32], kill: bool) -> Result<Hold, CaptureError> {
+    pub(crate) fn read(pids: &[i32], kill: bool, disconnect: bool) -> Result<Hold, CaptureError> {
         let mut h = Hold::default();
         h.repair = kill;
         let mut fds = Vec::new();
@@ -112,7 +112,7 @@ impl Hold {
                 list.push((pid, fd, &h.snaps[&ino]));
             }
         }
-        let (mut refuse, warn) = ss::refusals(&list, false);
+        let (mut refuse, warn) = ss::refusals(&list, disconnect);
         for (pid, fd, s) in &list {
             if let Detail::Unix { queue, .. } = &s.detail {
                 let in_flight_socket = queue.iter().flat_map(|m| m.fds.iter()).any(|f| {
@@ -149,6 +149,12 @@ impl Hold {
             return None;
         }
         self.snaps.get(ino)
+    }
+
+    /// True when socket inode `ino` is one of the captured processes' (a unix peer
+    /// that is not is recorded as gone: `--disconnect-sockets`).
+    pub(crate) fn has(&self, ino: u32) -> bool {
+        self.snaps.contains_key(&ino)
     }
 
     /// The net lock's table name ("" none).

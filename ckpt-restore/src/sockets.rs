@@ -228,6 +228,8 @@ pub fn refusal(files: &BTreeMap<u32, File>, f: &File) -> Option<String> {
     let d = describe(r);
     match s.family {
         AF_UNIX => {
+            // A connection whose peer was outside the capture has no peer inode: it is
+            // restored as a connection whose peer has gone.
             let p = s.peer_ino?;
             let found = files
                 .values()
@@ -355,6 +357,22 @@ pub fn build_all(
             _ => {}
         }
     }
+    // Connected unix streams and seqpackets whose peer was not captured
+    // (`--disconnect-sockets`): a pair whose other end is closed once the queue is
+    // refilled — the program reads what was queued, then end of file.
+    for &(id, r, s) in &socks {
+        if s.family != UNIX || out.contains_key(&id) {
+            continue;
+        }
+        if s.state == ESTABLISHED && s.peer_ino.is_none() && s.ty != 2 {
+            let q = queued(r, staged)?;
+            let o = opts_to_sys(&s.options);
+            let (a, gone) = build::unix_pair(s.ty as i32, [(&o, &q[..], s.shutdown), (&o, &[], 0)])
+                .map_err(|e| err(id, r, e))?;
+            drop(gone);
+            out.insert(id, a);
+        }
+    }
     // Unix sockets without a mutual peer: bound (or not), connected one way to a
     // named socket of the image, their queue sent to their name.
     for &(id, r, s) in &socks {
@@ -373,7 +391,10 @@ pub fn build_all(
         out.insert(id, fd);
     }
     for &(id, r, s) in &socks {
-        if s.family != UNIX || s.state == LISTEN {
+        if s.family != UNIX
+            || s.state == LISTEN
+            || (s.state == ESTABLISHED && s.peer_ino.is_none() && s.ty != 2)
+        {
             continue;
         }
         let one_way = s

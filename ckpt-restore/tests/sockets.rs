@@ -282,7 +282,7 @@ http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[2])), H).serve_foreve
 /// captured process) is refused, naming that socket; the net lock taken before the
 /// dump is gone, the connection left repair mode (it answers), the process runs.
 #[test]
-fn refused_kill_capture_releases_the_net_lock_and_repair_mode() {
+fn refused_kill_capture_releases_the_net_lock_and_repair_mode_and_disconnect_carries() {
     if !have("python3", "--version") || !have("nft", "--version") {
         return;
     }
@@ -303,7 +303,10 @@ while True:
     d = c.recv(100)
     if not d:
         break
-    c.sendall(b'echo:' + d)
+    if d == b'unix':
+        c.sendall(repr([u.recv(100), u.recv(100)]).encode())
+    else:
+        c.sendall(b'echo:' + d)
 "#;
     #[allow(clippy::zombie_processes)]
     let p = Command::new("python3")
@@ -343,6 +346,30 @@ while True:
     c.write_all(b"two").unwrap();
     c.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"echo:two", "the connection works: out of repair mode");
+    // With --disconnect-sockets the unix socket is carried as one whose peer has gone:
+    // after the restore it reads what was queued for it, then end of file; the TCP
+    // connection goes on.
+    (&_u).write_all(b"from-outside").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    opts.disconnect_sockets = true;
+    let mut cap = ckpt_capture::live::LiveCapture::new(opts.clone());
+    ckpt_capture::capture_to_path(&mut cap, &opts, &img, None).unwrap();
+    drop(cap);
+    wait_gone(&[pid]);
+    let pid2 = restore(&img, &[]);
+    let _guard2 = Procs(vec![pid2]);
+    c.write_all(b"three").unwrap();
+    let mut b = [0u8; 10];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"echo:three");
+    c.write_all(b"unix").unwrap();
+    let mut r = [0u8; 22];
+    c.read_exact(&mut r).unwrap();
+    assert_eq!(
+        &r, b"[b'from-outside', b'']",
+        "queued bytes, then end of file"
+    );
+    assert!(tables_of(pid).is_empty());
 }
 
 /// A python3 program with a bound UDP socket (its command channel), a NETLINK_ROUTE

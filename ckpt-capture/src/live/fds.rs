@@ -137,6 +137,13 @@ fn file_of(
                             &lock,
                         )
                         .map_err(|e| CaptureError::new(ErrorKind::Target, format!("{ctx}: {e}")))?;
+                        // A peer outside the captured processes (--disconnect-sockets):
+                        // recorded as gone.
+                        if let Some(s) = sock.socket.as_mut() {
+                            if s.peer_ino.is_some_and(|p| !shared.socks.has(p)) {
+                                s.peer_ino = None;
+                            }
+                        }
                     }
                 }
                 let id = shared.id();

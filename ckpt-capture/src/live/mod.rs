@@ -225,7 +225,11 @@ impl Producer for LiveCapture {
             .filter(|p| p.frozen.is_some())
             .map(|p| p.pid)
             .collect();
-        let mut socks = crate::sockets::Hold::read(&live, self.opts.leave == Leave::Killed)?;
+        let mut socks = crate::sockets::Hold::read(
+            &live,
+            self.opts.leave == Leave::Killed,
+            self.opts.disconnect_sockets,
+        )?;
         let mut refusals: Vec<String> = Vec::new();
         if !self.opts.allow_unsupported {
             if let Err(e) = refuse_unsupported(&procs) {
