@@ -459,3 +459,100 @@ while True:
     );
     assert_eq!(ask("new"), "new x", "the listener accepts");
 }
+
+/// One RESP reply line from redis (`+OK`, `:5`, `$1` then the bulk line).
+fn resp(s: &mut std::net::TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        let n = s.read(&mut b).expect("reading a redis reply");
+        assert_eq!(
+            n,
+            1,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&line)
+        );
+        line.push(b[0]);
+    }
+    let l = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+    if let Some(n) = l.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+        let mut v = vec![0u8; n + 2];
+        s.read_exact(&mut v).unwrap();
+        return String::from_utf8_lossy(&v[..n]).into_owned();
+    }
+    l
+}
+
+fn cmd(s: &mut std::net::TcpStream, args: &[&str]) -> String {
+    let mut m = format!("*{}\r\n", args.len());
+    for a in args {
+        m.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(m.as_bytes()).unwrap();
+    resp(s)
+}
+
+/// redis-server with a connected client: keys written before the capture (`--kill`),
+/// an INCR sent on the same connection while no server exists, answered after the
+/// restore with the next count; the keys read back on the same connection and by a
+/// new client.
+#[test]
+fn redis_client_connection_across_capture_and_restore() {
+    if !have("redis-server", "--version") || !have("nft", "--version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    #[allow(clippy::zombie_processes)]
+    let srv = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = srv.id() as i32;
+    let mut guard = Procs(vec![pid]);
+    let mut c = connect(port);
+    // redis answers LOADING/errors until it is up: wait for PONG.
+    let t0 = Instant::now();
+    while cmd(&mut c, &["PING"]) != "+PONG" {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        cmd(&mut c, &["SET", "kept", "across the checkpoint"]),
+        "+OK"
+    );
+    for i in 1..=100 {
+        assert_eq!(cmd(&mut c, &["INCR", "n"]), format!(":{i}"));
+    }
+    let img = dir.path().join("redis.img");
+    build_progs(); // the subreaper
+    capture_kill(pid, &img);
+    guard.0.clear();
+    let _tables: Vec<NoTable> = tables_of(pid).into_iter().map(NoTable).collect();
+    assert_eq!(_tables.len(), 1, "the capture's net lock");
+    // The next INCR while the server does not exist.
+    c.write_all(b"*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid2 = restore(&img, &[]);
+    guard.0.push(pid2);
+    assert_eq!(
+        resp(&mut c),
+        ":101",
+        "the INCR sent during the gap, answered once"
+    );
+    for i in 102..=150 {
+        assert_eq!(cmd(&mut c, &["INCR", "n"]), format!(":{i}"));
+    }
+    assert_eq!(cmd(&mut c, &["GET", "kept"]), "across the checkpoint");
+    let mut c2 = connect(port);
+    assert_eq!(cmd(&mut c2, &["GET", "n"]), "150");
+    assert_eq!(cmd(&mut c2, &["GET", "kept"]), "across the checkpoint");
+    assert!(tables_of(pid).is_empty(), "the restore lifted the net lock");
+    drop(srv);
+}

@@ -226,6 +226,10 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
             crate::sockets::build_all(&plan.files, &sockets, &st.files).map_err(Error::Files)?;
         for (id, fd) in built {
             let n = keep(fd, &mut st)?;
+            // The file status flags of the open socket (O_NONBLOCK: an event loop's
+            // sockets, its listener's accept loop) as captured.
+            let fl = plan.files[&id].flags as i32 & libc::O_NONBLOCK;
+            sys::set_fl(n, fl).map_err(|e| sys_err("F_SETFL on a socket", e))?;
             st.files.insert(id, n);
         }
     }
