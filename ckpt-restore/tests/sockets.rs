@@ -556,3 +556,87 @@ fn redis_client_connection_across_capture_and_restore() {
     assert!(tables_of(pid).is_empty(), "the restore lifted the net lock");
     drop(srv);
 }
+
+/// A python3 asyncio echo server (its default epoll loop and its self-pipe, a
+/// socketpair) serving TCP and a unix path: a TCP client with a reply left unread and a
+/// line sent while no process exists (after `--kill`), restored: the client reads both
+/// replies once and in order on the same connection; new TCP and unix clients are
+/// served.
+#[test]
+fn asyncio_echo_server_across_capture_and_restore() {
+    if !have("python3", "--version") || !have("nft", "--version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let script = r#"
+import asyncio, sys
+async def handle(r, w):
+    n = 0
+    while True:
+        line = await r.readline()
+        if not line:
+            break
+        n += 1
+        w.write(b'%d:' % n + line)
+        await w.drain()
+    w.close()
+async def main():
+    await asyncio.start_unix_server(handle, path=sys.argv[1] + '/echo.sock')
+    await asyncio.start_server(handle, '127.0.0.1', int(sys.argv[2]))
+    print('ready', flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"#;
+    let out = dir.path().join("out");
+    #[allow(clippy::zombie_processes)]
+    let p = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path())
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = p.id() as i32;
+    let mut guard = Procs(vec![pid]);
+    wait_for(&out, "ready", Duration::from_secs(30));
+    let mut c = connect(port);
+    let line = |s: &mut std::net::TcpStream| -> String {
+        let mut v = Vec::new();
+        let mut b = [0u8; 1];
+        while !v.ends_with(b"\n") {
+            assert_eq!(s.read(&mut b).expect("a reply line"), 1);
+            v.push(b[0]);
+        }
+        String::from_utf8(v).unwrap()
+    };
+    c.write_all(b"a\n").unwrap();
+    assert_eq!(line(&mut c), "1:a\n");
+    c.write_all(b"b\n").unwrap(); // its reply is left unread across the checkpoint
+    std::thread::sleep(Duration::from_millis(200));
+    let img = dir.path().join("img");
+    build_progs(); // the subreaper
+    capture_kill(pid, &img);
+    guard.0.clear();
+    let _tables: Vec<NoTable> = tables_of(pid).into_iter().map(NoTable).collect();
+    c.write_all(b"c\n").unwrap(); // sent while no process exists
+    std::thread::sleep(Duration::from_millis(300));
+    let pid2 = restore(&img, &[]);
+    guard.0.push(pid2);
+    assert_eq!(line(&mut c), "2:b\n");
+    assert_eq!(line(&mut c), "3:c\n", "the line sent during the gap, once");
+    c.write_all(b"d\n").unwrap();
+    assert_eq!(line(&mut c), "4:d\n");
+    let mut c2 = connect(port);
+    c2.write_all(b"x\n").unwrap();
+    assert_eq!(line(&mut c2), "1:x\n");
+    let mut u = std::os::unix::net::UnixStream::connect(dir.path().join("echo.sock")).unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    u.write_all(b"y\n").unwrap();
+    let mut b = [0u8; 4];
+    u.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"1:y\n");
+    assert!(tables_of(pid).is_empty());
+}
