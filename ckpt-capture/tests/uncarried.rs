@@ -222,3 +222,20 @@ fn deleted_files_and_memfds_that_cannot_be_carried_are_refused() {
     counting_on(&mut t, 3);
     std::fs::remove_file(other).unwrap();
 }
+
+/// A pty master: its path is /dev/ptmx, and opening that again makes another pty (a
+/// restore did so without a word, and its slave ends went nowhere).
+#[test]
+fn a_pty_master_is_refused() {
+    let (mut t, p) = start("pty-master");
+    refused(
+        p[0],
+        false,
+        &[&format!(
+            "pid {} fd 3 is a pty master (/dev/ptmx): pty pairs are not restored yet",
+            p[0]
+        )],
+        &[p[0]],
+    );
+    counting_on(&mut t, 3);
+}

@@ -240,6 +240,14 @@ fn typed_example() -> ImageBuilder {
                             },
                         ],
                     }),
+                    tty: (f.id != 1).then(|| Tty {
+                        master: false,
+                        index: 7,
+                        sid: 4321,
+                        pgrp: 4322,
+                        winsize: [33, 99, 0, 0],
+                        termios: std::array::from_fn(|i| i as u8),
+                    }),
                     ..FileRecords::default()
                 }
             }
@@ -289,7 +297,11 @@ fn typed_records_round_trip_and_precede_their_owner() {
         s.contains("FILE_IDENTITY UNSUPPORTED FILE_CONTENTS FILE_DATA FILE_DATA FILE_LOCKS FILE"),
         "{s}"
     );
-    assert!(s.contains("FILE_IDENTITY INODE_OF FILE_LOCKS FILE"), "{s}");
+    assert!(
+        s.contains("FILE_IDENTITY INODE_OF FILE_LOCKS TTY FILE"),
+        "{s}"
+    );
+    assert!(s.contains("FILE_LOCKS TTY FILE"), "{s}");
     // Nothing of ours in extras.
     for ev in &b.events {
         if let Event::Thread(t) = ev {
@@ -321,9 +333,9 @@ fn an_old_reader_stops_at_the_first_typed_record_and_an_image_without_any_is_unc
         }
     }
     // 10 task records, 6 per thread (2), 3 per VMA (4), an identity and locks per file
-    // (3), one unsupported, one file_contents with two file_data, one inode_of, and the
-    // five anonymous-inode kinds on file 4
-    assert_eq!(typed, 10 + 6 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1 + 5);
+    // (3), one unsupported, one file_contents with two file_data, one inode_of, the five
+    // anonymous-inode kinds on file 4, and a tty on each file but the first (2)
+    assert_eq!(typed, 10 + 6 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1 + 5 + 2);
     // Without typed records, the bytes are those of the previous writer (the
     // committed example image was written by it).
     let plain = ImageBuilder::example().to_native_bytes().unwrap();

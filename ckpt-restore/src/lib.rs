@@ -156,6 +156,8 @@ pub fn restore_plan(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32
         if let Some(f) = p.files.get_mut(&c.file) {
             f.path = ours.clone();
             f.pos = 0;
+            // Another terminal: its settings and size are its own.
+            f.records.tty = None;
         }
         eprintln!(
             "ckpt-restore: pid {} fd {}: {} is the controlling terminal of session {} ({}) now; re-attached to {} (--reattach-tty)",

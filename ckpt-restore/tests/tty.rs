@@ -3,7 +3,7 @@
 //! fd on ckpt-restore's own terminal instead, saying so.
 mod common;
 use common::*;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +22,15 @@ fn pty() -> (OwnedFd, OwnedFd, PathBuf) {
         )
     };
     assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // Not inherited by the programs the tests start (openpty does not set O_CLOEXEC): a
+    // pty master in a captured process is refused.
+    for fd in [m, s] {
+        // SAFETY: plain fcntl on descriptors openpty just returned.
+        assert_eq!(
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
+            0
+        );
+    }
     // SAFETY: openpty returned these new descriptors; we own them.
     let (m, s) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
     let p = std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).unwrap();
@@ -129,4 +138,68 @@ fn a_terminal_held_by_another_session_is_refused_or_reattached() {
         .filter(|&&b| b == b'\n')
         .count();
     wait_lines(&out, n + 3);
+}
+
+/// A program that set its terminal's mode (ICANON and ECHO off, VTIME 3) and window size
+/// gets them back: while it was down the terminal went back to a sane mode and 24x80
+/// (`stty sane` from the other end); after the restore the pty shows the captured ones and
+/// the program's own checks pass (they FAILed before: a restore reopened the terminal as
+/// it found it).
+#[test]
+fn a_terminals_mode_and_window_size_come_back() {
+    build_progs();
+    let dir = tempfile::tempdir().unwrap();
+    let prog = progs_dir().join("restore_ttymode");
+    let (_m0, s0, _) = pty();
+    let reference = dir.path().join("ref.out");
+    let r = in_session_on(&s0, &prog, &["300"], &reference);
+    assert_eq!(wait_exit(r, Duration::from_secs(120)), 0);
+    let want = std::fs::read_to_string(&reference).unwrap();
+    assert!(want.ends_with("299 ok\nPASS\n"), "{want}");
+
+    let (master, slave, _) = pty();
+    let out = dir.path().join("run.out");
+    let pid = in_session_on(&slave, &prog, &["300"], &out);
+    let mut procs = Procs(vec![pid]);
+    wait_lines(&out, 20);
+    let img = dir.path().join("img");
+    capture_kill(pid, &img);
+    procs.0.clear();
+    drop(slave);
+    // The image holds the terminal's state.
+    let bytes = std::fs::read(&img).unwrap();
+    let mut src = ckpt_format::open_slice(&bytes).unwrap();
+    let mut tty = None;
+    while let Some(e) = src.next_event().unwrap() {
+        if let ckpt_format::Event::File(f) = e {
+            if f.records.tty.is_some() {
+                tty = f.records.tty.clone();
+            }
+        }
+    }
+    let tty = tty.expect("a tty record");
+    assert_eq!(
+        (tty.master, tty.sid, tty.winsize),
+        (false, pid, [33, 99, 0, 0])
+    );
+    // Meanwhile the terminal goes back to a sane mode and 24x80.
+    let sane = {
+        let mut t = ckpt_sys::tty::read(master.as_fd(), ckpt_sys::tty::PtyEnd::Master)
+            .unwrap()
+            .termios;
+        let lflag = u32::from_le_bytes(t[12..16].try_into().unwrap()) | libc::ICANON | libc::ECHO;
+        t[12..16].copy_from_slice(&lflag.to_le_bytes());
+        t
+    };
+    ckpt_sys::tty::apply(master.as_fd(), &sane, [24, 80, 0, 0]).unwrap();
+    let p = restore(&img, &["--pid-same"]);
+    procs.0.push(p);
+    let now = ckpt_sys::tty::read(master.as_fd(), ckpt_sys::tty::PtyEnd::Master).unwrap();
+    assert_eq!(now.winsize, [33, 99, 0, 0]);
+    assert_eq!(now.termios, tty.termios);
+    assert_eq!(wait_exit(p, Duration::from_secs(120)), 0);
+    procs.0.clear();
+    let got = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(got.lines().find(|l| l.contains("FAIL")), None);
+    assert_eq!(got, want);
 }

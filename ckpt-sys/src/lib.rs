@@ -94,6 +94,7 @@ pub mod sockets;
 pub mod tcp;
 pub mod timers;
 pub mod track;
+pub mod tty;
 pub mod unixq;
 
 use std::fmt;

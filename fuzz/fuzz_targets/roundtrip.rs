@@ -65,6 +65,8 @@ struct TaskD {
     exe_contents: Option<u32>,
     map_contents: Option<u32>,
     sock: Option<SockD>,
+    /// tty of every file: (master, index, sid, pgrp, winsize, termios seed).
+    tty: Option<(bool, i32, i32, i32, [u16; 4], u8)>,
 }
 
 /// A socket's records (model/sockets.rs), built into their valid shape.
@@ -570,6 +572,14 @@ fn build(d: &Desc) -> ImageBuilder {
                     inode_of,
                     locks,
                     sock: t.sock.as_ref().map(sock).unwrap_or_default(),
+                    tty: t.tty.map(|(master, index, sid, pgrp, winsize, seed)| Tty {
+                        master,
+                        index,
+                        sid,
+                        pgrp,
+                        winsize,
+                        termios: std::array::from_fn(|i| seed.wrapping_add(i as u8)),
+                    }),
                 },
                 extras: Extras::new(),
             }));

@@ -1,7 +1,7 @@
 //! Descriptors: files, pipes (with their buffered bytes) and the fd table of a task.
 
 use super::*;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 pub(super) fn capture_fds(
     pid: i32,
@@ -50,7 +50,11 @@ fn file_of(
             match fmt {
                 libc::S_IFREG => (FileKind::Regular, false),
                 libc::S_IFDIR => (FileKind::Directory, false),
-                libc::S_IFCHR => (FileKind::CharDevice, false),
+                // A pty master is not restored yet (refused, or left out).
+                libc::S_IFCHR => (
+                    FileKind::CharDevice,
+                    ckpt_sys::tty::pty_end(st.st_rdev) == Some(ckpt_sys::tty::PtyEnd::Master),
+                ),
                 libc::S_IFIFO if link.starts_with(b"pipe:") => (FileKind::Pipe, false),
                 libc::S_IFIFO => (FileKind::Fifo, false),
                 libc::S_IFSOCK => (FileKind::Socket, shared.socks.get(pid, fd).is_none()),
@@ -58,7 +62,9 @@ fn file_of(
             }
         };
         if unsupported && !opts.allow_unsupported {
-            let what = if kind == FileKind::Socket {
+            let what = if kind == FileKind::CharDevice {
+                "pty master".to_string()
+            } else if kind == FileKind::Socket {
                 "socket".to_string()
             } else {
                 let l = String::from_utf8_lossy(&link);
@@ -146,6 +152,37 @@ fn file_of(
                         }
                     }
                 }
+                // A pseudo-terminal: its state, read through a duplicate of the fd (the
+                // same terminal; opening its path would make a new pty for the master).
+                let tty = match ckpt_sys::tty::pty_end(st.st_rdev) {
+                    Some(end) if kind == FileKind::CharDevice => {
+                        let dup = ckpt_sys::sock::take_fd(pid, fd).map_err(sys(&ctx))?;
+                        let mut t = ckpt_sys::tty::read(dup.as_fd(), end).map_err(sys(&ctx))?;
+                        // The slave end tells its session only to a process it controls:
+                        // this one's controlling terminal (stat fields 6, 7, 8) says it.
+                        if t.sid == 0 {
+                            let ps = procfs::stat_at(&pid.to_string()).map_err(sys(&ctx))?;
+                            if ps.ufield(7) == st.st_rdev && st.st_rdev != 0 {
+                                t.sid = ps.field(6) as i32;
+                                t.pgrp = ps.field(8) as i32;
+                            }
+                        }
+                        Some(Tty {
+                            master: end == ckpt_sys::tty::PtyEnd::Master,
+                            index: if end == ckpt_sys::tty::PtyEnd::Master {
+                                t.index
+                            } else {
+                                libc::minor(st.st_rdev) as i32
+                                    + (libc::major(st.st_rdev) as i32 - 136) * 256
+                            },
+                            sid: t.sid,
+                            pgrp: t.pgrp,
+                            winsize: t.winsize,
+                            termios: t.termios,
+                        })
+                    }
+                    _ => None,
+                };
                 let id = shared.id();
                 let mut x = FileRecords {
                     identity: Some(FileIdentity {
@@ -157,6 +194,7 @@ fn file_of(
                     inode_of,
                     locks: contents::file_locks(&fi),
                     sock,
+                    tty,
                     ..FileRecords::default()
                 };
                 if crate::anon::carried(&link) {

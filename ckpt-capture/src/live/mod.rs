@@ -26,7 +26,7 @@ use ckpt_format::{
     PendingSignals, RealParent, RobustList, Rseq, Security, SharedPending, SigAltStack, SigInfo,
     TaskRecords, ThreadRecords, UnknownVmFlags, Unsupported, VmaRecords,
 };
-use ckpt_format::{ExeContents, InodeOf, MapContents, PosixLocks};
+use ckpt_format::{ExeContents, InodeOf, MapContents, PosixLocks, Tty};
 use ckpt_restore::plan::Collector;
 use ckpt_sys::freeze::{Frozen, Release};
 use ckpt_sys::inject::Injector;

@@ -26,7 +26,7 @@ pub use records::{
     ExeContents, FileContents, FileData, FileLock, FileLocks, InodeOf, MapContents, PosixLock,
     PosixLocks, CONTENTS_DELETED, CONTENTS_MEMFD, LOCK_FLOCK, LOCK_OFD, MAX_FILE_CHUNK,
 };
-pub use records::{Itimer, Itimers, PosixTimer, PosixTimers, ProcessAttrs, ThreadAttrs};
+pub use records::{Itimer, Itimers, PosixTimer, PosixTimers, ProcessAttrs, ThreadAttrs, Tty};
 pub use sockets::{
     NetlinkSocket, QueuedMessage, SockAddr, SockOptions, Socket, SocketQueue, SocketRecords,
     TcpConnection, TcpWindow,

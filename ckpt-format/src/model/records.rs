@@ -15,7 +15,9 @@ use super::sockets::SocketRecords;
 use super::Extras;
 
 mod process;
+mod tty;
 pub use process::{Itimer, Itimers, PosixTimer, PosixTimers, ProcessAttrs, ThreadAttrs, Time};
+pub use tty::{Tty, TERMIOS2_LEN};
 mod contents;
 pub use contents::*;
 
@@ -625,6 +627,8 @@ pub struct FileRecords {
     pub locks: Option<FileLocks>,
     /// A socket's records (model/sockets.rs).
     pub sock: SocketRecords,
+    /// A pseudo-terminal's state.
+    pub tty: Option<Tty>,
 }
 
 impl FileRecords {
@@ -645,6 +649,7 @@ impl FileRecords {
         render(&self.inode_of, &mut v);
         render(&self.locks, &mut v);
         self.sock.render(&mut v);
+        render(&self.tty, &mut v);
         v
     }
 }
@@ -1014,5 +1019,8 @@ pub mod legacy {
             ex.set_u64(FileLocks::NAME, x.locks.len() as u64);
         }
         r.sock.legacy_keys(ex);
+        if let Some(x) = &r.tty {
+            ex.set_u64(Tty::NAME, x.index as i64 as u64);
+        }
     }
 }

@@ -157,6 +157,7 @@ record_types! {
     TCP_CONNECTION = 0x0452, "TCP_CONNECTION";
     NETLINK_SOCKET = 0x0453, "NETLINK_SOCKET";
     THREAD_ATTRS = 0x0460, "THREAD_ATTRS";
+    TTY = 0x0470, "TTY";
 }
 
 impl std::fmt::Display for RecordType {

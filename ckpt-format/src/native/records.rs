@@ -127,6 +127,12 @@ pub const KINDS: &[(u32, &str, Owner, &str)] = &[
         "i32 oom_score_adj, u32 dumpable, u64 coredump_filter, u32 child_subreaper, u32 thp_disable",
     ),
     (
+        Tty::CODE,
+        Tty::NAME,
+        Owner::File,
+        "u32 master (0/1), i32 index, i32 sid, i32 pgrp, 4 x u16 winsize (rows, cols, xpixel, ypixel), 44-byte struct termios2, u32 0",
+    ),
+    (
         ThreadAttrs::CODE,
         ThreadAttrs::NAME,
         Owner::Thread,
@@ -454,6 +460,31 @@ pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
                 thp_disable: c.u32()?,
             };
             once(&mut into.task.attrs, v, f)?;
+        }
+        Tty::CODE => {
+            let at = c.pos;
+            let master = match c.u32()? {
+                0 => false,
+                1 => true,
+                n => return Err(c.bad(at, "master", n as u64, "0 or 1")),
+            };
+            let (index, sid, pgrp) = (c.i32()?, c.i32()?, c.i32()?);
+            let mut winsize = [0u16; 4];
+            for w in winsize.iter_mut() {
+                *w = c.u16()?;
+            }
+            let mut termios = [0u8; TERMIOS2_LEN];
+            termios.copy_from_slice(c.bytes(TERMIOS2_LEN)?);
+            let _ = c.u32()?;
+            let v = Tty {
+                master,
+                index,
+                sid,
+                pgrp,
+                winsize,
+                termios,
+            };
+            once(&mut into.file.tty, v, f)?;
         }
         ThreadAttrs::CODE => {
             let v = ThreadAttrs {
@@ -801,6 +832,13 @@ pub fn encode_file(r: &FileRecords) -> Vec<Encoded> {
         }
     });
     sockets::encode(&r.sock, &mut v);
+    enc(&r.tty, &mut v, |x, p| {
+        p.u32(x.master as u32).i32(x.index).i32(x.sid).i32(x.pgrp);
+        for w in x.winsize {
+            p.u16(w);
+        }
+        p.bytes(&x.termios).u32(0);
+    });
     v
 }
 

@@ -178,6 +178,20 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
                 };
                 let o = sys::open_in_root(root, &f.path, how, 0)
                     .map_err(|e| Error::Files(format!("opening {}: {e}", show(&f.path))))?;
+                // A terminal gets its line settings and window size back (an editor's raw
+                // mode, a resized window), before anything of the tree runs.
+                if let Some(t) = &f.records.tty {
+                    if t.master {
+                        return Err(Error::Files(format!(
+                            "{} is a pty master: pty pairs are not restored yet",
+                            show(&f.path)
+                        )));
+                    }
+                    ckpt_sys::tty::apply(std::os::fd::AsFd::as_fd(&o), &t.termios, t.winsize)
+                        .map_err(|e| {
+                            Error::Files(format!("terminal settings of {}: {e}", show(&f.path)))
+                        })?;
+                }
                 if f.kind == FileKind::Fifo {
                     sys::set_fl(o.as_raw_fd(), keepfl).map_err(|e| sys_err("F_SETFL", e))?;
                     if let Some(data) = f.pipe.and_then(|p| plan.pipes.get(&p)) {

@@ -1,0 +1,72 @@
+//! Typed records of terminals (codes 0x0470-0x047f): the state of a pseudo-terminal
+//! an open file refers to.
+
+use super::{hex, Record};
+
+/// Size of `struct termios2` (x86-64).
+pub const TERMIOS2_LEN: usize = 44;
+
+/// A pseudo-terminal end (`/dev/ptmx` master or `/dev/pts/N` slave) with the state of
+/// its terminal: line settings, window size, the session it controls and its foreground
+/// process group.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Tty {
+    /// True for the master end.
+    pub master: bool,
+    /// The pty number (`N` of `/dev/pts/N`).
+    pub index: i32,
+    /// The session it is the controlling terminal of (0: none).
+    pub sid: i32,
+    /// Its foreground process group (0: none).
+    pub pgrp: i32,
+    /// `ws_row`, `ws_col`, `ws_xpixel`, `ws_ypixel`.
+    pub winsize: [u16; 4],
+    /// `struct termios2` as `TCGETS2` gives it (c_iflag, c_oflag, c_cflag, c_lflag u32,
+    /// c_line u8, c_cc\[19\], c_ispeed, c_ospeed u32).
+    pub termios: [u8; TERMIOS2_LEN],
+}
+
+impl Default for Tty {
+    fn default() -> Tty {
+        Tty {
+            master: false,
+            index: 0,
+            sid: 0,
+            pgrp: 0,
+            winsize: [0; 4],
+            termios: [0; TERMIOS2_LEN],
+        }
+    }
+}
+
+impl Tty {
+    fn word(&self, i: usize) -> u32 {
+        u32::from_le_bytes([
+            self.termios[i * 4],
+            self.termios[i * 4 + 1],
+            self.termios[i * 4 + 2],
+            self.termios[i * 4 + 3],
+        ])
+    }
+}
+
+impl Record for Tty {
+    const NAME: &'static str = "tty";
+    const CODE: u32 = 0x0470;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("end", if self.master { "master" } else { "slave" }.into()),
+            ("index", self.index.to_string()),
+            ("sid", self.sid.to_string()),
+            ("pgrp", self.pgrp.to_string()),
+            (
+                "winsize",
+                format!("{}x{}", self.winsize[0], self.winsize[1]),
+            ),
+            ("iflag", hex(self.word(0) as u64)),
+            ("oflag", hex(self.word(1) as u64)),
+            ("cflag", hex(self.word(2) as u64)),
+            ("lflag", hex(self.word(3) as u64)),
+        ]
+    }
+}
