@@ -240,13 +240,15 @@ fn typed_example() -> ImageBuilder {
                             },
                         ],
                     }),
-                    tty: (f.id != 1).then(|| Tty {
-                        master: false,
-                        index: 7,
-                        sid: 4321,
-                        pgrp: 4322,
-                        winsize: [33, 99, 0, 0],
-                        termios: std::array::from_fn(|i| i as u8),
+                    tty: (f.id != 1).then(|| {
+                        Box::new(Tty {
+                            master: false,
+                            index: 7,
+                            sid: 4321,
+                            pgrp: 4322,
+                            winsize: [33, 99, 0, 0],
+                            termios: (0..ckpt_format::model::records::TERMIOS2_LEN as u8).collect(),
+                        })
                     }),
                     ..FileRecords::default()
                 }

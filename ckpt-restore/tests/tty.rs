@@ -196,7 +196,7 @@ fn a_terminals_mode_and_window_size_come_back() {
     procs.0.push(p);
     let now = ckpt_sys::tty::read(master.as_fd(), ckpt_sys::tty::PtyEnd::Master).unwrap();
     assert_eq!(now.winsize, [33, 99, 0, 0]);
-    assert_eq!(now.termios, tty.termios);
+    assert_eq!(now.termios.to_vec(), tty.termios);
     assert_eq!(wait_exit(p, Duration::from_secs(120)), 0);
     procs.0.clear();
     let got = std::fs::read_to_string(&out).unwrap();

@@ -572,13 +572,15 @@ fn build(d: &Desc) -> ImageBuilder {
                     inode_of,
                     locks,
                     sock: t.sock.as_ref().map(sock).unwrap_or_default(),
-                    tty: t.tty.map(|(master, index, sid, pgrp, winsize, seed)| Tty {
+                    tty: t.tty.map(|(master, index, sid, pgrp, winsize, seed)| {
+                        Box::new(Tty {
                         master,
                         index,
                         sid,
                         pgrp,
                         winsize,
-                        termios: std::array::from_fn(|i| seed.wrapping_add(i as u8)),
+                        termios: (0..44u8).map(|i| seed.wrapping_add(i)).collect(),
+                        })
                     }),
                 },
                 extras: Extras::new(),

@@ -167,7 +167,7 @@ fn file_of(
                                 t.pgrp = ps.field(8) as i32;
                             }
                         }
-                        Some(Tty {
+                        Some(Box::new(Tty {
                             master: end == ckpt_sys::tty::PtyEnd::Master,
                             index: if end == ckpt_sys::tty::PtyEnd::Master {
                                 t.index
@@ -178,8 +178,8 @@ fn file_of(
                             sid: t.sid,
                             pgrp: t.pgrp,
                             winsize: t.winsize,
-                            termios: t.termios,
-                        })
+                            termios: t.termios.to_vec(),
+                        }))
                     }
                     _ => None,
                 };

@@ -627,8 +627,8 @@ pub struct FileRecords {
     pub locks: Option<FileLocks>,
     /// A socket's records (model/sockets.rs).
     pub sock: SocketRecords,
-    /// A pseudo-terminal's state.
-    pub tty: Option<Tty>,
+    /// A pseudo-terminal's state (boxed: a File event stays small).
+    pub tty: Option<Box<Tty>>,
 }
 
 impl FileRecords {

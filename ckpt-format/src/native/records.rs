@@ -473,8 +473,7 @@ pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
             for w in winsize.iter_mut() {
                 *w = c.u16()?;
             }
-            let mut termios = [0u8; TERMIOS2_LEN];
-            termios.copy_from_slice(c.bytes(TERMIOS2_LEN)?);
+            let termios = c.bytes(TERMIOS2_LEN)?.to_vec();
             let _ = c.u32()?;
             let v = Tty {
                 master,
@@ -484,7 +483,7 @@ pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
                 winsize,
                 termios,
             };
-            once(&mut into.file.tty, v, f)?;
+            once(&mut into.file.tty, Box::new(v), f)?;
         }
         ThreadAttrs::CODE => {
             let v = ThreadAttrs {
@@ -837,7 +836,9 @@ pub fn encode_file(r: &FileRecords) -> Vec<Encoded> {
         for w in x.winsize {
             p.u16(w);
         }
-        p.bytes(&x.termios).u32(0);
+        let mut t = x.termios.clone();
+        t.resize(TERMIOS2_LEN, 0);
+        p.bytes(&t).u32(0);
     });
     v
 }

@@ -187,7 +187,16 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
                             show(&f.path)
                         )));
                     }
-                    ckpt_sys::tty::apply(std::os::fd::AsFd::as_fd(&o), &t.termios, t.winsize)
+                    let termios: &[u8; ckpt_sys::tty::TERMIOS2_LEN] =
+                        t.termios.as_slice().try_into().map_err(|_| {
+                            Error::Image(format!(
+                                "the tty record of {} holds {} bytes of termios2, not {}",
+                                show(&f.path),
+                                t.termios.len(),
+                                ckpt_sys::tty::TERMIOS2_LEN
+                            ))
+                        })?;
+                    ckpt_sys::tty::apply(std::os::fd::AsFd::as_fd(&o), termios, t.winsize)
                         .map_err(|e| {
                             Error::Files(format!("terminal settings of {}: {e}", show(&f.path)))
                         })?;

@@ -9,7 +9,7 @@ pub const TERMIOS2_LEN: usize = 44;
 /// A pseudo-terminal end (`/dev/ptmx` master or `/dev/pts/N` slave) with the state of
 /// its terminal: line settings, window size, the session it controls and its foreground
 /// process group.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tty {
     /// True for the master end.
     pub master: bool,
@@ -22,31 +22,16 @@ pub struct Tty {
     /// `ws_row`, `ws_col`, `ws_xpixel`, `ws_ypixel`.
     pub winsize: [u16; 4],
     /// `struct termios2` as `TCGETS2` gives it (c_iflag, c_oflag, c_cflag, c_lflag u32,
-    /// c_line u8, c_cc\[19\], c_ispeed, c_ospeed u32).
-    pub termios: [u8; TERMIOS2_LEN],
-}
-
-impl Default for Tty {
-    fn default() -> Tty {
-        Tty {
-            master: false,
-            index: 0,
-            sid: 0,
-            pgrp: 0,
-            winsize: [0; 4],
-            termios: [0; TERMIOS2_LEN],
-        }
-    }
+    /// c_line u8, c_cc\[19\], c_ispeed, c_ospeed u32): [`TERMIOS2_LEN`] bytes (kept on
+    /// the heap: a File event stays small).
+    pub termios: Vec<u8>,
 }
 
 impl Tty {
     fn word(&self, i: usize) -> u32 {
-        u32::from_le_bytes([
-            self.termios[i * 4],
-            self.termios[i * 4 + 1],
-            self.termios[i * 4 + 2],
-            self.termios[i * 4 + 3],
-        ])
+        self.termios
+            .get(i * 4..i * 4 + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
 
@@ -68,5 +53,14 @@ impl Record for Tty {
             ("cflag", hex(self.word(2) as u64)),
             ("lflag", hex(self.word(3) as u64)),
         ]
+    }
+}
+
+/// A boxed record is the record (FileRecords keeps its larger records boxed).
+impl<R: Record> Record for Box<R> {
+    const NAME: &'static str = R::NAME;
+    const CODE: u32 = R::CODE;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        (**self).fields()
     }
 }
