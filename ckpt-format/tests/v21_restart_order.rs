@@ -418,3 +418,49 @@ fn images_of_issue_20_read_to_the_same_model_but_do_not_walk() {
     }
     assert_eq!(n, 2);
 }
+
+/// A restart block other than "none" (a thread checkpointed inside nanosleep, poll or a
+/// futex wait, which the v21 kernel restarts from saved arguments) has no place in the
+/// model: the image is refused at that record, naming the block's type and arguments.
+#[test]
+fn a_restart_block_other_than_none_is_refused_by_name() {
+    let c = c_v21();
+    let mut at = 0;
+    let mut found = None;
+    while at + 8 <= c.len() {
+        let code = u32::from_le_bytes(c[at..at + 4].try_into().unwrap());
+        let len = u32::from_le_bytes(c[at + 4..at + 8].try_into().unwrap()) as usize;
+        if code == T.code("RESTART_BLOCK") {
+            found = Some(at);
+            break;
+        }
+        at += len;
+    }
+    let at = found.unwrap();
+    let st = T.st("RESTART_BLOCK");
+    for (ty, name) in [
+        (7u64, "CKPT_RESTART_BLOCK_FUTEX (7)"),
+        (2, "CKPT_RESTART_BLOCK_HRTIMER_NANOSLEEP (2)"),
+        (99, "of an unknown type (99)"),
+    ] {
+        let mut b = c.clone();
+        st.put(&mut b[at..at + st.size], "function_type", ty);
+        st.put(&mut b[at..at + st.size], "arg_0", 0x1234);
+        let mut src = open_slice(&b).unwrap();
+        let err = loop {
+            match src.next_event() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("decoded"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.offset, at as u64, "{err}");
+        let m = err.to_string();
+        assert!(
+            m.contains(&format!("restart block {name} with arguments [4660, 0, 0, 0, 0]"))
+                && m.contains("thread 300")
+                && m.contains("CKPT_RESTART_BLOCK_NONE (1)"),
+            "{m}"
+        );
+    }
+}

@@ -482,14 +482,27 @@ impl<I: Input> Inner<I> {
         {
             let (rh, rb) = self.expect_struct("RESTART_BLOCK")?;
             if rb != restart_block_none() {
+                let st = T.st("RESTART_BLOCK");
+                let ty = st.get(&rb, "function_type");
+                let name = match ty {
+                    L::RESTART_BLOCK_NONE => "CKPT_RESTART_BLOCK_NONE",
+                    L::RESTART_BLOCK_HRTIMER_NANOSLEEP => "CKPT_RESTART_BLOCK_HRTIMER_NANOSLEEP",
+                    L::RESTART_BLOCK_POSIX_CPU_NANOSLEEP => "CKPT_RESTART_BLOCK_POSIX_CPU_NANOSLEEP",
+                    L::RESTART_BLOCK_COMPAT_NANOSLEEP => "CKPT_RESTART_BLOCK_COMPAT_NANOSLEEP",
+                    L::RESTART_BLOCK_COMPAT_CLOCK_NANOSLEEP => {
+                        "CKPT_RESTART_BLOCK_COMPAT_CLOCK_NANOSLEEP"
+                    }
+                    L::RESTART_BLOCK_POLL => "CKPT_RESTART_BLOCK_POLL",
+                    L::RESTART_BLOCK_FUTEX => "CKPT_RESTART_BLOCK_FUTEX",
+                    _ => "of an unknown type",
+                };
                 return Err(rh.err(ErrorKind::Invalid {
                     found: format!(
-                        "restart block of type {} with arguments {:?}",
-                        T.st("RESTART_BLOCK").get(&rb, "function_type"),
-                        ["arg_0", "arg_1", "arg_2", "arg_3", "arg_4"]
-                            .map(|a| T.st("RESTART_BLOCK").get(&rb, a))
+                        "restart block {name} ({ty}) with arguments {:?}: thread {} was checkpointed inside a system call the v21 kernel restarts from these saved arguments",
+                        ["arg_0", "arg_1", "arg_2", "arg_3", "arg_4"].map(|a| st.get(&rb, a)),
+                        self.pid
                     ),
-                    expected: "CKPT_RESTART_BLOCK_NONE (1) with no arguments (a system call to restart is not supported)".into(),
+                    expected: "CKPT_RESTART_BLOCK_NONE (1) with no arguments: the model has no place for a kernel restart block (what each argument means per type is in the kernel's restart-block code, not in the headers), so the image is refused rather than restored without the call".into(),
                 }));
             }
         }
