@@ -457,8 +457,9 @@ fn a_restart_block_other_than_none_is_refused_by_name() {
         assert_eq!(err.offset, at as u64, "{err}");
         let m = err.to_string();
         assert!(
-            m.contains(&format!("restart block {name} with arguments [4660, 0, 0, 0, 0]"))
-                && m.contains("thread 300")
+            m.contains(&format!(
+                "restart block {name} with arguments [4660, 0, 0, 0, 0]"
+            )) && m.contains("thread 300")
                 && m.contains("CKPT_RESTART_BLOCK_NONE (1)"),
             "{m}"
         );

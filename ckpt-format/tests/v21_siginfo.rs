@@ -12,6 +12,7 @@ mod v21_restart;
 
 use ckpt_format::convert::{convert_slice, ConvertOptions, TargetKernel};
 use ckpt_format::layout::v21::TABLE as T;
+use ckpt_format::model::{Itimer, Itimers};
 use ckpt_format::*;
 use std::path::PathBuf;
 use std::process::Command;
@@ -346,4 +347,75 @@ fn entries_that_do_not_map_are_errors_at_their_offset() {
     };
     assert_eq!(err.offset, at as u64, "{err}");
     assert!(err.to_string().contains("nr_pending (4)"), "{err}");
+}
+
+/// Interval timers (the Task's `itimers`) go into the SIGNAL record's `it_*` fields as
+/// nanoseconds [v20 itimers patch], and come back as the same record; a kernel's value
+/// that is not whole microseconds (the model's unit) keeps the signal object as records.
+#[test]
+fn interval_timers_go_into_the_signal_record() {
+    let v21 = std::fs::read(fixture()).unwrap();
+    let mut evs = events(&v21);
+    let x = Itimers {
+        timers: [
+            Itimer {
+                interval: (0, 500_000),
+                value: (2, 250_000),
+            },
+            Itimer::default(),
+            Itimer {
+                interval: (1, 0),
+                value: (0, 999_999),
+            },
+        ],
+    };
+    for ev in &mut evs {
+        if let Event::Task(t) = ev {
+            t.records.itimers = Some(x);
+        }
+    }
+    let n1 = encode(Revision::Native1, &evs);
+    let (out, dropped) = conv(&n1, Revision::CkptV21, false).unwrap();
+    assert!(dropped.is_empty(), "{dropped:?}");
+    v21_restart::walk(&out).unwrap_or_else(|e| panic!("{e}"));
+    let st = T.st("SIGNAL");
+    let (at, _, sig) = *records(&out)
+        .iter()
+        .find(|r| r.1 == T.code("SIGNAL"))
+        .unwrap();
+    for (f, ns) in [
+        ("it_real_value", 2_250_000_000u64),
+        ("it_real_incr", 500_000_000),
+        ("it_virt_value", 0),
+        ("it_virt_incr", 0),
+        ("it_prof_value", 999_999_000),
+        ("it_prof_incr", 1_000_000_000),
+    ] {
+        assert_eq!(st.get(sig, f), ns, "{f}");
+    }
+    let (back, _) = conv(&out, Revision::Native1, false).unwrap();
+    assert!(back == n1, "native-1 -> ckpt-v21 -> native-1 differs");
+    assert!(encode(Revision::CkptV21, &events(&out)) == out);
+    let task = |evs: &[Event<'static>]| {
+        evs.iter()
+            .find_map(|e| match e {
+                Event::Task(t) => Some(t.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(task(&events(&out)).records.itimers, Some(x));
+    // A kernel's remaining real time: 1234567 ns.
+    let mut k = out.clone();
+    st.put(&mut k[at..at + st.size], "it_real_value", 1_234_567);
+    let kevs = events(&k);
+    assert_eq!(task(&kevs).records.itimers, None);
+    assert!(kevs
+        .iter()
+        .any(|e| matches!(e, Event::Unknown(u) if u.type_code == T.code("SIGNAL"))));
+    // Written back (the encoder numbers the objects it writes itself, so the bytes
+    // may differ in objrefs): the same model, and a stream a v21 restart reads.
+    let again = encode(Revision::CkptV21, &kevs);
+    v21_restart::walk(&again).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(events(&again), kevs);
 }

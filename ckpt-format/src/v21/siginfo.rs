@@ -1,4 +1,5 @@
-//! Queued signals in ckpt-v21: the user-visible 128-byte `siginfo_t` (what
+//! The signal state ckpt-v21 holds beside the masks: the interval timers of the
+//! SIGNAL record (see [`itimer_fields`]), and queued signals: the user-visible 128-byte `siginfo_t` (what
 //! capture records, [`SigInfo`]) to and from the era's 48-byte `ckpt_siginfo`
 //! of a SIGPENDING record (docs/V21-STREAM.md "Queued signals").
 //!
@@ -21,7 +22,8 @@
 //! losses the encoder names. A mapping is accepted only when it is one-to-one
 //! (decoding the entry gives back the user bytes, and the reverse).
 
-use crate::model::SigInfo;
+use crate::layout::v21::TABLE as T;
+use crate::model::{Itimer, Itimers, SigInfo};
 
 /// Size of `ckpt_siginfo`.
 pub(crate) const ENTRY: usize = 48;
@@ -246,6 +248,69 @@ pub(crate) fn mask_of(q: &[SigInfo]) -> u64 {
         .fold(0, |m, s| m | 1 << (s.signo() - 1))
 }
 
+/// `ckpt_hdr_signal` fields of the three interval timers (real, virtual, prof):
+/// (time left, period), nanoseconds [v20 itimers patch: `ktime_to_ns` of the
+/// remaining real time, `timeval_to_ns` of the CPU timers].
+pub(crate) const ITIMER_FIELDS: [(&str, &str); 3] = [
+    ("it_real_value", "it_real_incr"),
+    ("it_virt_value", "it_virt_incr"),
+    ("it_prof_value", "it_prof_incr"),
+];
+
+const NS_PER_USEC: u64 = 1_000;
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// Nanoseconds of a (seconds, microseconds) time, when it is one.
+fn ns_of(t: (i64, i64)) -> Option<u64> {
+    if t.0 < 0 || !(0..1_000_000).contains(&t.1) {
+        return None;
+    }
+    (t.0 as u64)
+        .checked_mul(NS_PER_SEC)?
+        .checked_add(t.1 as u64 * NS_PER_USEC)
+}
+
+/// The interval timers of a SIGNAL record (whole bytes): `Some(None)` when all
+/// are zero, `None` when a value is not whole microseconds (the model holds
+/// microseconds; such a record is kept as it is).
+pub(crate) fn itimers_of(b: &[u8]) -> Option<Option<Itimers>> {
+    let st = T.st("SIGNAL");
+    let mut x = Itimers::default();
+    for (i, (v, p)) in ITIMER_FIELDS.iter().enumerate() {
+        let t = |ns: u64| {
+            (ns % NS_PER_USEC == 0 && ns / NS_PER_SEC <= i64::MAX as u64).then_some((
+                (ns / NS_PER_SEC) as i64,
+                ((ns % NS_PER_SEC) / NS_PER_USEC) as i64,
+            ))
+        };
+        x.timers[i] = Itimer {
+            value: t(st.get(b, v))?,
+            interval: t(st.get(b, p))?,
+        };
+    }
+    Some((x != Itimers::default()).then_some(x))
+}
+
+/// The SIGNAL fields (name, nanoseconds) of interval timers, or the first that
+/// has no form there.
+pub(crate) fn itimer_fields(x: &Itimers) -> Result<Vec<(&'static str, u64)>, String> {
+    let names = ["real", "virtual", "prof"];
+    let mut v = Vec::new();
+    for (i, (val, per)) in ITIMER_FIELDS.iter().enumerate() {
+        let t = &x.timers[i];
+        for (f, time) in [(*val, t.value), (*per, t.interval)] {
+            let ns = ns_of(time).ok_or_else(|| {
+                format!(
+                    "interval timer {} {f} {}.{:06} (not a time of seconds and microseconds ckpt_hdr_signal holds in nanoseconds)",
+                    names[i], time.0, time.1
+                )
+            })?;
+            v.push((f, ns));
+        }
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,5 +390,36 @@ mod tests {
         w32(&mut e, 8, 0xffff_fffa);
         assert!(from_entry(&e).unwrap_err().contains("unknown class"));
         assert!(queue(&[good, e].concat()).is_err_and(|(i, _)| i == 1));
+    }
+
+    #[test]
+    fn interval_timers_map_to_nanoseconds_and_back() {
+        let mut x = Itimers::default();
+        x.timers[0] = Itimer {
+            interval: (1, 500_000),
+            value: (0, 250_000),
+        };
+        x.timers[2] = Itimer {
+            interval: (0, 0),
+            value: (3, 1),
+        };
+        let f = itimer_fields(&x).unwrap();
+        assert_eq!(f[0], ("it_real_value", 250_000_000));
+        assert_eq!(f[1], ("it_real_incr", 1_500_000_000));
+        assert_eq!(f[4], ("it_prof_value", 3_000_001_000));
+        let st = T.st("SIGNAL");
+        let mut b = st.zeroed();
+        for (n, v) in &f {
+            st.put(&mut b, n, *v);
+        }
+        assert_eq!(itimers_of(&b), Some(Some(x)));
+        assert_eq!(itimers_of(&st.zeroed()), Some(None));
+        // A kernel's remaining real time in nanoseconds: not whole microseconds.
+        st.put(&mut b, "it_real_value", 1_500);
+        assert_eq!(itimers_of(&b), None);
+        x.timers[1].value = (-1, 0);
+        assert!(itimer_fields(&x)
+            .unwrap_err()
+            .contains("virtual it_virt_value -1"));
     }
 }

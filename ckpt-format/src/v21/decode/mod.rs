@@ -109,11 +109,13 @@ struct Inner<I> {
     /// First pass: the shared queue of the task's signal object, decoded
     /// (the Task is out by then; the second pass puts it on the Task).
     shared_found: Option<Vec<u8>>,
+    /// First pass: the interval timers of the task's signal object.
+    itimers_found: Option<Itimers>,
 }
 
 /// What a first pass finds of one task that its Task event needs but the
-/// image holds after it: its threads, and its shared queue of signals (the
-/// signal object comes after the task's objects).
+/// image holds after it: its threads, its shared queue of signals and its
+/// interval timers (the signal object comes after the task's objects).
 #[derive(Clone, Debug, Default)]
 pub struct ScannedTask {
     /// The task's threads, in order.
@@ -121,6 +123,8 @@ pub struct ScannedTask {
     /// The shared pending queue (concatenated user siginfos), when the
     /// signal object holds one ckpt decodes.
     pub shared_pending: Option<Vec<u8>>,
+    /// The interval timers of the signal object, when ckpt decodes them.
+    pub itimers: Option<Itimers>,
 }
 
 /// Each task of an image, in order, as a first pass finds it.
@@ -186,6 +190,7 @@ impl<I: Input> Decoder<I> {
                 bare_signal: None,
                 defer: None,
                 shared_found: None,
+                itimers_found: None,
             },
             checker: crate::validate::Checker::new(),
             failed: false,
@@ -226,6 +231,11 @@ pub fn scan_threads<I: Input>(inp: I) -> Result<ThreadTable> {
         if let Some(q) = src.inner.shared_found.take() {
             if let Some(v) = t.last_mut() {
                 v.shared_pending = Some(q);
+            }
+        }
+        if let Some(x) = src.inner.itimers_found.take() {
+            if let Some(v) = t.last_mut() {
+                v.itimers = Some(x);
             }
         }
     }
@@ -487,7 +497,9 @@ impl<I: Input> Inner<I> {
                 let name = match ty {
                     L::RESTART_BLOCK_NONE => "CKPT_RESTART_BLOCK_NONE",
                     L::RESTART_BLOCK_HRTIMER_NANOSLEEP => "CKPT_RESTART_BLOCK_HRTIMER_NANOSLEEP",
-                    L::RESTART_BLOCK_POSIX_CPU_NANOSLEEP => "CKPT_RESTART_BLOCK_POSIX_CPU_NANOSLEEP",
+                    L::RESTART_BLOCK_POSIX_CPU_NANOSLEEP => {
+                        "CKPT_RESTART_BLOCK_POSIX_CPU_NANOSLEEP"
+                    }
                     L::RESTART_BLOCK_COMPAT_NANOSLEEP => "CKPT_RESTART_BLOCK_COMPAT_NANOSLEEP",
                     L::RESTART_BLOCK_COMPAT_CLOCK_NANOSLEEP => {
                         "CKPT_RESTART_BLOCK_COMPAT_CLOCK_NANOSLEEP"

@@ -163,7 +163,23 @@ impl<I: Input> Inner<I> {
             };
         }
         let (_, b) = self.expect_struct("SIGNAL")?;
-        let mut rest_zero = b[264..].iter().all(|&x| x == 0);
+        // The interval timers become the Task's `itimers` when they are whole
+        // microseconds (what the model holds) and the image is read twice (the
+        // first pass finds them, the Task event comes before the signal object);
+        // a controlling tty, other timer values or a one-pass read keep the
+        // object as records.
+        let two_pass = self.table.is_some() || self.hold_leader;
+        let tty_zero = b[312..].iter().all(|&x| x == 0);
+        let timers = crate::v21::siginfo::itimers_of(&b);
+        let mut rest_zero = tty_zero
+            && match timers {
+                Some(None) => true,
+                Some(Some(_)) => two_pass,
+                None => false,
+            };
+        if rest_zero && self.hold_leader {
+            self.itimers_found = timers.flatten();
+        }
         // The shared pending signals follow (images ckpt wrote before
         // the full stream have none): dropped when empty, else the
         // signal object is kept whole.
@@ -176,7 +192,6 @@ impl<I: Input> Inner<I> {
             // A queue ckpt decodes (with the mask it implies) goes on the
             // Task when a first pass found it (`shared_found`, then the
             // table); a one-pass decode keeps the object as records.
-            let two_pass = self.table.is_some() || self.hold_leader;
             let shared = two_pass
                 .then(|| shared_queue(&w))
                 .flatten()
@@ -239,6 +254,7 @@ impl<I: Input> Inner<I> {
             if let Some(q) = scanned.shared_pending {
                 t.extras.set_bytes("siginfo_shared", &q);
             }
+            t.records.itimers = scanned.itimers;
         }
         Event::Task(t)
     }

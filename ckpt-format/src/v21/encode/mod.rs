@@ -92,6 +92,10 @@ pub struct Encoder<W: Write> {
     /// A private SIGPENDING kept from a one-pass decode: it goes with the
     /// SIGNAL_TASK record that follows it, else stays where it was.
     held_sigpending: Option<Vec<u8>>,
+    /// The interval timers of the Task event being written (taken by `task`).
+    next_itimers: Option<Option<Itimers>>,
+    /// The current task's interval timers, for its SIGNAL record.
+    itimers: Option<Itimers>,
     creds_done: bool,
     cred_ref: u32,
     userns_ref: u32,
@@ -177,6 +181,8 @@ impl<W: Write> Encoder<W> {
             after_signal_objref: false,
             held_sigpending: None,
             after_sig_task: false,
+            next_itimers: None,
+            itimers: None,
             creds_done: false,
             cred_ref: 0,
             userns_ref: 0,
@@ -496,6 +502,11 @@ impl<W: Write> Encoder<W> {
 
 impl<W: Write> EventSink for Encoder<W> {
     fn event(&mut self, ev: &Event<'_>) -> Result<()> {
+        // The interval timers go into the SIGNAL record as they are (the keys
+        // below only count them).
+        if let Event::Task(t) = ev {
+            self.next_itimers = Some(t.records.itimers);
+        }
         // Typed records as the keys this revision's tables place (or report lost).
         let typed = crate::model::records::legacy::event(ev);
         let ev: &Event<'_> = &typed;

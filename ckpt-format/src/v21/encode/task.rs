@@ -43,7 +43,15 @@ impl<W: Write> Encoder<W> {
         self.fs_ref = 0;
         self.sighand_ref = 0;
         self.signal_ref = 0;
+        self.itimers = self.next_itimers.take().flatten();
+        if let Some(x) = self.itimers {
+            if let Err(m) = crate::v21::siginfo::itimer_fields(&x) {
+                self.itimers = None;
+                self.item(format!("task {}: {m}", t.pid))?;
+            }
+        }
         let mut placed: Vec<&str> = TASK_KEYS.to_vec();
+        placed.push("itimers");
         placed.extend(CAP_KEYS.iter().map(|(k, _)| *k));
         placed.extend(CAP_ZERO_KEYS);
         self.extras("task", &t.extras, &placed)?;
@@ -552,6 +560,11 @@ impl<W: Write> Encoder<W> {
             b[o..o + 8].copy_from_slice(&l.cur.to_le_bytes());
             b[o + 8..o + 16].copy_from_slice(&l.max.to_le_bytes());
         }
+        if let Some(x) = self.itimers.take() {
+            for (f, ns) in crate::v21::siginfo::itimer_fields(&x).unwrap_or_default() {
+                st.put(&mut b, f, ns);
+            }
+        }
         // Written after TASK_OBJS (end_task), then the shared pending set.
         st.put(&mut b, "h.type", code("SIGNAL") as u64);
         st.put(&mut b, "h.len", st.size as u64);
@@ -578,6 +591,15 @@ impl<W: Write> Encoder<W> {
     pub(super) fn end_task(&mut self) -> Result<()> {
         if !self.in_task {
             return Ok(());
+        }
+        if self.itimers.take().is_some() {
+            // Not written with the limits (rlimits takes them).
+            let why = if self.zombie {
+                "of a zombie (ckpt-v21 stores a zombie as its task record and comm only)"
+            } else {
+                "without resource limits (ckpt-v21 keeps them in the signal object, written with the limits)"
+            };
+            self.item(format!("task {}: interval timers {why}", self.pid))?;
         }
         if self.signal_ref == 0 && !self.zombie {
             if let Some(q) = self.cur_task.extras.bytes("siginfo_shared") {
