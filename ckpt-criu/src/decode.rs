@@ -54,10 +54,13 @@ const TASK_STOPPED: u32 = 0x3;
 #[allow(clippy::large_enum_variant)] // a queue of one task's events; boxing buys nothing
 enum Item<'a> {
     Ev(Event<'static>),
+    /// Pages of one VMA whose contents follow one another in one pages file: runs
+    /// `(start, count)` and their contents at `off..off + len` of `base`.
     Pages {
-        start: u64,
-        count: u64,
-        data: &'a [u8],
+        runs: Vec<(u64, u64)>,
+        base: &'a [u8],
+        off: usize,
+        len: usize,
     },
 }
 
@@ -435,12 +438,13 @@ impl<'a> Decoder<'a> {
             emitted += n;
             if r.flags & PE_PRESENT != 0 {
                 let at = (r.off + (s - r.vaddr)) as usize;
-                self.push_pages(addr, n, &bytes[at..at + (n * PAGE) as usize]);
+                self.push_pages(addr, n, bytes, at);
             } else if r.flags & PE_PARENT != 0 && parent {
                 let (mut a, mut left) = (s, n);
                 while left > 0 {
-                    let (k, d) = pages::from_parent(self.img, pid, a, left, &mut self.parents)?;
-                    self.push_pages(a, k, d);
+                    let (k, base, at) =
+                        pages::from_parent(self.img, pid, a, left, &mut self.parents)?;
+                    self.push_pages(a, k, base, at);
                     a += k * PAGE;
                     left -= k;
                 }
@@ -477,18 +481,44 @@ impl<'a> Decoder<'a> {
         ))
     }
 
-    fn push_pages(&mut self, mut start: u64, mut count: u64, mut data: &'a [u8]) {
+    /// Queue `count` pages from `start`, their contents at `off` of `base`. Joined to
+    /// the chunk before (up to CHUNK_PAGES pages) when their contents follow its own in
+    /// the same file: a sparse dump's single-page runs (each its own pagemap entry, the
+    /// contents one after another in pages-N.img) become chunks of many runs, not an
+    /// event per page. Nothing is copied.
+    fn push_pages(&mut self, mut start: u64, mut count: u64, base: &'a [u8], mut off: usize) {
         while count > 0 {
+            if let Some(Item::Pages {
+                runs,
+                base: b,
+                off: o,
+                len,
+            }) = self.items.back_mut()
+            {
+                let have = *len as u64 / PAGE;
+                if std::ptr::eq(*b, base) && *o + *len == off && have < CHUNK_PAGES {
+                    let n = count.min(CHUNK_PAGES - have);
+                    match runs.last_mut() {
+                        Some((s, c)) if *s + *c * PAGE == start => *c += n,
+                        _ => runs.push((start, n)),
+                    }
+                    *len += (n * PAGE) as usize;
+                    start += n * PAGE;
+                    count -= n;
+                    off += (n * PAGE) as usize;
+                    continue;
+                }
+            }
             let n = count.min(CHUNK_PAGES);
-            let (d, rest) = data.split_at((n * PAGE) as usize);
             self.items.push_back(Item::Pages {
-                start,
-                count: n,
-                data: d,
+                runs: vec![(start, n)],
+                base,
+                off,
+                len: (n * PAGE) as usize,
             });
             start += n * PAGE;
             count -= n;
-            data = rest;
+            off += (n * PAGE) as usize;
         }
     }
 
@@ -714,10 +744,25 @@ impl<'a> Decoder<'a> {
             if let Some(it) = self.items.pop_front() {
                 return Ok(Some(match it {
                     Item::Ev(e) => e,
-                    Item::Pages { start, count, data } => {
-                        let mut run = [0u8; 16];
-                        run[..8].copy_from_slice(&start.to_le_bytes());
-                        run[8..].copy_from_slice(&count.to_le_bytes());
+                    Item::Pages {
+                        runs,
+                        base,
+                        off,
+                        len,
+                    } => {
+                        let mut run = Vec::with_capacity(runs.len() * 16);
+                        for (start, count) in runs {
+                            run.extend_from_slice(&start.to_le_bytes());
+                            run.extend_from_slice(&count.to_le_bytes());
+                        }
+                        let data = base.get(off..off + len).ok_or_else(|| {
+                            CriuError::new(
+                                "pages",
+                                off as u64,
+                                "contents past the file",
+                                "pages inside it",
+                            )
+                        })?;
                         let addrs = Addrs::from_runs(&run, PAGE as u32)
                             .ok_or_else(|| {
                                 CriuError::new("pagemap", 0, "an empty run", "a run of pages")

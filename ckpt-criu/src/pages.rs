@@ -145,9 +145,9 @@ pub fn from_parent<'a>(
     img: &'a CriuImage,
     pid: u32,
     vaddr: u64,
-    count: u64,
+    mut count: u64,
     cache: &mut ParentCache<'a>,
-) -> Result<(u64, &'a [u8])> {
+) -> Result<(u64, &'a [u8], usize)> {
     let mut cur = img;
     for _ in 0..MAX_PARENTS {
         let Some(parent) = cur.parent.as_deref() else {
@@ -171,7 +171,7 @@ pub fn from_parent<'a>(
         let n = count.min((r.end() - vaddr) / PAGE);
         if r.flags & PE_PRESENT != 0 {
             let at = (r.off + (vaddr - r.vaddr)) as usize;
-            return Ok((n, &pages[at..at + (n * PAGE) as usize]));
+            return Ok((n, pages, at));
         }
         if r.flags & PE_PARENT == 0 {
             return Err(CriuError::new(
@@ -184,6 +184,9 @@ pub fn from_parent<'a>(
                 "contents present or in a further parent",
             ));
         }
+        // Further up only for the pages this level has in its parent: the grandparent's
+        // run may go on past them into pages this level holds itself.
+        count = n;
         cur = parent;
     }
     Err(CriuError::new(
