@@ -17,18 +17,24 @@ pub fn losses(c: &CriuImage) -> Result<Vec<String>> {
     Ok(dec.losses().to_vec())
 }
 
-/// `show` of a CRIU dump.
+/// `show` of a CRIU dump: one pass of the decoder gives the summary and the losses.
 pub fn show(img: &mut Image, json: bool, out: &mut dyn Write) -> Result<()> {
-    let (s, err) = summary::summarise(img);
     let Image::Criu(c) = img else {
         return Err(Failure::Usage("not a CRIU dump".into()));
     };
-    let info = ckpt_criu::info::info(c).map_err(criu_failure)?;
-    let losses = if err.is_none() {
-        losses(c)?
-    } else {
-        Vec::new()
+    let (s, err, losses) = match ckpt_criu::Decoder::new(c) {
+        Ok(mut dec) => {
+            let (sm, err) = summary::summarise_source(&mut dec);
+            let losses = if err.is_none() {
+                dec.losses().to_vec()
+            } else {
+                Vec::new()
+            };
+            (sm.finish(crate::source::criu_bytes(c)), err, losses)
+        }
+        Err(e) => (summary::Summary::default(), Some(e.into()), Vec::new()),
     };
+    let info = ckpt_criu::info::info(c).map_err(criu_failure)?;
     if json {
         let mut v: serde_json::Value = serde_json::from_str(&render::show_json(&s, err.as_ref()))
             .map_err(std::io::Error::from)?;

@@ -271,7 +271,7 @@ pub fn criu_failure(e: ckpt_criu::CriuError) -> Failure {
 }
 
 /// Total bytes of a CRIU dump's files.
-fn criu_bytes(c: &ckpt_criu::CriuImage) -> u64 {
+pub(crate) fn criu_bytes(c: &ckpt_criu::CriuImage) -> u64 {
     c.names()
         .map(|n| c.file(n).map_or(0, |b| b.len() as u64))
         .sum()

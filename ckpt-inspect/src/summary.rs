@@ -599,6 +599,17 @@ pub fn summarise(img: &mut Image) -> (Summary, Option<ckpt_format::Error>) {
         Ok(x) => x,
         Err(e) => return (Summary::default(), Some(e)),
     };
+    let (sm, err) = summarise_source(&mut *src);
+    drop(src);
+    (sm.finish(count.get()), err)
+}
+
+/// The summary of the events of `src` (and the decoding error that ended them, if
+/// any); `finish` it with the image size. The caller keeps `src` (a CRIU decoder's
+/// losses are read from it after this one pass).
+pub fn summarise_source(
+    src: &mut dyn ckpt_format::EventSource,
+) -> (Summariser, Option<ckpt_format::Error>) {
     let mut sm = Summariser::new();
     // The restorability check sees the same events (no page contents but the vdso's).
     let mut check = Some(ckpt_restore::plan::Collector::for_checks());
@@ -623,7 +634,6 @@ pub fn summarise(img: &mut Image) -> (Summary, Option<ckpt_format::Error>) {
         // The offset of the record is known once the event is released.
         sm.record_offset(src.offset());
     };
-    drop(src);
     if err.is_none() {
         if let Some(c) = check {
             sm.s.restorable = Some(crate::check::report(c, Path::new("/")));
@@ -631,7 +641,7 @@ pub fn summarise(img: &mut Image) -> (Summary, Option<ckpt_format::Error>) {
     } else {
         sm.s.restorable = None;
     }
-    (sm.finish(count.get()), err)
+    (sm, err)
 }
 
 fn is_zero(v: &u32) -> bool {

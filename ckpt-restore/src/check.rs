@@ -597,6 +597,8 @@ pub fn tty_conflicts(plan: &Plan, root: &std::path::Path) -> Vec<TtyConflict> {
     use std::os::unix::fs::MetadataExt;
     let ours = sys::my_session().0;
     let mut out = Vec::new();
+    // One scan of /proc per device, not per fd (a process has /dev/null as fds 0-2).
+    let mut sessions: std::collections::HashMap<u64, Option<i32>> = Default::default();
     for t in &plan.tasks {
         for fd in &t.fds {
             let f = &plan.files[&fd.file];
@@ -611,7 +613,15 @@ pub fn tty_conflicts(plan: &Plan, root: &std::path::Path) -> Vec<TtyConflict> {
             if !md.file_type().is_char_device() {
                 continue;
             }
-            if let Some(sid) = session_of_tty(md.rdev()) {
+            // Memory devices (major 1: /dev/null, /dev/zero, /dev/urandom ...) are
+            // never a controlling terminal.
+            if libc::major(md.rdev()) == 1 {
+                continue;
+            }
+            let sid = *sessions
+                .entry(md.rdev())
+                .or_insert_with(|| session_of_tty(md.rdev()));
+            if let Some(sid) = sid {
                 if sid != ours {
                     out.push(TtyConflict {
                         pid: t.task.pid,
