@@ -1,6 +1,6 @@
 //! Typed record kinds the legacy revisions have no place for are named, one item each,
 //! by the cr-v5 and ckpt-v21 encoders (refused when strict, listed when lossy): the
-//! event-loop files (eventfd, timerfd, signalfd, eventpoll, inotify), POSIX timers,
+//! event-loop files (eventfd, timerfd, signalfd, eventpoll, inotify), ttys, POSIX timers,
 //! process and thread attributes; interval timers are lost in cr-v5 but ckpt-v21 holds
 //! them (the SIGNAL record's it_* fields, tests/v21_siginfo.rs).
 
@@ -41,6 +41,7 @@ fn kinds_without_a_legacy_place_are_named() {
                 f.records.signalfd = Some(Signalfd::default());
                 f.records.eventpoll = Some(Eventpoll::default());
                 f.records.inotify = Some(Inotify::default());
+                f.records.tty = Some(Default::default());
             }
             Event::Task(t) => {
                 t.records.posix_timers = Some(PosixTimers {
@@ -65,6 +66,7 @@ fn kinds_without_a_legacy_place_are_named() {
             "signalfd_mask",
             "eventpoll_targets",
             "inotify_watches",
+            "tty",
             "posix_timers",
             "process_attrs",
             "thread_attrs",
