@@ -104,7 +104,10 @@ fn a_library_replaced_before_the_capture_restores_with_the_old_code() {
     assert_eq!(perms(&after), perms(&before));
     let range = after[0].split_whitespace().next().unwrap();
     let mapped = std::fs::read(format!("/proc/{new}/map_files/{range}")).unwrap();
-    assert_eq!(mapped, old_bytes, "the restored mapping is not the old library");
+    assert_eq!(
+        mapped, old_bytes,
+        "the restored mapping is not the old library"
+    );
     assert_eq!(wait_exit(new, LIMIT), 0);
     procs.0.clear();
     let text = std::fs::read_to_string(&out).unwrap();
@@ -145,8 +148,10 @@ fn a_library_replaced_after_the_capture_is_refused_by_name() {
     let (code, _, err) = run_restore(&["--pid-same", img.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains(&format!("mapped file {} is not the captured one", lib.display()))
-            && err.contains("it changed since the capture"),
+        err.contains(&format!(
+            "mapped file {} is not the captured one",
+            lib.display()
+        )) && err.contains("it changed since the capture"),
         "{err}"
     );
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
