@@ -245,13 +245,27 @@ fn a_restorable_process_checks_yes_and_is_killed() {
     let mut im = ckpt_inspect::source::Image::open(img.to_str().unwrap()).unwrap();
     let r = ckpt_inspect::check::check(&mut im, Path::new("/"));
     assert!(r.restorable, "{:?}", r.reasons);
-    assert_eq!(ckpt_inspect::check::text(&r), "restorable here: yes\n");
+    // Captured on this kernel: its vdso is this kernel's, remapped in place (issue 19);
+    // nothing else adapted.
+    let in_place = format!(
+        "  + task {}: vdso identical to this kernel's: remapped in place (this kernel's vdso and vvar moved to the captured address)\n",
+        t.pid()
+    );
+    assert_eq!(
+        ckpt_inspect::check::text(&r),
+        format!("restorable here: yes\nadapted to this kernel by a restore (1):\n{in_place}")
+    );
     // `show` says it too, with the command line and the state's name.
     let mut im = ckpt_inspect::source::Image::open(img.to_str().unwrap()).unwrap();
     let (sm, err) = ckpt_inspect::summary::summarise(&mut im);
     assert!(err.is_none());
     let text = ckpt_inspect::render::show_text(&sm, None);
-    assert!(text.ends_with("\nrestorable here: yes\n"), "{text}");
+    assert!(
+        text.ends_with(&format!(
+            "\nrestorable here: yes\nadapted to this kernel by a restore (1):\n{in_place}"
+        )),
+        "{text}"
+    );
     let prog = progs_dir().join("counter");
     assert!(
         text.contains(&format!("    cmdline {}\n", prog.display())),

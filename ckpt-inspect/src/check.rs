@@ -25,8 +25,9 @@ pub struct CheckReport {
     /// What the image records without its state (`--allow-unsupported`): a restore goes
     /// without these.
     pub left_out: Vec<String>,
-    /// What a restore here adapts instead of restoring as captured: a vdso of another
-    /// kernel build proxied, XSAVE areas laid out for this kernel
+    /// What a restore here adapts instead of restoring as captured: this kernel's vdso
+    /// remapped in place of an identical one ([`ckpt_restore::check::vdso_in_place`]), a
+    /// vdso of another kernel build proxied, XSAVE areas laid out for this kernel
     /// ([`ckpt_restore::check::adaptations`]).
     pub adapted: Vec<String>,
 }
@@ -72,7 +73,8 @@ pub fn report(c: Collector, root: &Path) -> CheckReport {
             .iter()
             .map(|c| c.to_string()),
     );
-    let adapted = ckpt_restore::check::adaptations(&plan, &[]);
+    let mut adapted = ckpt_restore::check::vdso_in_place(&plan, &[]);
+    adapted.extend(ckpt_restore::check::adaptations(&plan, &[]));
     CheckReport {
         restorable: reasons.is_empty(),
         reasons,

@@ -274,6 +274,25 @@ pub fn vdso_fit(
     })
 }
 
+/// The tasks whose vdso is this kernel's own (byte-identical, vvar pieces alike): a
+/// restore moves this kernel's vdso and vvar to the captured place. One line each, for
+/// `ckpt-inspect check` (a restore does not print them: nothing is adapted).
+pub fn vdso_in_place(plan: &Plan, image: &[u8]) -> Vec<String> {
+    let Ok((ours, our_bytes)) = own_vdso() else {
+        return Vec::new();
+    };
+    plan.tasks
+        .iter()
+        .filter(|t| vdso_fit(t, &ours, &our_bytes, image) == Ok(VdsoFit::InPlace))
+        .map(|t| {
+            format!(
+                "task {}: vdso identical to this kernel's: remapped in place (this kernel's vdso and vvar moved to the captured address)",
+                t.task.pid
+            )
+        })
+        .collect()
+}
+
 /// What a restore here adapts rather than restores as captured: a proxied vdso, XSAVE
 /// areas laid out again. One line each, for `ckpt-inspect check` and ckpt-restore's
 /// stderr. Refusals are [`compat`]'s.

@@ -116,7 +116,16 @@ fn another_kernels_vdso_is_proxied_to_ours() {
     wait_lines(&out, 2); // READY, the first tick
     let img = dir.path().join("img");
     capture_kill(pid, &img);
-    let (trapped, vdso, vvar) = trap_vdso(&std::fs::read(&img).unwrap());
+    // As captured, the vdso is this kernel's: remapped in place, nothing adapted.
+    let orig = std::fs::read(&img).unwrap();
+    let mut src = ckpt_format::open_slice(&orig).unwrap();
+    let plan = ckpt_restore::Plan::collect(&mut *src, Some(&orig)).unwrap();
+    assert_eq!(
+        ckpt_restore::check::vdso_in_place(&plan, &orig),
+        [format!("task {pid}: vdso identical to this kernel's: remapped in place (this kernel's vdso and vvar moved to the captured address)")]
+    );
+    assert!(ckpt_restore::check::adaptations(&plan, &orig).is_empty());
+    let (trapped, vdso, vvar) = trap_vdso(&orig);
     assert!(vdso.1 > vdso.0);
     let timg = dir.path().join("trapped");
     std::fs::write(&timg, &trapped).unwrap();
@@ -126,6 +135,7 @@ fn another_kernels_vdso_is_proxied_to_ours() {
     let plan = ckpt_restore::Plan::collect(&mut *src, Some(&trapped)).unwrap();
     let adapted = ckpt_restore::check::adaptations(&plan, &trapped);
     assert_eq!(adapted.len(), 1, "{adapted:?}");
+    assert!(ckpt_restore::check::vdso_in_place(&plan, &trapped).is_empty());
     assert!(
         adapted[0].contains("vdso of another kernel build, proxied: ")
             && adapted[0].contains("clock_gettime -> +0x"),
