@@ -50,6 +50,19 @@ pub fn compat(plan: &Plan, image: &[u8]) -> Vec<String> {
     if !std::path::Path::new("/proc/self/maps").exists() {
         out.push("/proc is not mounted".to_string());
     }
+    // rseq: the area is registered again with its captured length (restore/threads.rs);
+    // refused here, by name, when this kernel would reject that length.
+    // SAFETY: getauxval reads our own auxiliary vector.
+    let feature = unsafe { libc::getauxval(AT_RSEQ_FEATURE_SIZE) };
+    for t in &plan.tasks {
+        for th in &t.threads {
+            if let Some(q) = th.records.rseq.filter(|q| q.ptr != 0) {
+                if let Err(e) = rseq_len_fits(q.ptr, q.len, feature) {
+                    out.push(format!("thread {}: rseq area: {e}", th.tid));
+                }
+            }
+        }
+    }
     // CPU state.
     let cpu = crate::xsave::Layout::this_cpu();
     for t in &plan.tasks {
@@ -272,6 +285,62 @@ pub fn vdso_fit(
         redirected: p.patches.iter().map(|x| x.what.clone()).collect(),
         missing: p.missing,
     })
+}
+
+/// `AT_RSEQ_FEATURE_SIZE`: the auxv entry (Linux 6.3+) giving the size of the rseq area
+/// fields this kernel knows; absent (0) before.
+const AT_RSEQ_FEATURE_SIZE: libc::c_ulong = 27;
+
+/// The original `struct rseq` size, the one length every kernel with rseq accepts.
+const RSEQ_ORIG_LEN: u32 = 32;
+
+/// Would this kernel (`feature`: its `AT_RSEQ_FEATURE_SIZE`, 0 when it has none) take
+/// an rseq registration of `len` bytes at `ptr`? The rules of the rseq syscall: never
+/// below 32 bytes; 32 bytes at a 32-byte aligned address everywhere; more only on a
+/// kernel with extended rseq (6.3+, which reports a feature size), also 32-byte aligned.
+pub fn rseq_len_fits(ptr: u64, len: u32, feature: u64) -> Result<(), String> {
+    if len < RSEQ_ORIG_LEN {
+        return Err(format!(
+            "registered with {len} bytes; no kernel accepts fewer than {RSEQ_ORIG_LEN}"
+        ));
+    }
+    if len > RSEQ_ORIG_LEN && feature == 0 {
+        return Err(format!(
+            "registered with {len} bytes; this kernel accepts only {RSEQ_ORIG_LEN} (it reports no AT_RSEQ_FEATURE_SIZE: extended rseq came with Linux 6.3)"
+        ));
+    }
+    if ptr % 32 != 0 {
+        return Err(format!("{ptr:#x} is not 32-byte aligned"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod rseq_tests {
+    use super::rseq_len_fits;
+
+    #[test]
+    fn rseq_lengths_by_kernel() {
+        // glibc's 32 bytes: every kernel.
+        assert_eq!(rseq_len_fits(0x7f00_0000_1020, 32, 0), Ok(()));
+        assert_eq!(rseq_len_fits(0x7f00_0000_1020, 32, 28), Ok(()));
+        // An extended area (a 6.3+ libc): only where the kernel reports a feature size.
+        assert_eq!(rseq_len_fits(0x7f00_0000_1040, 64, 28), Ok(()));
+        let e = rseq_len_fits(0x7f00_0000_1040, 64, 0).unwrap_err();
+        assert!(
+            e.contains("registered with 64 bytes; this kernel accepts only 32"),
+            "{e}"
+        );
+        assert!(e.contains("AT_RSEQ_FEATURE_SIZE"), "{e}");
+        // Too short or misaligned: refused everywhere.
+        assert!(rseq_len_fits(0x7f00_0000_1040, 28, 28)
+            .unwrap_err()
+            .contains("fewer than 32"));
+        assert!(rseq_len_fits(0x7f00_0000_1010, 32, 0)
+            .unwrap_err()
+            .contains("0x7f0000001010 is not 32-byte aligned"));
+        assert!(rseq_len_fits(0x7f00_0000_1010, 64, 28).is_err());
+    }
 }
 
 /// The tasks whose vdso is this kernel's own (byte-identical, vvar pieces alike): a
