@@ -113,6 +113,25 @@ fn broken_and_incompatible_images_are_refused_before_any_process() {
         pid,
         "XSAVE state of AMX TILEDATA (18) in use, which this kernel does not enable",
     );
+    // An rseq area no kernel takes back (16 bytes; a longer one is refused the same way on
+    // a kernel before 6.3, which reports no AT_RSEQ_FEATURE_SIZE): refused by name.
+    let mut tid = 0;
+    let rs = rewrite(&good, |ev, _| {
+        if let Event::Thread(t) = ev {
+            let q = t.records.rseq.as_mut().expect("glibc registers rseq");
+            assert_eq!(q.len, 32);
+            q.len = 16;
+            tid = t.tid;
+        }
+    });
+    refused(
+        dir.path(),
+        &rs,
+        pid,
+        &format!(
+            "thread {tid}: rseq area: registered with 16 bytes; no kernel accepts fewer than 32"
+        ),
+    );
     // XSAVE area of another size.
     let xsz = rewrite(&good, |ev, _| {
         if let Event::Thread(t) = ev {
