@@ -107,9 +107,10 @@ fn posix_and_interval_timers_come_back_with_the_time_left() {
         .unwrap();
     assert!(worker != p && tids.contains(&worker), "{after:?} {tids:?}");
     assert_eq!(after[3].2, (!p << 3) | 2);
-    assert_eq!(wait_exit(p, LIMIT), 0);
+    let code = wait_exit(p, LIMIT);
     procs.0.clear();
     let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    assert_eq!(code, 0, "{got}");
     assert_eq!(got.lines().find(|l| l.contains("FAIL")), None);
     assert_eq!(got, w);
 }
@@ -169,9 +170,10 @@ fn a_python_program_on_interval_timers_keeps_its_schedule() {
     assert_eq!((it[0].interval, it[1].interval), ((0, 10_000), (2, 0)));
     let p = restore(&img, &["--pid-same"]);
     procs.0.push(p);
-    assert_eq!(wait_exit(p, LIMIT), 0);
+    let code = wait_exit(p, LIMIT);
     procs.0.clear();
     let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    assert_eq!(code, 0, "{got}");
     assert_eq!(got.lines().find(|l| l.contains("FAIL")), None);
     assert_eq!(got, want);
 }

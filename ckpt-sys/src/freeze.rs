@@ -237,8 +237,9 @@ pub const STEP_OUT_LIMIT: u32 = 100_000;
 /// kernel does not have (ckpt-restore proxies the captured vdso there). The thread only
 /// runs instructions it was about to run. Left in place: a thread outside the range, or
 /// inside a system call it would restart (`orig_rax >= 0` with `-ERESTART*` in `rax`;
-/// stepping would re-enter a blocking call). Signals arriving meanwhile are held and
-/// queued again with `tgkill` at the end (their siginfo is lost, as with injection).
+/// stepping would re-enter a blocking call). Every signal is blocked while stepping (they
+/// stay queued with their siginfo); one that cannot be blocked is queued again with
+/// `tgkill` at the end.
 /// Returns the number of steps taken; `Err` if the thread is still inside after
 /// [`STEP_OUT_LIMIT`] steps or died.
 pub fn step_out_of(tgid: pid_t, tid: pid_t, lo: u64, hi: u64) -> Result<u32> {
@@ -247,6 +248,10 @@ pub fn step_out_of(tgid: pid_t, tid: pid_t, lo: u64, hi: u64) -> Result<u32> {
     if !inside(&r) || (r.orig_rax as i64 >= 0 && (-516..=-512).contains(&(r.rax as i64))) {
         return Ok(0);
     }
+    // Signals blocked while stepping, as for injected calls (ckpt_sys::inject): they stay
+    // queued with their siginfo; the thread's mask is put back after.
+    let mask = ptrace::get_sigmask(tid)?;
+    ptrace::set_sigmask(tid, u64::MAX)?;
     let mut held = Vec::new();
     let mut steps = 0u32;
     let out = loop {
@@ -279,10 +284,13 @@ pub fn step_out_of(tgid: pid_t, tid: pid_t, lo: u64, hi: u64) -> Result<u32> {
             break Ok(steps);
         }
     };
+    let restored = ptrace::set_sigmask(tid, mask);
+    let out = out?;
+    restored?;
     for s in held {
         ptrace::tgkill(tgid, tid, s)?;
     }
-    out
+    Ok(out)
 }
 
 /// Whether thread `tid` of `pid` is gone or a zombie/dead entry (state `Z` or `X`).

@@ -8,15 +8,17 @@
 //! [`Injector::syscall`] loads `rax` = number, `rdi, rsi, rdx, r10, r8, r9` = arguments,
 //! `rip` = the instruction, **`orig_rax` = -1** (so that the kernel does not apply its
 //! syscall-restart logic to a thread stopped inside an interrupted syscall), single-steps
-//! once and reads `rax`. A signal that arrives during the step (signal-delivery stop) is
-//! held back and re-queued with `tgkill` when the injector finishes, so nothing is lost
-//! (its `siginfo` is, see docs/CAPTURE.md).
+//! once and reads `rax`. Every signal is blocked for the step (`PTRACE_SETSIGMASK`, the
+//! thread's mask put back right after), so signals stay queued in the kernel with their
+//! `siginfo`; only one that cannot be blocked would stop the step, and is re-queued with
+//! `tgkill` when the injector finishes.
 //!
 //! [`Injector::finish`] (or drop) restores the saved registers exactly, including
 //! `orig_rax`/`rax`, so a thread that was asleep in a restartable syscall restarts it
 //! when resumed.
 //!
-//! Injected calls run with the target's credentials, seccomp filter and signal mask.
+//! Injected calls run with the target's credentials and seccomp filter, and with every
+//! signal blocked.
 
 use crate::ptrace::{self, WaitStatus};
 use crate::{mem, procfs, Result, SysError};
@@ -92,6 +94,20 @@ impl Injector {
         // Clear TF/RF so the step behaves the same whatever the thread had.
         r.eflags &= !0x10100;
         ptrace::set_regs(self.tid, &r)?;
+        // Every signal blocked for the step: a pending or arriving signal stays queued in
+        // the kernel with its siginfo (a signal taken here could only be re-queued with
+        // tgkill, which loses it, e.g. a POSIX timer's id and value), and the thread's own
+        // mask is back before anything reads it.
+        let mask = ptrace::get_sigmask(self.tid)?;
+        ptrace::set_sigmask(self.tid, u64::MAX)?;
+        let rax = self.step_syscall(nr);
+        let restored = ptrace::set_sigmask(self.tid, mask);
+        let rax = rax?;
+        restored?;
+        Ok(rax)
+    }
+
+    fn step_syscall(&mut self, nr: i64) -> Result<i64> {
         let mut sig = 0;
         loop {
             ptrace::step(self.tid, sig)?;

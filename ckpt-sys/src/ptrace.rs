@@ -278,6 +278,35 @@ pub fn detach(tid: pid_t, sig: i32) -> Result<()> {
     req("PTRACE_DETACH", libc::PTRACE_DETACH, tid, 0, sig as usize).map(|_| ())
 }
 
+/// `PTRACE_GETSIGMASK`: the thread's blocked-signal mask (bit N-1 = signal N).
+pub fn get_sigmask(tid: pid_t) -> Result<u64> {
+    let mut m = 0u64;
+    // The request writes 8 bytes (the kernel's sigset_t) into `m`, which outlives it.
+    req(
+        "PTRACE_GETSIGMASK",
+        0x420a,
+        tid,
+        8,
+        &mut m as *mut u64 as usize,
+    )?;
+    Ok(m)
+}
+
+/// `PTRACE_SETSIGMASK`: set the thread's blocked-signal mask (the kernel keeps SIGKILL and
+/// SIGSTOP unblocked whatever is asked).
+pub fn set_sigmask(tid: pid_t, mask: u64) -> Result<()> {
+    let m = mask;
+    // The request reads 8 bytes from `m`, which outlives it.
+    req(
+        "PTRACE_SETSIGMASK",
+        0x420b,
+        tid,
+        8,
+        &m as *const u64 as usize,
+    )
+    .map(|_| ())
+}
+
 /// `tgkill(tgid, tid, sig)`.
 pub fn tgkill(tgid: pid_t, tid: pid_t, sig: i32) -> Result<()> {
     // SAFETY: plain integer syscall.
