@@ -1,6 +1,10 @@
 //! A CRIU dump as a source of the event model: the process tree, each task's threads and
 //! registers, mm and VMAs with their pages, fs, signal dispositions, rlimits and files.
 //! Whatever the model has no record for is named in [`Decoder::losses`].
+//!
+//! Over 800 lines: one walker over a dump, task by task, whose steps (task, mm and pages,
+//! fs, files) share the decoder's tables and page cursor; the protobuf helpers
+//! (`thread.rs`, `pages.rs`) already live beside it.
 
 use crate::image::{CriuError, ImageFile, Result};
 use crate::magic;

@@ -1,7 +1,7 @@
 //! `ckpt-format` — Linux process checkpoint images.
 //!
 //! This crate is the center of ckpt: the revision-independent image
-//! [model](model) (a stream of typed [`Event`]s), a decoder and an encoder for
+//! [model] (a stream of typed [`Event`]s), a decoder and an encoder for
 //! every supported [`Revision`] (`cr-v5`, `ckpt-v21`, `native-1`), readers for
 //! byte slices (zero-copy, for mmap'd files) and for any `io::Read` (pipes),
 //! validation, and conversion between revisions.

@@ -6,7 +6,7 @@
 //! record*          24-byte RecordHeader | payload | zero padding to a multiple of 8
 //! ```
 //!
-//! [`Decoder`] reads it from any [`Input`](crate::input::Input); [`Encoder`]
+//! [`Decoder`] reads it from any [`crate::input::Input`]; [`Encoder`]
 //! writes it to any `io::Write`; [`RecordReader`] exposes the framing layer.
 //! All three go through [`read_frame`], the one framing function.
 

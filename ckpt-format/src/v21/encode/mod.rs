@@ -1,4 +1,8 @@
 //! The ckpt-v21 encoder.
+//!
+//! Over 800 lines: the sink's state machine (what it holds back until the stream order
+//! of Linux-CR's restart allows writing it) is one piece; the record writers it calls
+//! already live beside it (`task.rs`, `memory.rs`, `files.rs`).
 
 use super::{
     arch_defaults, code, ipc_ns_record, ipc_section_record, kept_objref, restart_block_none,
