@@ -663,3 +663,24 @@ fn legacy_revisions_report_file_contents_and_locks_as_lost() {
         }
     }
 }
+
+/// A task of pid 0 (a foreign revision allows it; the fuzzer found a valid ckpt-v21 image
+/// with one) keeps its typed records through native-1: they carry parent tag 0, which the
+/// reader checks against the TASK that follows. (It used to refuse tag 0 outright, so an
+/// image the validator accepted did not read back after conversion.)
+#[test]
+fn a_task_of_pid_0_keeps_its_typed_records() {
+    let mut b = ImageBuilder::example();
+    for ev in &mut b.events {
+        if let Event::Task(t) = ev {
+            t.pid = 0;
+            t.records.real_parent = Some(RealParent { ppid: 1 });
+        }
+    }
+    let bytes = b.to_native_bytes().unwrap();
+    let evs = events(&bytes).unwrap();
+    let kept = evs.iter().any(|e| {
+        matches!(e, Event::Task(t) if t.pid == 0 && t.records.real_parent == Some(RealParent { ppid: 1 }))
+    });
+    assert!(kept, "{evs:?}");
+}

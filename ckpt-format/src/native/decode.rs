@@ -113,7 +113,9 @@ impl<I: Input> Decoder<I> {
                 nrec::Owner::Task => self.pending.owner.map_or(parent, |_| self.pending.parent),
                 nrec::Owner::File => 0,
             };
-            if parent != expected || (owner == nrec::Owner::Task && parent == 0) {
+            // A task-level record's tag is checked against the TASK that follows (a task of
+            // a foreign revision may have pid 0: its records carry 0).
+            if parent != expected {
                 return Err(Error::new(
                     f.offset + 8,
                     ErrorKind::BadParent {
