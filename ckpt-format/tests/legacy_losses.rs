@@ -61,11 +61,11 @@ fn kinds_without_a_legacy_place_are_named() {
     for to in [Revision::CkptV21, Revision::CrV5] {
         let items = items(&native, to);
         let mut keys = vec![
-            "eventfd_count",
-            "timerfd_clock",
-            "signalfd_mask",
-            "eventpoll_targets",
-            "inotify_watches",
+            "eventfd",
+            "timerfd",
+            "signalfd",
+            "eventpoll",
+            "inotify",
             "tty",
             "posix_timers",
             "process_attrs",

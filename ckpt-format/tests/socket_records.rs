@@ -204,24 +204,14 @@ fn legacy_revisions_report_sockets_as_lost() {
         let mut out = Vec::new();
         let e = convert_slice(&bytes, &mut out, &ConvertOptions::new(rev)).unwrap_err();
         let s = e.to_string();
-        for k in [
-            "socket_family",
-            "socket_queue_bytes",
-            "tcp_connection_queued",
-            "netlink_groups",
-        ] {
+        for k in ["socket", "socket_queue", "tcp_connection", "netlink_socket"] {
             assert!(s.contains(k), "{rev}: {k} not named in: {s}");
         }
         let mut opts = ConvertOptions::new(rev);
         opts.lossy = true;
         let r = convert_slice(&bytes, &mut Vec::new(), &opts).unwrap();
         let d = r.dropped.join("\n");
-        for k in [
-            "socket_family",
-            "socket_queue_bytes",
-            "tcp_connection_queued",
-            "netlink_groups",
-        ] {
+        for k in ["socket", "socket_queue", "tcp_connection", "netlink_socket"] {
             assert!(d.contains(k), "{rev}: {k} not in the lossy report: {d}");
         }
     }

@@ -521,16 +521,16 @@ impl SocketRecords {
     /// Lost-item keys for the legacy encoders (no legacy revision has sockets).
     pub fn legacy_keys(&self, ex: &mut super::Extras) {
         if let Some(s) = &self.socket {
-            ex.set_u64("socket_family", s.family as u64);
+            ex.set_u64(Socket::NAME, s.family as u64);
         }
         if let Some(q) = &self.queue {
-            ex.set_u64("socket_queue_bytes", q.bytes());
+            ex.set_u64(SocketQueue::NAME, q.bytes());
         }
         if let Some(t) = &self.tcp {
-            ex.set_u64("tcp_connection_queued", (t.inq.len() + t.outq.len()) as u64);
+            ex.set_u64(TcpConnection::NAME, (t.inq.len() + t.outq.len()) as u64);
         }
         if let Some(n) = &self.netlink {
-            ex.set_u64("netlink_groups", n.groups.len() as u64);
+            ex.set_u64(NetlinkSocket::NAME, n.groups.len() as u64);
         }
     }
 }

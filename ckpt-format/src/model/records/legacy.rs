@@ -52,7 +52,7 @@ pub fn thread(r: &ThreadRecords, ex: &mut Extras) {
     }
     // No legacy revision has this kind: a key, reported as lost.
     if let Some(a) = &r.attrs {
-        ex.set_u64("thread_attrs", a.policy as u64);
+        ex.set_u64(ThreadAttrs::NAME, a.policy as u64);
     }
 }
 
@@ -85,13 +85,13 @@ pub fn task(r: &TaskRecords, ex: &mut Extras) {
     // No legacy revision has these kinds: a key each, reported as lost.
     if let Some(t) = &r.itimers {
         let armed = t.timers.iter().filter(|t| t.value != (0, 0)).count();
-        ex.set_u64("itimers", armed as u64);
+        ex.set_u64(Itimers::NAME, armed as u64);
     }
     if let Some(t) = &r.posix_timers {
-        ex.set_u64("posix_timers", t.timers.len() as u64);
+        ex.set_u64(PosixTimers::NAME, t.timers.len() as u64);
     }
     if let Some(a) = &r.attrs {
-        ex.set_u64("process_attrs", a.oom_score_adj as i64 as u64);
+        ex.set_u64(ProcessAttrs::NAME, a.oom_score_adj as i64 as u64);
     }
     // No legacy revision has a place for these: keys only for the loss report.
     if let Some(x) = &r.exe {
@@ -129,19 +129,19 @@ pub fn file(r: &FileRecords, ex: &mut Extras) {
     }
     // No legacy revision has these kinds: a key each, reported as lost.
     if let Some(e) = &r.eventfd {
-        ex.set_u64("eventfd_count", e.count);
+        ex.set_u64(Eventfd::NAME, e.count);
     }
     if let Some(t) = &r.timerfd {
-        ex.set_u64("timerfd_clock", t.clock as u64);
+        ex.set_u64(Timerfd::NAME, t.clock as u64);
     }
     if let Some(s) = &r.signalfd {
-        ex.set_u64("signalfd_mask", s.mask);
+        ex.set_u64(Signalfd::NAME, s.mask);
     }
     if let Some(e) = &r.eventpoll {
-        ex.set_u64("eventpoll_targets", e.targets.len() as u64);
+        ex.set_u64(Eventpoll::NAME, e.targets.len() as u64);
     }
     if let Some(i) = &r.inotify {
-        ex.set_u64("inotify_watches", i.watches.len() as u64);
+        ex.set_u64(Inotify::NAME, i.watches.len() as u64);
     }
     // No legacy revision has a place for these: keys only for the loss report.
     if let Some(x) = &r.contents {
