@@ -183,3 +183,26 @@ impl std::error::Error for SysError {}
 pub(crate) fn last_errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
+
+/// Helpers shared by this crate's unit tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    /// Runs `f` until it stops failing with `EADDRINUSE`, for up to ten seconds.
+    ///
+    /// Tests that close a socket and rebuild one on the same address race with other
+    /// tests of the same binary that spawn programs: a child between `fork` and `exec`
+    /// holds a copy of every descriptor (close-on-exec or not), so the closed socket's
+    /// address stays taken for that moment. Any other error, or a busy address after ten
+    /// seconds, is returned as it is.
+    pub fn when_address_free<T>(mut f: impl FnMut() -> crate::Result<T>) -> crate::Result<T> {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match f() {
+                Err(e) if e.errno == libc::EADDRINUSE && std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                r => return r,
+            }
+        }
+    }
+}

@@ -688,7 +688,10 @@ mod tests {
         let (shc, sha, backlog) = (sc.shutdown, sa.shutdown, sl.backlog);
         drop((l, c, a, sl, sc, sa));
         assert!(path.exists(), "the socket file outlives its socket");
-        let l2 = build::bound(libc::AF_UNIX, libc::SOCK_STREAM, 0, &ol, &name, backlog).unwrap();
+        let l2 = crate::testutil::when_address_free(|| {
+            build::bound(libc::AF_UNIX, libc::SOCK_STREAM, 0, &ol, &name, backlog)
+        })
+        .unwrap();
         let qc: Vec<build::Queued> = qc.iter().map(|(d, f)| (&d[..], f.clone())).collect();
         let qa: Vec<build::Queued> = qa.iter().map(|(d, f)| (&d[..], f.clone())).collect();
         let (c2, a2) = build::unix_accepted(
@@ -740,7 +743,10 @@ mod tests {
             drop(s);
             let (local, peer, opts) = (snap.local.clone(), snap.peer.clone(), snap.options.clone());
             drop(snap);
-            let r = build::datagram(fam, libc::IPPROTO_UDP, &opts, &local, peer.as_ref()).unwrap();
+            let r = crate::testutil::when_address_free(|| {
+                build::datagram(fam, libc::IPPROTO_UDP, &opts, &local, peer.as_ref())
+            })
+            .unwrap();
             assert_eq!(sock::local_addr(r.as_fd()).unwrap(), local);
             assert_eq!(sock::peer_addr(r.as_fd()).unwrap(), peer);
             assert_eq!(
@@ -773,7 +779,10 @@ mod tests {
             snap.local.clone(),
         );
         drop((n, snap)); // the snapshot's duplicate too: the port id is free again
-        let r = build::netlink(ty, proto, &opts, portid, &groups, None).unwrap();
+        let r = crate::testutil::when_address_free(|| {
+            build::netlink(ty, proto, &opts, portid, &groups, None)
+        })
+        .unwrap();
         assert_eq!(sock::local_addr(r.as_fd()).unwrap(), local);
     }
 }

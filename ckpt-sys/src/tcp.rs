@@ -426,8 +426,13 @@ mod tests {
             // Close the old socket in repair mode: nothing goes to the peer.
             drop(server);
             let fam = if v6 { libc::AF_INET6 } else { libc::AF_INET };
-            let fresh: OwnedFd = sock::socket(fam, libc::SOCK_STREAM, 0).unwrap();
-            restore(fresh.as_fd(), &c, &local, &remote).unwrap();
+            // A fresh socket per try: a failed bind leaves a repair-mode socket unusable.
+            let fresh: OwnedFd = crate::testutil::when_address_free(|| {
+                let fresh = sock::socket(fam, libc::SOCK_STREAM, 0)?;
+                restore(fresh.as_fd(), &c, &local, &remote)?;
+                Ok(fresh)
+            })
+            .unwrap();
             finish(fresh.as_fd(), &c).unwrap();
             // SAFETY: `fresh` is a connected TCP socket we own.
             let mut server = unsafe { TcpStream::from_raw_fd(fresh.into_raw_fd()) };
