@@ -514,6 +514,10 @@ pub fn files_present(plan: &Plan, root: &std::path::Path) -> Vec<String> {
         }
         for fd in &t.fds {
             let f = &plan.files[&fd.file];
+            // A /proc entry of a process of the image is opened on the restored process.
+            if crate::restore::procfiles::entry(&f.path, &plan.tasks).is_some() {
+                continue;
+            }
             if matches!(
                 f.kind,
                 FileKind::Regular | FileKind::Directory | FileKind::CharDevice | FileKind::Fifo
@@ -561,7 +565,7 @@ pub fn child_pids_free(plan: &Plan) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "the tree cannot get its pids back:\n  {}\n(--pid-any restores it under new pids anyway)",
+        "the tree cannot get its pids back:\n  {}\n(--pid-ns restores it with these pids in a new pid namespace; --pid-any under new pids)",
         taken.join("\n  ")
     ))
 }

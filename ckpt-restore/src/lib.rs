@@ -19,6 +19,7 @@ pub mod anon;
 pub mod caps;
 pub mod check;
 pub mod grant;
+mod pidns;
 pub mod plan;
 mod restore;
 pub mod signals;
@@ -42,6 +43,12 @@ pub enum PidMode {
     Same,
     /// Never ask for the original pids.
     Any,
+    /// Every process gets its original pid inside a new pid namespace, whose pid 1 is a
+    /// small init of ours that reaps orphans and exits with the tree (`--pid-ns`, see
+    /// `pidns`): for a tree whose pids are taken here, or whose parents wait for their
+    /// children by pid. Its processes see their captured pids; outside the namespace
+    /// they have other ones (those are returned).
+    Namespace,
 }
 
 /// Restore options.

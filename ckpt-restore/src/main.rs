@@ -1,4 +1,4 @@
-//! `ckpt-restore [--pid-same | --pid-any] [--leave-stopped] [--root DIR] [--json] IMAGE|-`
+//! `ckpt-restore [--pid-same | --pid-any | --pid-ns] [--leave-stopped] [--root DIR] [--json] IMAGE|-`
 use ckpt_restore::{Options, PidMode};
 use clap::Parser;
 use std::path::PathBuf;
@@ -11,8 +11,13 @@ struct Cli {
     #[arg(long, conflicts_with = "pid_any")]
     pid_same: bool,
     /// Let the kernel choose every pid.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pid_ns")]
     pid_any: bool,
+    /// Restore into a new pid namespace where every captured pid is free (for a tree
+    /// whose pids are taken here); a small init (`ckpt-nsinit`) is its pid 1 and exits
+    /// with the tree. The pids printed are the ones outside the namespace.
+    #[arg(long, conflicts_with = "pid_same")]
+    pid_ns: bool,
     /// Leave the restored process stopped (SIGSTOP), detached.
     #[arg(long)]
     leave_stopped: bool,
@@ -37,6 +42,8 @@ fn main() {
             PidMode::Same
         } else if cli.pid_any {
             PidMode::Any
+        } else if cli.pid_ns {
+            PidMode::Namespace
         } else {
             PidMode::Prefer
         },

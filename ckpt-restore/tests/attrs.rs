@@ -263,3 +263,35 @@ fn process_and_thread_attributes_come_back() {
     assert_eq!(got.lines().find(|l| l.contains("FAIL")), None);
     assert_eq!(got, w);
 }
+
+/// Descriptors on the process's own /proc entries (a status file at offset 6, the task
+/// directory, an O_PATH /proc/self): restored under another pid (`--pid-any`), they are
+/// on the restored process's entries at the same offset, which the workload checks every
+/// step. Before, the restore opened the captured pid's path before the process existed
+/// and failed after `--kill` (CI: `opening /proc/PID/smaps`), or would have opened
+/// another process's entry.
+#[test]
+fn descriptors_on_its_own_proc_entries_follow_the_new_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["250"];
+    let want = reference("restore_procself", &args, dir.path());
+    assert!(
+        want.ends_with(b"249 ok\nPASS\n"),
+        "{}",
+        String::from_utf8_lossy(&want)
+    );
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_procself", &args, &out, dir.path());
+    procs.0.push(pid);
+    wait_lines(&out, 20);
+    let img = dir.path().join("img");
+    capture_kill(pid, &img);
+    let p = restore(&img, &["--pid-any"]);
+    assert_ne!(p, pid, "--pid-any gives another pid");
+    assert_eq!(wait_exit(p, LIMIT), 0);
+    procs.0.clear();
+    let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    assert_eq!(got.lines().find(|l| l.contains("FAIL")), None, "{got}");
+    assert_eq!(got, String::from_utf8_lossy(&want));
+}

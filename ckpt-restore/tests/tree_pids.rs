@@ -1,5 +1,6 @@
 //! Issue 15 point 8: a `--tree` restore gives every child process its captured pid, or
-//! refuses before creating anything. A `sh` restored with its child under another pid
+//! refuses before creating anything; `--pid-ns` gives them their pids in a new pid
+//! namespace when they are taken here. A `sh` restored with its child under another pid
 //! used to spin at 100% CPU: its job table held the old pid.
 mod common;
 use common::*;
@@ -12,6 +13,17 @@ fn comm(pid: i32) -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+/// The `NSpid:` line of `pid`: its pid in each namespace, ours first.
+fn nspid(pid: i32) -> Vec<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect()
 }
 
 #[test]
@@ -63,6 +75,32 @@ fn a_shell_and_its_child_get_their_pids_back_or_nothing_is_created() {
         assert!(err.contains("--pid-any"), "{err}");
         assert!(stdout.is_empty());
         assert!(!Path::new(&format!("/proc/{sh}")).exists());
+        assert!(err.contains("--pid-ns"), "{err}");
+
+        // With --pid-ns it comes back while the pid is still taken: in a new pid
+        // namespace both processes have their captured pids, under an init of ours
+        // (pid 1 there); the shell really waits for its child, and the init leaves
+        // with the tree.
+        let ns = restore_all(&img, &["--pid-ns"]);
+        assert_eq!(ns.len(), 2, "{ns:?}");
+        assert_eq!(nspid(ns[0]), vec![ns[0], sh]);
+        assert_eq!(nspid(ns[1]), vec![ns[1], sleep]);
+        assert_eq!(ids_of(ns[1]).0, ns[0]);
+        let init = children_of(std::process::id() as i32)
+            .into_iter()
+            .find(|&p| comm(p) == "ckpt-nsinit")
+            .expect("the namespace's init, reparented to us");
+        assert_eq!(nspid(init), vec![init, 1]);
+        // SAFETY: plain kill of the sleep restored in the namespace.
+        assert_eq!(unsafe { libc::kill(ns[1], libc::SIGTERM) }, 0);
+        assert_eq!(wait_exit(ns[0], Duration::from_secs(60)), 0);
+        assert_eq!(
+            wait_exit(init, Duration::from_secs(60)),
+            0,
+            "the init leaves once the tree is gone"
+        );
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "sh-done 143\n");
+        std::fs::write(&out, b"").unwrap(); // as it was at the capture
     }
     wait_gone(&[sleep]);
 

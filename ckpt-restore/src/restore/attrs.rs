@@ -61,7 +61,15 @@ pub(super) fn timers(
         sys::ptrace_set_sigmask(*tid, u64::MAX)
             .map_err(|e| sys_err(format!("PTRACE_SETSIGMASK tid {tid}"), e))?;
     }
-    let tids: HashMap<i32, i32> = built.iter().map(|(new, th)| (th.tid, *new)).collect();
+    // Thread ids as the process sees them (its namespace's, under --pid-ns).
+    let tids = built
+        .iter()
+        .map(|(new, th)| {
+            crate::pidns::ns_pid(*new)
+                .map(|v| (th.tid, v))
+                .map_err(|e| sys_err(format!("the id of thread {new} in its namespace"), e))
+        })
+        .collect::<Result<HashMap<i32, i32>, Error>>()?;
     let main = &mut *remotes[0];
     let (ev_at, id_at, its_at) = (data + 4096, data + 4096 + 64, data + 4096 + 96);
     if !posix.is_empty() {

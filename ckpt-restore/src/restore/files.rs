@@ -122,6 +122,12 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
             sockets.push(id);
             continue;
         }
+        // A process's own /proc entry: opened once the process exists (procfiles.rs).
+        if matches!(f.kind, FileKind::Regular | FileKind::Directory)
+            && super::procfiles::entry(&f.path, &plan.tasks).is_some()
+        {
+            continue;
+        }
         let acc = f.flags as i32 & libc::O_ACCMODE;
         let keepfl = (f.flags as i32)
             & (libc::O_ACCMODE
@@ -335,9 +341,13 @@ pub(super) fn fd_setup(t: &TaskPlan, i: usize, st: &Staged) -> sys::ChildSetup {
         ..Default::default()
     };
     let mut targets: Vec<i32> = Vec::new();
+    // Files not staged (a process's /proc entry) are opened later, in the process, under
+    // their numbers: closed like every other number until then.
     for fd in &t.fds {
-        setup.dups.push((st.files[&fd.file], fd.fd, fd.cloexec));
-        targets.push(fd.fd);
+        if let Some(&n) = st.files.get(&fd.file) {
+            setup.dups.push((n, fd.fd, fd.cloexec));
+            targets.push(fd.fd);
+        }
     }
     targets.sort_unstable();
     let mut lo = 0u32;

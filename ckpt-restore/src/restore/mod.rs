@@ -19,6 +19,7 @@ mod creds;
 mod files;
 mod inodes;
 mod memory;
+pub(crate) mod procfiles;
 mod remote;
 mod resume;
 mod spawn;
@@ -134,6 +135,9 @@ struct Proc<'a> {
     /// Index of the task in the image.
     idx: usize,
     pid: i32,
+    /// Its pid as the restored tree sees it: `pid`, or under `--pid-ns` the captured pid
+    /// inside the new namespace. Every pid written into the tree's state is this one.
+    vpid: i32,
     /// Injects into the leader thread.
     main: Remote,
     area: u64,
@@ -186,6 +190,22 @@ fn build(
     let site0 = ckpt_sys::inject::find_vdso_syscall(me)
         .map_err(|e| sys_err("finding a syscall instruction in our vdso", e))?
         .ok_or_else(|| Error::System("no syscall instruction in our vdso".into()))?;
+    // Under --pid-ns: the namespace and its init first (dropped after `guard`, so a
+    // failed restore kills the tree before the init).
+    let roots = tree.nodes.iter().filter(|n| n.parent.is_none()).count();
+    if opts.pid_mode == PidMode::Namespace && roots > crate::pidns::PidNs::MAX_ROOTS {
+        return Err(Error::Image(format!(
+            "--pid-ns: {roots} separate process trees; at most {} in one namespace",
+            crate::pidns::PidNs::MAX_ROOTS
+        )));
+    }
+    let ns = match opts.pid_mode {
+        PidMode::Namespace => Some(
+            crate::pidns::PidNs::start()
+                .map_err(|e| sys_err("creating the pid namespace (--pid-ns)", e))?,
+        ),
+        _ => None,
+    };
     let mut guard = Guard {
         procs: Vec::new(),
         armed: true,
@@ -202,6 +222,16 @@ fn build(
         };
         procs.push(p);
         let p = procs.last_mut().expect("just pushed");
+        if ns.is_some() {
+            p.vpid = crate::pidns::ns_pid(p.pid)
+                .map_err(|e| sys_err(format!("the pid of {} in its namespace", p.pid), e))?;
+            if p.vpid != t.task.pid {
+                return Err(Error::Pid(format!(
+                    "pid {} got pid {} in the new namespace, not its captured {}",
+                    p.pid, p.vpid, t.task.pid
+                )));
+            }
+        }
         if node.parent.is_some() {
             // A root's parent is not restored: plan_tree refused a root with one.
             p.pdeath = t.task.records.pdeath_signal.map_or(0, |p| p.sig);
@@ -220,13 +250,19 @@ fn build(
     }
     for (i, n) in tree.nodes.iter().enumerate() {
         if let tree::Group::Join(l) = n.group {
-            let leader = procs[l].pid as u64;
+            let leader = procs[l].vpid as u64;
             procs[i]
                 .main
                 .call("setpgid(0, leader)", libc::SYS_setpgid, &[0, leader])?;
         }
     }
     verify_ids(plan, tree, &procs)?;
+    // The fds on a /proc entry of a process of the tree, now that every one exists.
+    let hosts: std::collections::HashMap<i32, i32> =
+        procs.iter().map(|p| (p.t.task.pid, p.pid)).collect();
+    for p in procs.iter_mut().filter(|p| p.t.task.exit_state == 0) {
+        procfiles::open_late(p, plan, st, &hosts)?;
+    }
     memory::link_shared_anon(&mut procs);
     // Each eventpoll instance's targets are registered by the first process holding it
     // (the one whose fd numbers they are), once its fd table is in place.
@@ -247,7 +283,7 @@ fn build(
     }
     // 3. Each process reshaped into its image.
     let pids: std::collections::HashMap<i32, i32> =
-        procs.iter().map(|p| (p.t.task.pid, p.pid)).collect();
+        procs.iter().map(|p| (p.t.task.pid, p.vpid)).collect();
     for p in procs.iter_mut().filter(|p| p.t.task.exit_state == 0) {
         finish(p, st, &shape, image, opts, &pids, &mut guard)?;
     }
@@ -266,6 +302,17 @@ fn build(
         }
     }
     guard.armed = false;
+    if let Some(ns) = ns {
+        let roots: Vec<i32> = tree
+            .nodes
+            .iter()
+            .zip(&procs)
+            .filter(|(n, _)| n.parent.is_none())
+            .map(|(_, p)| p.vpid)
+            .collect();
+        ns.release(&roots)
+            .map_err(|e| sys_err("starting the pid namespace's init", e))?;
+    }
     Ok(procs.iter().map(|p| p.pid).collect())
 }
 

@@ -13,7 +13,10 @@ pub(super) fn create_root<'a>(
     opts: &Options,
     guard: &mut Guard,
 ) -> Result<Proc<'a>, Error> {
-    let setup = fd_setup(t, i, st);
+    let mut setup = fd_setup(t, i, st);
+    if opts.pid_mode == PidMode::Namespace {
+        setup.parent = 0; // we are outside its namespace: its getppid() says 0
+    }
     let want = match opts.pid_mode {
         PidMode::Any => None,
         _ => Some(t.task.pid),
@@ -138,6 +141,7 @@ pub(super) fn prepare<'a>(
         t,
         idx,
         pid,
+        vpid: pid,
         main,
         area,
         threads: Vec::new(),

@@ -126,12 +126,12 @@ pub(super) fn inject_clone(
     if r < 0 && set {
         // A child process under another pid would leave its restored parent holding a
         // stale one (a `sh` waiting for it spins): only `--pid-any` accepts that.
-        if opts.pid_mode == PidMode::Same || what == "process" {
+        if matches!(opts.pid_mode, PidMode::Same | PidMode::Namespace) || what == "process" {
             return Err(Error::Pid(format!(
                 "{idw} {want} is not available: {}{}",
                 std::io::Error::from_raw_os_error((-r) as i32),
                 if what == "process" {
-                    "; its restored parent would hold a stale pid (--pid-any accepts new pids for every process)"
+                    "; its restored parent would hold a stale pid (--pid-ns gives every process its pid in a new pid namespace; --pid-any accepts new pids)"
                 } else {
                     ""
                 }
@@ -149,7 +149,9 @@ pub(super) fn inject_clone(
             std::io::Error::from_raw_os_error((-r) as i32)
         )));
     }
-    let tid = r as i32;
+    // `r` is its id in the restored process's pid namespace; the clone event's message
+    // is its id in ours (the same number unless `--pid-ns`).
+    let tid = main.last_clone.unwrap_or(r as i32);
     // The new task is auto-attached and stops with SIGSTOP before running user code.
     match ptrace::wait(tid).map_err(|e| sys_err(format!("waitpid new {what}"), e))? {
         WaitStatus::Stopped { .. } => {}
