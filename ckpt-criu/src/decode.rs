@@ -20,6 +20,8 @@ use ckpt_format::{
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
+mod files;
+
 /// Most pages in one [`Event::Pages`] (2 MiB).
 pub const CHUNK_PAGES: u64 = 512;
 
@@ -75,6 +77,12 @@ struct Tables<'a> {
     pipe_data: HashMap<u32, &'a [u8]>,
     memfd: HashMap<u32, pb::MemfdInodeEntry>,
     inventory: pb::InventoryEntry,
+    /// tty-info, file locks, old eventpoll targets.
+    objects: crate::objects::Objects,
+    /// Unix receive queues by socket id.
+    queues: HashMap<u32, Vec<crate::sockets::Packet<'a>>>,
+    /// Bound names of the unix sockets by inode.
+    unix_names: HashMap<u32, ckpt_format::model::SockAddr>,
 }
 
 fn read_tables(img: &CriuImage) -> Result<Tables<'_>> {
@@ -108,12 +116,18 @@ fn read_tables(img: &CriuImage) -> Result<Tables<'_>> {
             memfd.insert(m.inode_id as u32, m);
         }
     }
+    let objects = crate::objects::read(img)?;
+    let queues = crate::sockets::read_queues(img)?;
+    let unix_names = crate::sockets::unix_names(files.values());
     Ok(Tables {
         tree,
         files,
         pipe_data,
         memfd,
         inventory,
+        objects,
+        queues,
+        unix_names,
     })
 }
 
@@ -130,6 +144,10 @@ pub struct Decoder<'a> {
     /// Model object ids by (kind, CRIU id).
     ids: BTreeMap<(u8, u32), u32>,
     defined: HashSet<u32>,
+    /// CRIU file ids named as lost (once, however many fds refer to them).
+    lost: HashSet<u32>,
+    /// CRIU ids of sockets whose in-flight files are being defined (cycle guard).
+    defining: HashSet<u32>,
     losses: Vec<String>,
     parents: ParentCache<'a>,
 }
@@ -157,6 +175,8 @@ impl<'a> Decoder<'a> {
             checker: Checker::new(),
             ids: BTreeMap::new(),
             defined: HashSet::new(),
+            lost: HashSet::new(),
+            defining: HashSet::new(),
             losses: Vec::new(),
             parents: ParentCache::default(),
         })
@@ -260,17 +280,25 @@ impl<'a> Decoder<'a> {
                     .push(format!("task {pid}: seccomp filters (seccomp.img)"));
             }
         }
-        for (what, lost) in [
-            (
-                "interval timers",
-                tc.timers.as_ref().is_some_and(timers_set),
-            ),
-            ("child subreaper", tc.child_subreaper == Some(true)),
-            ("oom_score_adj", tc.oom_score_adj.is_some_and(|v| v != 0)),
-        ] {
-            if lost {
-                self.losses.push(format!("task {pid}: {what}"));
-            }
+        if let Some(t) = &tc.timers {
+            let (it, posix) = crate::process::timers(t, &core_name)?;
+            task.records.itimers = it;
+            task.records.posix_timers = posix;
+        }
+        let mm = if tc.task_state != TASK_DEAD {
+            let name = format!("mm-{pid}.img");
+            Some(ImageFile::expect(&name, self.img.need(&name)?, magic::MM)?.one::<pb::MmEntry>()?)
+        } else {
+            None
+        };
+        if mm.is_some() {
+            task.records.attrs = Some(crate::process::process_attrs(&tc, mm.as_ref()));
+        }
+        task.records.pdeath_signal = crate::process::pdeath(&tcore);
+        let (locks, lost) = crate::objects::posix_locks(&self.t.objects, pid);
+        self.losses.extend(lost);
+        if !locks.is_empty() {
+            task.records.posix_locks = Some(ckpt_format::model::PosixLocks { locks });
         }
         self.items.push_back(Item::Ev(Event::Task(task)));
 
@@ -282,6 +310,16 @@ impl<'a> Decoder<'a> {
                 let n = format!("core-{tid}.img");
                 let c: pb::CoreEntry =
                     ImageFile::expect(&n, self.img.need(&n)?, magic::CORE)?.one()?;
+                let own = c
+                    .thread_core
+                    .as_ref()
+                    .and_then(|t| t.pdeath_sig)
+                    .unwrap_or(0);
+                if own != tcore.pdeath_sig.unwrap_or(0) {
+                    self.losses.push(format!(
+                        "thread {tid}: parent-death signal {own} unlike its leader's"
+                    ));
+                }
                 thread::thread(&c, tid, &n, &mut self.losses)?
             };
             self.items.push_back(Item::Ev(Event::Thread(th)));
@@ -295,8 +333,8 @@ impl<'a> Decoder<'a> {
             ));
         }
 
-        if tc.task_state != TASK_DEAD {
-            self.build_mm(pid, &tc)?;
+        if let Some(mm) = mm {
+            self.build_mm(pid, &tc, mm)?;
         }
         self.build_fs(pid)?;
         if !tc.sigactions.is_empty() {
@@ -320,9 +358,7 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
-    fn build_mm(&mut self, pid: u32, tc: &pb::TaskCoreEntry) -> Result<()> {
-        let name = format!("mm-{pid}.img");
-        let mm: pb::MmEntry = ImageFile::expect(&name, self.img.need(&name)?, magic::MM)?.one()?;
+    fn build_mm(&mut self, pid: u32, tc: &pb::TaskCoreEntry, mm: pb::MmEntry) -> Result<()> {
         let m = Mm {
             start_code: mm.mm_start_code,
             end_code: mm.mm_end_code,
@@ -649,96 +685,6 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
-    fn build_files(&mut self, pid: u32) -> Result<()> {
-        let ids_name = format!("ids-{pid}.img");
-        let Some(b) = self.img.file(&ids_name) else {
-            return Ok(());
-        };
-        let ids: pb::TaskKobjIdsEntry = ImageFile::expect(&ids_name, b, magic::IDS)?.one()?;
-        let name = format!("fdinfo-{}.img", ids.files_id);
-        let Some(b) = self.img.file(&name) else {
-            return Ok(());
-        };
-        let fds: Vec<pb::FdinfoEntry> = ImageFile::expect(&name, b, magic::FDINFO)?.all()?;
-        for fd in fds {
-            let what = format!("task {pid}: fd {}", fd.fd);
-            let Some(fe) = self.t.files.get(&fd.id).cloned() else {
-                return Err(CriuError::new(
-                    &name,
-                    0,
-                    format!("fd {} refers to file id {} not in files.img", fd.fd, fd.id),
-                    "every fd's file in files.img",
-                ));
-            };
-            let file_id = match self.file_object(&fe, &what)? {
-                Some(id) => id,
-                None => continue,
-            };
-            self.items.push_back(Item::Ev(Event::Fd(Fd {
-                fd: fd.fd as i32,
-                cloexec: fd.flags & 1 != 0,
-                file: file_id,
-            })));
-        }
-        Ok(())
-    }
-
-    /// The model id of a CRIU file, defining it (and its pipe) on first use; `None` (and a
-    /// loss) for kinds the model has no record for.
-    fn file_object(&mut self, fe: &pb::FileEntry, what: &str) -> Result<Option<u32>> {
-        let id = self.id(0, fe.id);
-        if self.defined.contains(&id) {
-            return Ok(Some(id));
-        }
-        let file = if let Some(r) = &fe.reg {
-            let mode = r.mode.unwrap_or(0o100_644);
-            let kind = match mode & 0o170_000 {
-                0o040_000 => FileKind::Directory,
-                0o020_000 => FileKind::CharDevice,
-                0o100_000 | 0 => FileKind::Regular,
-                _ => FileKind::Other,
-            };
-            File {
-                id,
-                kind,
-                path: r.name.as_bytes().to_vec(),
-                flags: r.flags,
-                mode,
-                pos: r.pos,
-                pipe: None,
-                records: Default::default(),
-                extras: Default::default(),
-            }
-        } else if let Some(p) = &fe.pipe {
-            let pid = self.id(1, p.pipe_id);
-            if self.defined.insert(pid) {
-                let data = self.t.pipe_data.get(&p.pipe_id).copied().unwrap_or(&[]);
-                self.items.push_back(Item::Ev(Event::Pipe(Pipe {
-                    id: pid,
-                    data: Cow::Owned(data.to_vec()),
-                })));
-            }
-            File {
-                id,
-                kind: FileKind::Pipe,
-                path: format!("pipe:[{}]", p.pipe_id).into_bytes(),
-                flags: p.flags,
-                mode: 0o010_600,
-                pos: 0,
-                pipe: Some(pid),
-                records: Default::default(),
-                extras: Default::default(),
-            }
-        } else {
-            self.losses
-                .push(format!("{what}: {}", crate::info::describe_file(fe)));
-            return Ok(None);
-        };
-        self.defined.insert(id);
-        self.items.push_back(Item::Ev(Event::File(file)));
-        Ok(Some(id))
-    }
-
     fn produce(&mut self) -> Result<Option<Event<'a>>> {
         if !self.started {
             self.started = true;
@@ -792,11 +738,6 @@ impl<'a> Decoder<'a> {
             return Ok(Some(Event::Tail));
         }
     }
-}
-
-fn timers_set(t: &pb::TaskTimersEntry) -> bool {
-    let set = |i: &pb::ItimerEntry| i.isec != 0 || i.iusec != 0 || i.vsec != 0 || i.vusec != 0;
-    set(&t.real) || set(&t.virt) || set(&t.prof) || !t.posix.is_empty()
 }
 
 /// CRIU stores the dispositions of signals 1..=64 without SIGKILL (9) and SIGSTOP (19); the

@@ -263,12 +263,8 @@ pub fn thread(
             r.pending = Some(PendingSignals { mask, queue });
         }
     }
-    if tc.sched_policy.is_some_and(|p| p != 0) || tc.sched_nice.is_some_and(|n| n != 0) {
-        losses.push(format!("thread {tid}: scheduling policy/nice value"));
-    }
-    if tc.pdeath_sig.is_some_and(|s| s != 0) {
-        losses.push(format!("thread {tid}: parent-death signal"));
-    }
+    // Scheduling: a record of its own; the parent-death signal is the task's (decode.rs).
+    r.attrs = crate::process::thread_attrs(&tc);
     Ok(Thread {
         tid: tid as i32,
         regs,

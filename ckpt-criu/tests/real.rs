@@ -280,18 +280,24 @@ fn python_threads_files_pipe_socketpair_match_crit() {
             }
         } else if f.get("pipe").is_some() {
             assert_eq!(model_fds[&fd].kind, ckpt_format::FileKind::Pipe, "fd {fd}");
-        } else if f.get("usk").is_some() {
+        } else if let Some(usk) = f.get("usk") {
             sockets += 1;
-            assert!(!model_fds.contains_key(&fd), "a socket is not in the model");
-            assert!(
-                losses
-                    .iter()
-                    .any(|l| l.contains(&format!("fd {fd}: unix socket"))),
-                "fd {fd} named as lost: {losses:?}"
-            );
+            // Carried: the socket record as crit decodes the entry, the peer by inode.
+            let s = model_fds[&fd].records.sock.socket.as_ref().expect("socket");
+            assert_eq!(s.ino as u64, u(&usk["ino"]), "fd {fd}");
+            assert_eq!(s.peer_ino.map(u64::from), Some(u(&usk["peer"])), "fd {fd}");
+            assert_eq!((s.family, s.ty, s.state), (1, 1, 1), "fd {fd}");
         }
     }
     assert_eq!(sockets, 2, "the socketpair");
+    assert!(!losses.iter().any(|l| l.contains("socket")), "{losses:?}");
+    // a.send(b"queued"): in b's receive queue.
+    let queued: Vec<Vec<u8>> = model_fds
+        .values()
+        .filter_map(|f| f.records.sock.queue.as_ref())
+        .flat_map(|q| q.messages.iter().map(|m| m.data.clone()))
+        .collect();
+    assert_eq!(queued, vec![b"queued".to_vec()]);
     assert_eq!(
         model_fds[&rfd].pipe, model_fds[&wfd].pipe,
         "both pipe ends, one pipe"

@@ -229,7 +229,8 @@ pub(super) fn attributes(
             a::set_nice(tid, want.nice as i64).map_err(fail(format!("thread {tid} nice")))?;
         }
         let cpus = want.cpus();
-        if cur.affinity != cpus {
+        // No affinity words: not recorded (a CRIU dump), left as the new thread has it.
+        if !want.affinity.is_empty() && cur.affinity != cpus {
             a::set_affinity(tid, &cpus).map_err(fail(format!("thread {tid} CPU affinity")))?;
         }
         if cur.ioprio != want.ioprio as i64 {

@@ -152,7 +152,8 @@ pub struct ThreadAttrs {
     pub ioprio: u32,
     /// `PR_GET_TIMERSLACK`, nanoseconds.
     pub timer_slack: u64,
-    /// CPU affinity: bit N of word N/64 set = may run on CPU N.
+    /// CPU affinity: bit N of word N/64 set = may run on CPU N. No word at all: not
+    /// recorded by the source (CRIU keeps none), and a restore leaves it as it is.
     pub affinity: Vec<u64>,
 }
 
