@@ -165,13 +165,19 @@ mod tests {
             r,
             vec!["pid 7 thread 8: SCHED_DEADLINE (its parameters are not in the image)"]
         );
+        // Mask words without a CPU: refused; no words at all: not recorded (CRIU), fine.
         let none = ThreadAttrs {
-            affinity: vec![],
+            affinity: vec![0],
             ..ours()
         };
         assert_eq!(
             refusals(&one(none, None)),
             vec!["pid 7 thread 8: empty CPU affinity"]
         );
+        let unrecorded = ThreadAttrs {
+            affinity: vec![],
+            ..ours()
+        };
+        assert!(refusals(&one(unrecorded, None)).is_empty());
     }
 }
