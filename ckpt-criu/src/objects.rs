@@ -13,7 +13,7 @@
 //! | `eventpoll_file_entry.tfd[]` (older dumps: `eventpoll-tfd.img`, `id` = the eventpoll's) | `tfd` is the target's fd number in the dumping task, `events`/`data` its `epoll_event` |
 //! | `inotify_wd_entry` | `wd`, `mask`, `ignored_mask`, and the watched inode's file handle; `f_handle.path` the path CRIU found for it (absent: none found) |
 //! | `tty_info_entry.type` | 1 pty, 2 console, 3 vt, 4 ctty, 5 external, 6 serial; `rdev` the device in the kernel's 32-bit `new_encode_dev` form (major 5 minor 2: `/dev/ptmx`, majors 136-143: pty slaves) |
-//! | `termios_entry` | `TCGETS2` fields; `c_cc` the 19 control characters |
+//! | `termios_entry` | the `TCGETS` flags and line; `c_cc` is C library's 32-byte `c_cc` array copied as bytes over the `u32` words (4 control characters per word, little-endian: the kernel's 19 are the first 19 bytes of words 0..=4, the words after 7 are not written); no speeds (0): they follow from `c_cflag`'s baud bits |
 //! | `file_lock_entry.flag` | 1 POSIX, 2 flock, 4 OFD, 8 lease; `type` 0 read, 1 write (with 32 `LOCK_MAND` for mandatory flock); `pid`/`fd` the owner and the fd it holds the file on; `len` 0 = to end of file |
 
 use crate::image::{ImageFile, Result};
@@ -225,16 +225,23 @@ pub(crate) fn tty(
     let Some(tm) = &info.termios else {
         return Err(format!("tty {}: pty {index} without line settings", t.id));
     };
+    if tm.c_cc.len() < 5 {
+        return Err(format!(
+            "tty {}: pty {index} with {} control-character words (fewer than the 19 bytes of 5)",
+            t.id,
+            tm.c_cc.len()
+        ));
+    }
     let mut termios = Vec::with_capacity(ckpt_format::model::records::TERMIOS2_LEN);
     for w in [tm.c_iflag, tm.c_oflag, tm.c_cflag, tm.c_lflag] {
         termios.extend_from_slice(&w.to_le_bytes());
     }
     termios.push(tm.c_line as u8);
-    for i in 0..19 {
-        termios.push(tm.c_cc.get(i).copied().unwrap_or(0) as u8);
-    }
-    termios.extend_from_slice(&tm.c_ispeed.to_le_bytes());
-    termios.extend_from_slice(&tm.c_ospeed.to_le_bytes());
+    let cc: Vec<u8> = tm.c_cc[..5].iter().flat_map(|w| w.to_le_bytes()).collect();
+    termios.extend_from_slice(&cc[..19]);
+    let (ispeed, ospeed) = speeds(tm.c_cflag);
+    termios.extend_from_slice(&ispeed.to_le_bytes());
+    termios.extend_from_slice(&ospeed.to_le_bytes());
     let w = info.winsize.unwrap_or_default();
     let ws = |v: u32| v.min(u16::MAX as u32) as u16;
     let records = FileRecords {
@@ -255,6 +262,30 @@ pub(crate) fn tty(
         mode: 0o020_620,
         records,
     })
+}
+
+/// The input and output speeds `TCGETS2` reports for `c_cflag` (CRIU keeps none): the
+/// baud code of `CBAUD` (with `CBAUDEX`), the input's from `CIBAUD` when set, else the
+/// output's.
+fn speeds(cflag: u32) -> (u32, u32) {
+    const LOW: [u32; 16] = [
+        0, 50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600, 19200, 38400,
+    ];
+    const HIGH: [u32; 16] = [
+        0, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1152000, 1500000,
+        2000000, 2500000, 3000000, 3500000, 4000000,
+    ];
+    let rate = |code: u32| {
+        let i = (code & 0o17) as usize;
+        if code & 0o10000 != 0 {
+            HIGH[i]
+        } else {
+            LOW[i]
+        }
+    };
+    let out = rate(cflag & 0o10017);
+    let inp = (cflag >> 16) & 0o10017;
+    (if inp == 0 { out } else { rate(inp) }, out)
 }
 
 /// The POSIX locks task `pid` holds, and the losses among its locks.
@@ -325,5 +356,12 @@ mod tests {
         assert_eq!(dev(0x0502), (5, 2));
         assert_eq!(dev((136 << 8) | 3), (136, 3));
         assert_eq!(dev((137 << 8) | 0x10_0001), (137, 0x101));
+    }
+
+    #[test]
+    fn speeds_follow_the_baud_bits() {
+        assert_eq!(speeds(0xbf), (38400, 38400)); // B38400 | CS8 | CREAD
+        assert_eq!(speeds(0o10002), (115200, 115200)); // B115200
+        assert_eq!(speeds(0o15 | (0o17 << 16)), (38400, 9600)); // B9600 out, B38400 in
     }
 }

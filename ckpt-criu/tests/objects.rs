@@ -255,6 +255,10 @@ fn live_objects_map_onto_typed_records_as_crit_decodes_them() {
         a.oom_score_adj as i64,
         core["entries"][0]["tc"]["oom_score_adj"].as_i64().unwrap()
     );
+    let mm = crit(&crit_bin, &d.dir.join(format!("mm-{pid}.img")));
+    assert_eq!(a.dumpable as u64, u(&mm["entries"][0]["dumpable"]));
+    assert_eq!(a.dumpable, 1);
+    assert_eq!(a.child_subreaper, 0);
     let ta = thread.records.attrs.as_ref().expect("thread_attrs record");
     assert_eq!((ta.nice, ta.policy), (5, 0));
     assert_eq!(
@@ -456,6 +460,10 @@ fn inet_and_netlink_entries_map_as_crit_decodes_them() {
     b.extend_from_slice(b"abchello");
     std::fs::write(&stream, b).unwrap();
 
+    // fixtures/criu/objects.pack is this dump (see fixtures/criu/README.md).
+    if let Some(to) = std::env::var_os("CKPT_CRIU_WRITE_PACK") {
+        std::fs::write(to, ckpt_criu::set::pack_dir(&d.dir).unwrap()).unwrap();
+    }
     let img = CriuImage::open(&d.dir).unwrap();
     let mut dec = Decoder::new(&img).unwrap();
     let mut evs = Vec::new();
@@ -543,4 +551,105 @@ fn inet_and_netlink_entries_map_as_crit_decodes_them() {
     );
     // groups 0x11: groups 1 and 5.
     assert_eq!(n.netlink.as_ref().unwrap().groups, vec![1, 5]);
+}
+
+const TTY_PY: &str = r#"
+import ctypes, fcntl, os, struct, sys, termios, time
+ctypes.CDLL(None).prctl(1, 10, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGUSR1
+m, s = os.openpty()
+a = termios.tcgetattr(s)
+a[3] &= ~(termios.ECHO | termios.ICANON)
+a[0] |= termios.IXOFF
+a[6][termios.VMIN] = 3
+termios.tcsetattr(s, termios.TCSANOW, a)
+fcntl.ioctl(s, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 7, 9))
+raw = fcntl.ioctl(s, termios.TCGETS, bytes(64))[:36]
+with open(sys.argv[1] + ".tmp", "w") as o:
+    o.write("%s %s\n" % (os.ttyname(s), raw.hex()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(1000)
+"#;
+
+/// A python program holding both ends of a pty whose line settings (no echo, not
+/// canonical, IXOFF, VMIN 3) and window size (33x111) it set, and a parent-death signal:
+/// the slave is a `tty` record with the kernel's `TCGETS` bytes as the program read them,
+/// the window size and the speeds of its baud bits, as crit decodes tty-info.img; the
+/// master is a named loss; the signal is the task's `parent_death_signal`.
+#[test]
+fn a_pty_slave_maps_onto_the_tty_record() {
+    let Some((criu_bin, crit_bin)) = criu() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ready = tmp.path().join("ready");
+    let w = Workload::start(&["/usr/bin/python3", "-c", TTY_PY, ready.to_str().unwrap()]);
+    wait_for("the pty workload", || ready.exists());
+    let info = std::fs::read_to_string(&ready).unwrap();
+    let (name, raw) = info.trim().split_once(' ').unwrap();
+    let raw: Vec<u8> = (0..raw.len() / 2)
+        .map(|i| u8::from_str_radix(&raw[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let index: i32 = name.trim_start_matches("/dev/pts/").parse().unwrap();
+    let dir = tmp.path().join("dump");
+    dump(&criu_bin, w.pid, &dir, &[]);
+
+    let img = CriuImage::open(&dir).unwrap();
+    let mut dec = Decoder::new(&img).unwrap();
+    let mut evs = Vec::new();
+    while let Some(e) = dec.next_event().unwrap() {
+        evs.push(e.into_owned());
+    }
+    let losses = dec.losses().to_vec();
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert!(
+        losses[0].contains(&format!("the master end of pty {index}")),
+        "{losses:?}"
+    );
+    let ttys: Vec<&File> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::File(f) if f.records.tty.is_some() => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ttys.len(), 1);
+    let f = ttys[0];
+    assert_eq!(f.path, name.as_bytes());
+    assert_eq!(f.kind, ckpt_format::FileKind::CharDevice);
+    let t = f.records.tty.as_ref().unwrap();
+    assert!(!t.master);
+    assert_eq!(t.index, index);
+    assert_eq!(t.winsize, [33, 111, 7, 9]);
+    assert_eq!(t.termios.len(), 44);
+    assert_eq!(&t.termios[..36], &raw[..], "TCGETS bytes");
+    let speed = |at: usize| u32::from_le_bytes(t.termios[at..at + 4].try_into().unwrap());
+    assert_eq!((speed(36), speed(40)), (38400, 38400));
+    let lflag = u32::from_le_bytes(t.termios[12..16].try_into().unwrap());
+    assert_eq!(lflag & 0o12, 0, "ECHO and ICANON off");
+
+    let ti = crit(&crit_bin, &dir.join("tty-info.img"));
+    let slave = ti["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| u(&e["rdev"]) >> 8 == 136 + (index as u64 >> 8))
+        .expect("the slave's tty-info entry");
+    assert_eq!(u(&slave["pty"]["index"]) as i32, index);
+    assert_eq!(u(&slave["winsize"]["ws_row"]), 33);
+    assert_eq!(u(&slave["termios"]["c_lflag"]) as u32, lflag);
+    assert_eq!(
+        (t.sid as u64, t.pgrp as u64),
+        (u(&slave["sid"]), u(&slave["pgrp"]))
+    );
+
+    let task = evs
+        .iter()
+        .find_map(|e| match e {
+            Event::Task(t) => Some(t),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(task.records.pdeath_signal.map(|p| p.sig), Some(10));
+    let core = crit(&crit_bin, &dir.join(format!("core-{}.img", task.pid)));
+    assert_eq!(u(&core["entries"][0]["thread_core"]["pdeath_sig"]), 10);
 }
