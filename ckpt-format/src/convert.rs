@@ -32,6 +32,7 @@ use crate::{crv5, v21};
 
 pub use crate::legacy::{Buffered, LegacyRevision, LegacySink, Plan};
 pub use crate::model::parse_release;
+use std::collections::BTreeSet;
 use std::io::{self, Read, Seek, Write};
 
 /// The encoder of legacy revision `rev` with an optional plan (None = dry run).
@@ -241,6 +242,68 @@ fn decoder<'a, I: Input + 'a>(
     }
 }
 
+/// The planning pass: a dry run of the target's encoder (lossy, so that it
+/// lists every item) skipping the kept ckpt-v21 records `skip`.
+fn dry_run<'a>(
+    open: &mut impl FnMut(ReadOptions) -> Result<Box<dyn EventSource + 'a>>,
+    opts: &ConvertOptions,
+    skip: &BTreeSet<usize>,
+) -> Result<(Vec<String>, Plan)> {
+    let mut rt = Retarget::new(opts)?;
+    let mut plan = Plan::default();
+    let mut dry = legacy_encoder(opts.to, io::sink(), None, true)
+        .ok_or_else(|| Error::invalid(0, "native-1", "a legacy target"))?;
+    dry.skip_unknowns(skip.clone());
+    // The planning pass skips page checksums; the writing pass checks them.
+    let mut src = open(ReadOptions {
+        check_page_data: false,
+    })?;
+    drive(&mut *src, &mut *dry, &mut rt, Some(&mut plan))?;
+    Ok((dry.items().to_vec(), plan))
+}
+
+/// The kept ckpt-v21 records (indices among the `Unknown` ckpt-v21 events)
+/// that a ckpt-v21 image written from the input would not give back
+/// (see `v21::kept`): the image is written to a temporary file and read back
+/// until every kept record written comes back, in order.
+fn v21_not_given_back<'a>(
+    open: &mut impl FnMut(ReadOptions) -> Result<Box<dyn EventSource + 'a>>,
+    opts: &ConvertOptions,
+    plan: &Plan,
+) -> Result<BTreeSet<usize>> {
+    let mut skip = BTreeSet::new();
+    loop {
+        let spool = Spool::new()?;
+        let sent = {
+            let mut rt = Retarget::new(opts)?;
+            let mut enc = legacy_encoder(Revision::CkptV21, &spool.file, Some(plan.clone()), true)
+                .ok_or_else(|| Error::invalid(0, "native-1", "a legacy target"))?;
+            enc.skip_unknowns(skip.clone());
+            let mut tee = v21::kept::Tee::new(&mut *enc, &skip);
+            let mut src = open(ReadOptions {
+                check_page_data: false,
+            })?;
+            drive(&mut *src, &mut tee, &mut rt, None)?;
+            tee.seen
+        };
+        let reopen = || -> Result<_> {
+            let mut f = &spool.file;
+            f.rewind().map_err(|e| Error::io(0, &e))?;
+            Ok(StreamInput::new(io::BufReader::with_capacity(1 << 16, f)))
+        };
+        let lost = match v21::kept::given_back(reopen) {
+            Ok(back) => v21::kept::not_matched(&sent, &back),
+            // An image that does not read back: every kept record written is
+            // suspect (what the encoder writes itself reads back).
+            Err(_) => sent.iter().map(|(i, _)| *i).collect(),
+        };
+        if lost.is_empty() {
+            return Ok(skip);
+        }
+        skip.extend(lost);
+    }
+}
+
 /// Convert with two passes over a re-openable input (`open` gives a fresh decoder).
 fn two_pass<'a>(
     from: Revision,
@@ -248,24 +311,23 @@ fn two_pass<'a>(
     out: impl Write,
     opts: &ConvertOptions,
 ) -> Result<ConvertReport> {
-    let mut rt = Retarget::new(opts)?;
-    let mut plan = Plan::default();
-    let (items, _) = {
-        let mut dry = legacy_encoder(opts.to, io::sink(), None, true)
-            .ok_or_else(|| Error::invalid(0, "native-1", "a legacy target"))?;
-        // The planning pass skips page checksums; the writing pass checks them.
-        let mut src = open(ReadOptions {
-            check_page_data: false,
-        })?;
-        drive(&mut *src, &mut *dry, &mut rt, Some(&mut plan))?;
-        (dry.items().to_vec(), dry.notes().to_vec())
-    };
+    let none = BTreeSet::new();
+    let (mut items, plan) = dry_run(&mut open, opts, &none)?;
+    let mut skip = none;
+    if opts.to == Revision::CkptV21 && plan.v21_unknowns > 0 {
+        skip = v21_not_given_back(&mut open, opts, &plan)?;
+        if !skip.is_empty() {
+            // Listed where the encoder meets them, as the writing pass will.
+            items = dry_run(&mut open, opts, &skip)?.0;
+        }
+    }
     if !items.is_empty() && !opts.lossy {
         return Err(Error::new(0, ErrorKind::Unrepresentable { items }));
     }
-    rt.notes.clear();
+    let mut rt = Retarget::new(opts)?;
     let mut enc = legacy_encoder(opts.to, out, Some(plan), opts.lossy)
         .ok_or_else(|| Error::invalid(0, "native-1", "a legacy target"))?;
+    enc.skip_unknowns(skip);
     let mut src = open(ReadOptions::default())?;
     let events = drive(&mut *src, &mut *enc, &mut rt, None)?;
     Ok(ConvertReport {

@@ -38,6 +38,8 @@ pub struct Plan {
     pub late_threads: Vec<Option<Thread>>,
     /// The current task has had events other than Thread and Pipe.
     pub task_other: bool,
+    /// Number of ckpt-v21 records kept as `Unknown` events.
+    pub v21_unknowns: u64,
 }
 
 impl Plan {
@@ -76,6 +78,9 @@ impl Plan {
                 }
             }
             Event::Unknown(u) => {
+                if u.revision == Revision::CkptV21 {
+                    self.v21_unknowns += 1;
+                }
                 if let Some((r, _)) = kept_objref(u) {
                     self.kept_refs.insert(r as u32);
                 }
@@ -114,6 +119,11 @@ pub trait LegacySink: EventSink {
     fn items(&self) -> &[String];
     /// Lossless rewrites worth telling (zero runs written as pages ...).
     fn notes(&self) -> &[String];
+    /// Do not write the ckpt-v21 records kept as `Unknown` events with these
+    /// indices (0 = the first such event): list each as an item instead
+    /// (a ckpt-v21 reader would not give them back; see `v21::kept`).
+    /// Encoders of other revisions ignore it.
+    fn skip_unknowns(&mut self, _indices: std::collections::BTreeSet<usize>) {}
 }
 
 /// The encoders of one legacy revision (implemented by `crv5::Codec` and

@@ -12,21 +12,6 @@ use libfuzzer_sys::fuzz_target;
 #[global_allocator]
 static A: Counting = Counting;
 
-/// Whether native-1 image `b` holds a ckpt-v21 record kept as unknown.
-fn has_v21_unknown(b: &[u8]) -> bool {
-    let Ok(mut src) = ckpt_format::open_slice(b) else {
-        return false;
-    };
-    while let Ok(Some(ev)) = src.next_event() {
-        if let ckpt_format::Event::Unknown(u) = &ev {
-            if u.revision == Revision::CkptV21 {
-                return true;
-            }
-        }
-    }
-    false
-}
-
 fn conv(b: &[u8], to: Revision, lossy: bool) -> ckpt_format::Result<Vec<u8>> {
     let mut out = Vec::new();
     let opts = ConvertOptions {
@@ -49,13 +34,7 @@ fuzz_target!(|data: &[u8]| {
                 Ok(img) => {
                     let back = conv(&img, Revision::Native1, false)
                         .unwrap_or_else(|e| panic!("{rev} output does not convert back: {e}"));
-                    // Open finding (fixtures/fuzz/open/README.md): ckpt-v21 records kept as
-                    // unknown ones in native-1 (namespace and signal records among them) are
-                    // interpreted when written back into a ckpt-v21 stream, so the identity is
-                    // not asserted for such inputs until that is fixed.
-                    if rev != Revision::CkptV21 || !has_v21_unknown(&n1) {
-                        assert_eq!(back, n1, "native-1 -> {rev} -> native-1 changed the image");
-                    }
+                    assert_eq!(back, n1, "native-1 -> {rev} -> native-1 changed the image");
                 }
                 Err(e) => match &e.kind {
                     ErrorKind::Unrepresentable { items } => {

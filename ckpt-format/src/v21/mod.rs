@@ -60,6 +60,7 @@ fn code(name: &str) -> u32 {
 mod decode;
 mod encode;
 mod frame;
+pub(crate) mod kept;
 mod siginfo;
 mod tables;
 

@@ -142,6 +142,10 @@ pub struct Encoder<W: Write> {
     /// Items of that early write, listed at the late Thread event (where a
     /// dry run, which has no plan, finds them).
     early_items: Vec<String>,
+    /// Index of the next ckpt-v21 `Unknown` event.
+    unknown_idx: usize,
+    /// Indices of kept records not to write (see `super::kept`).
+    skip_unknown: std::collections::BTreeSet<usize>,
 }
 
 impl<W: Write> Encoder<W> {
@@ -212,6 +216,8 @@ impl<W: Write> Encoder<W> {
             task_ns: 0,
             early_thread: false,
             early_items: Vec::new(),
+            unknown_idx: 0,
+            skip_unknown: Default::default(),
         }
     }
 
@@ -506,6 +512,14 @@ impl<W: Write> Encoder<W> {
 
 impl<W: Write> EventSink for Encoder<W> {
     fn event(&mut self, ev: &Event<'_>) -> Result<()> {
+        if let Event::Unknown(u) = ev {
+            if u.revision == Revision::CkptV21 {
+                self.unknown_idx += 1;
+                if self.skip_unknown.contains(&(self.unknown_idx - 1)) {
+                    return self.item(super::kept::not_given_back(u));
+                }
+            }
+        }
         // The interval timers go into the SIGNAL record as they are (the keys
         // below only count them).
         if let Event::Task(t) = ev {
@@ -826,5 +840,8 @@ impl<W: Write> LegacySink for Encoder<W> {
     }
     fn notes(&self) -> &[String] {
         Encoder::notes(self)
+    }
+    fn skip_unknowns(&mut self, indices: std::collections::BTreeSet<usize>) {
+        self.skip_unknown = indices;
     }
 }
