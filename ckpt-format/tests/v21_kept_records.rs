@@ -58,7 +58,7 @@ fn kept_namespace_records_a_reader_would_take_as_its_own_are_named() {
         "TASK_NS (103)",
     ]
     .iter()
-    .map(|r| format!("task 300 (pipe-demo): ckpt-v21 record {r} kept from the source would not be read back as that record (ckpt-v21 reads this type itself there): not written"))
+    .map(|r| format!("task 300 (pipe-demo): ckpt-v21 record {r} kept from the source would not be read back as that record in this place (a ckpt-v21 reader reads it as part of the image or not at all): not written"))
     .collect();
     assert_eq!(items, &want);
 
@@ -119,7 +119,7 @@ fn a_kept_container_section_equal_to_ckpts_own_is_named() {
     };
     let want: Vec<String> = ["CONTAINER (3)", "BUFFER (4)", "LSM_INFO (7)"]
         .iter()
-        .map(|r| format!("ckpt-v21 record {r} kept from the source would not be read back as that record (ckpt-v21 reads this type itself there): not written"))
+        .map(|r| format!("ckpt-v21 record {r} kept from the source would not be read back as that record in this place (a ckpt-v21 reader reads it as part of the image or not at all): not written"))
         .collect();
     assert_eq!(items, &want);
     let (v21, report) = conv(&n1, Revision::CkptV21, true).unwrap();

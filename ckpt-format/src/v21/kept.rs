@@ -11,7 +11,10 @@
 //! an IPC_NS equal to ckpt's own as nothing) and the conversion would not
 //! be exact. So a conversion to ckpt-v21 of an image holding kept ckpt-v21
 //! records writes the image once, reads it back and compares the kept
-//! records: those not given back, in order, are named losses (strict:
+//! records: those not given back, in order, or read back after records not
+//! sent, are named losses, and when the kept records come back but the
+//! other events do not (a kept SIGPENDING between the file table and
+//! TASK_OBJS moves the resource limits), every kept record is (strict:
 //! refused; lossy: not written, listed), and the check is repeated without
 //! them until every kept record written comes back
 //! (docs/V21-STREAM.md "Records kept from the source").
@@ -40,7 +43,7 @@ pub fn fingerprint(ev: &Event<'_>) -> Option<Fingerprint> {
 /// The item an encoder lists for kept record `u` that would not come back.
 pub fn not_given_back(u: &Unknown<'_>) -> String {
     format!(
-        "ckpt-v21 record {} ({}) kept from the source would not be read back as that record (ckpt-v21 reads this type itself there): not written",
+        "ckpt-v21 record {} ({}) kept from the source would not be read back as that record in this place (a ckpt-v21 reader reads it as part of the image or not at all): not written",
         T.name(u.type_code),
         u.type_code
     )
@@ -58,6 +61,8 @@ pub struct Tee<'s> {
     next: usize,
     /// (index, fingerprint) of each kept record passed and not skipped.
     pub seen: Vec<(usize, Fingerprint)>,
+    /// A hash of every event passed, skipped kept records left out.
+    pub all: Vec<u64>,
 }
 
 impl<'s> Tee<'s> {
@@ -68,15 +73,32 @@ impl<'s> Tee<'s> {
             skip,
             next: 0,
             seen: Vec::new(),
+            all: Vec::new(),
         }
     }
+
+    /// Whether the encoder named no item so far.
+    pub fn no_items(&self) -> bool {
+        self.sink.items().is_empty()
+    }
+}
+
+/// A hash of event `ev`.
+pub fn event_hash(ev: &Event<'_>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ev.hash(&mut h);
+    h.finish()
 }
 
 impl EventSink for Tee<'_> {
     fn event(&mut self, ev: &Event<'_>) -> Result<()> {
         let Some(fp) = fingerprint(ev) else {
+            self.all.push(event_hash(ev));
             return self.sink.event(ev);
         };
+        if !self.skip.contains(&self.next) {
+            self.all.push(event_hash(ev));
+        }
         let before = self.sink.items().len();
         self.sink.event(ev)?;
         let named = self.sink.items().len() > before;
@@ -91,30 +113,42 @@ impl EventSink for Tee<'_> {
     }
 }
 
-/// The fingerprints of the kept records a ckpt-v21 image gives back, read
-/// the way conversions read it ([`open_slice`]: threads first, then the
-/// events; one pass when the first fails), from `open()` called twice.
-pub fn given_back<I: Input>(mut open: impl FnMut() -> Result<I>) -> Result<Vec<Fingerprint>> {
+/// The fingerprints of the kept records a ckpt-v21 image gives back, and a
+/// hash of every event, read the way conversions read it ([`open_slice`]:
+/// threads first, then the events; one pass when the first fails), from
+/// `open()` called twice.
+pub fn given_back<I: Input>(
+    mut open: impl FnMut() -> Result<I>,
+) -> Result<(Vec<Fingerprint>, Vec<u64>)> {
     let o = ReadOptions::default();
     let mut src = match scan_threads(open()?) {
         Ok(t) => Decoder::with_threads(open()?, o, t),
         Err(_) => Decoder::new(open()?, o),
     };
-    let mut out = Vec::new();
+    let (mut kept, mut all) = (Vec::new(), Vec::new());
     while let Some(ev) = src.next_event()? {
-        out.extend(fingerprint(&ev));
+        kept.extend(fingerprint(&ev));
+        all.push(event_hash(&ev));
     }
-    Ok(out)
+    Ok((kept, all))
 }
 
 /// The indices of the kept records `sent` (in the order written) that do not
-/// come back in `back` in the same order (matched greedily, in order).
+/// come back in `back` in the same order (matched greedily, in order), and of
+/// those read back after records that were not sent (a reader gives records
+/// of ckpt's own back as kept ones right before a kept record naming them, as
+/// before an NS naming ckpt's own UTS_NS: that kept record changed the image).
 pub fn not_matched(sent: &[(usize, Fingerprint)], back: &[Fingerprint]) -> Vec<usize> {
     let mut j = 0;
     let mut lost = Vec::new();
     for (i, fp) in sent {
         match back[j..].iter().position(|b| b == fp) {
-            Some(k) => j += k + 1,
+            Some(k) => {
+                if k > 0 {
+                    lost.push(*i);
+                }
+                j += k + 1;
+            }
             None => lost.push(*i),
         }
     }

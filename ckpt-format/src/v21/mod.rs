@@ -57,6 +57,7 @@ fn code(name: &str) -> u32 {
     T.code(name)
 }
 
+pub(crate) mod anon;
 mod decode;
 mod encode;
 mod frame;

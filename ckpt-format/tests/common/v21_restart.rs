@@ -262,6 +262,12 @@ impl<'a> Walker<'a> {
                     self.expect("PIPE_BUF", None)?;
                 }
             }
+            L::FILE_EVENTFD => {
+                // [v20 83/96]: the restart checks the exact length; nothing follows.
+                if r.b.len() != T.st("FILE_EVENTFD").size {
+                    return Err(format!("@{:#x}: eventfd FILE length", r.off));
+                }
+            }
             other => {
                 return Err(format!(
                     "@{:#x}: file type {other} that ckpt never writes",

@@ -19,7 +19,24 @@ impl<I: Input> Inner<I> {
         let st = match ftype {
             L::FILE_GENERIC => T.st("FILE"),
             L::FILE_PIPE => T.st("FILE_PIPE"),
-            L::FILE_SOCKET | L::FILE_TTY | L::FILE_EPOLL | L::FILE_EVENTFD => {
+            L::FILE_EVENTFD => {
+                // One ckpt writes becomes a File with its eventfd; another
+                // (another kernel's flags) is kept as records.
+                return Ok(match crate::v21::anon::eventfd_file(r, &p) {
+                    Some(file) => {
+                        self.files.insert(
+                            r,
+                            FileObj {
+                                file,
+                                emitted: false,
+                            },
+                        );
+                        None
+                    }
+                    None => Some((h, p)),
+                });
+            }
+            L::FILE_SOCKET | L::FILE_TTY | L::FILE_EPOLL => {
                 return Ok(Some((h, p)));
             }
             t => {

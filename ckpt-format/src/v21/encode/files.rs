@@ -31,6 +31,9 @@ impl<W: Write> Encoder<W> {
         }
         self.extras(&format!("file {}", f.id), &f.extras, &FILE_EXTRAS)?;
         self.objref("FILE", f.id)?;
+        if let Some(e) = self.next_eventfd.take() {
+            return self.eventfd(f, &e);
+        }
         // A generic file's kind travels in the S_IFMT bits of f_mode
         // (File.mode holds st_mode); 0 there reads back as Regular.
         let fmt = f.mode & S_IFMT;
@@ -191,5 +194,26 @@ impl<W: Write> Encoder<W> {
             )?;
         }
         Ok(b)
+    }
+
+    /// An eventfd: FILE_EVENTFD, nothing after it (`super::super::anon`).
+    fn eventfd(&mut self, f: &File, e: &Eventfd) -> Result<()> {
+        use crate::v21::anon::{eventfd_record, EVENTFD_PATH};
+        if f.kind != FileKind::Other || f.path != EVENTFD_PATH || f.pipe.is_some() {
+            self.item(format!(
+                "file {}: an eventfd of kind {} with path `{}` (a ckpt-v21 eventfd has no path or kind; it reads back as an `{}` of kind other)",
+                f.id,
+                f.kind.name(),
+                String::from_utf8_lossy(&f.path),
+                String::from_utf8_lossy(EVENTFD_PATH)
+            ))?;
+        }
+        if e.count > u32::MAX as u64 {
+            self.item(format!(
+                "file {}: eventfd count {} above 2^32-1 (a v21 restart re-creates an eventfd with eventfd2(count, flags), whose count is 32 bits; written as it is)",
+                f.id, e.count
+            ))?;
+        }
+        self.out.put(&eventfd_record(f, e))
     }
 }

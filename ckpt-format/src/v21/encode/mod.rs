@@ -142,6 +142,8 @@ pub struct Encoder<W: Write> {
     /// Items of that early write, listed at the late Thread event (where a
     /// dry run, which has no plan, finds them).
     early_items: Vec<String>,
+    /// The eventfd of the File event being written (taken by `file`).
+    next_eventfd: Option<Eventfd>,
     /// Index of the next ckpt-v21 `Unknown` event.
     unknown_idx: usize,
     /// Indices of kept records not to write (see `super::kept`).
@@ -216,6 +218,7 @@ impl<W: Write> Encoder<W> {
             task_ns: 0,
             early_thread: false,
             early_items: Vec::new(),
+            next_eventfd: None,
             unknown_idx: 0,
             skip_unknown: Default::default(),
         }
@@ -525,7 +528,19 @@ impl<W: Write> EventSink for Encoder<W> {
         if let Event::Task(t) = ev {
             self.next_itimers = Some(t.records.itimers);
         }
-        // Typed records as the keys this revision's tables place (or report lost).
+        // Typed records v21 has a record for are taken out first (`file`
+        // writes them); the others become the keys this revision's tables
+        // place (or report lost).
+        let own;
+        let ev = match ev {
+            Event::File(f) if f.records.eventfd.is_some() => {
+                let mut g = f.clone();
+                self.next_eventfd = g.records.eventfd.take();
+                own = Event::File(g);
+                &own
+            }
+            _ => ev,
+        };
         let typed = crate::model::records::legacy::event(ev);
         let ev: &Event<'_> = &typed;
         if self.finished {
