@@ -1,5 +1,5 @@
 //! Anonymous-inode files that ckpt carries — eventfd, timerfd, signalfd, eventpoll,
-//! inotify — read
+//! inotify, pidfd — read
 //! from `/proc/PID/fdinfo/N` (`ckpt_sys::anon`) into their records. Everything here is
 //! read without touching the target.
 //!
@@ -11,7 +11,7 @@
 //! the process root.
 
 use ckpt_format::model::{
-    EpollTarget, Eventfd, Eventpoll, FileRecords, Inotify, InotifyWatch, Signalfd, Timerfd,
+    EpollTarget, Eventfd, Eventpoll, FileRecords, Inotify, InotifyWatch, Pidfd, Signalfd, Timerfd,
 };
 use ckpt_sys::anon::{self, AnonKind};
 use ckpt_sys::procfs::FdInfo;
@@ -26,6 +26,7 @@ pub(crate) fn carried(link: &[u8]) -> bool {
                 | AnonKind::Signalfd
                 | AnonKind::Eventpoll
                 | AnonKind::Inotify
+                | AnonKind::Pidfd
         )
     )
 }
@@ -97,6 +98,13 @@ pub(crate) fn collect(
             }
             watches.sort_by_key(|w| w.wd);
             rec.inotify = Some(Inotify { watches });
+        }
+        Some(AnonKind::Pidfd) => {
+            // Which pids may be carried is checked with everything else (crate::pidfd).
+            let r = crate::pidfd::referent(fi)
+                .filter(|&r| r > 0)
+                .ok_or_else(|| format!("pid {pid} fd {fd}: a pidfd naming no live pid"))?;
+            rec.pidfd = Some(Pidfd { pid: r });
         }
         _ => return Err(format!("pid {pid} fd {fd}: not a carried kind")),
     }

@@ -30,6 +30,7 @@ mod anon;
 mod diag;
 pub mod direct;
 pub mod live;
+mod pidfd;
 pub mod precopy;
 mod sockets;
 mod timers;

@@ -16,6 +16,7 @@
 //! | nice, policy, RT priority, CPU affinity, I/O priority (every thread), `oom_score_adj`, `coredump_filter` (carried: `thread_attrs`, `process_attrs`); speculation controls, `untag_mask`, `x86_Thread_features` | `ckpt_sys::attrs`, status | SCHED_DEADLINE; the status lines when not ckpt-capture's own (a restored process inherits ckpt-restore's) |
 //! | shared anonymous memory | `/proc/PID/maps` of the image's processes and of every other process | one object mapped by two VMAs of the image at overlapping offsets not both inside its first mapping (restore rebuilds it from that one), or by a process outside the image; System V segments |
 //! | zombies in the tree | stat state `Z`, `/proc/PID/task` | a leader whose other threads still run (a zombie itself is carried: its status) |
+//! | pidfds (carried: File `pidfd`, `crate::pidfd`) | `Pid:` of `/proc/PID/fdinfo/N` | on a process outside the image, reaped, in another pid namespace, or on a non-leader thread |
 //! | fd owner and signal | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | set |
 //! | fd table, fs context, signal handlers, address space shared between processes | `kcmp` | between two processes of the image, or with a parent or child outside it |
 //! | deleted files and memfds too large to carry | `SEEK_DATA`/`SEEK_HOLE` through `/proc/PID/fd/N`, `/proc/PID/map_files/A-B`; `fstatfs` | more than 256 MiB of data in one inode; on hugetlbfs; still linked under another name |
@@ -122,6 +123,7 @@ pub(crate) fn check(targets: &[Target<'_>]) -> Result<Findings, CaptureError> {
         check_injected(pid, tids, i == 0, &ours, &mut f)?;
     }
     crate::timers::check(targets, &mut f);
+    crate::pidfd::check(targets, &mut f);
     check_shared_anon(targets, &mut f)?;
     check_sharing(targets, &mut f)?;
     Ok(f)

@@ -162,6 +162,32 @@ fn fd_owners_and_a_shared_fd_table_are_refused() {
 }
 
 #[test]
+fn pidfds_on_processes_outside_the_image_are_refused() {
+    // (A pidfd on a process of the image is carried: ckpt-restore's
+    // pidfds_name_the_restored_processes.)
+    let (mut t, p) = start("pidfd-parent");
+    let parent = std::process::id();
+    refused(
+        p[0],
+        false,
+        &[&format!(
+            "pid {} fd 3: a pidfd, not carried: it refers to pid {parent}, which is not in the image",
+            p[0]
+        )],
+        &[p[0]],
+    );
+    counting_on(&mut t, 3);
+    let (mut t, p) = start("pidfd-reaped");
+    refused(
+        p[0],
+        false,
+        &["a pidfd, not carried: the process it refers to has exited and was reaped"],
+        &[p[0]],
+    );
+    counting_on(&mut t, 3);
+}
+
+#[test]
 fn exited_leader_and_traced_children_are_refused() {
     // A child whose main thread exited while another runs: shown as a zombie, but not one.
     let (mut t, p) = start("exited-leader");

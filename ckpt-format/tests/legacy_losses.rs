@@ -1,7 +1,8 @@
 //! Typed record kinds the legacy revisions have no place for are named, one item each,
 //! by the cr-v5 and ckpt-v21 encoders (refused when strict, listed when lossy): the
-//! event-loop files (eventfd in cr-v5 only; timerfd, signalfd, eventpoll, inotify), ttys, POSIX timers,
-//! process and thread attributes; interval timers are lost in cr-v5 but ckpt-v21 holds
+//! event-loop files (eventfd in cr-v5 only; timerfd, signalfd, eventpoll, inotify), ttys,
+//! POSIX timers, process and thread attributes, pidfds, seccomp filters, securebits;
+//! interval timers are lost in cr-v5 but ckpt-v21 holds
 //! them (the SIGNAL record's it_* fields, tests/v21_siginfo.rs).
 
 use ckpt_format::build::ImageBuilder;
@@ -42,6 +43,7 @@ fn kinds_without_a_legacy_place_are_named() {
                 f.records.eventpoll = Some(Eventpoll::default());
                 f.records.inotify = Some(Inotify::default());
                 f.records.tty = Some(Default::default());
+                f.records.pidfd = Some(Pidfd { pid: 4242 });
             }
             Event::Task(t) => {
                 t.records.posix_timers = Some(PosixTimers {
@@ -51,8 +53,18 @@ fn kinds_without_a_legacy_place_are_named() {
                 let mut x = Itimers::default();
                 x.timers[0].value = (1, 0);
                 t.records.itimers = Some(x);
+                t.records.securebits = Some(Securebits { bits: 0x10 });
             }
-            Event::Thread(t) => t.records.attrs = Some(ThreadAttrs::default()),
+            Event::Thread(t) => {
+                t.records.attrs = Some(ThreadAttrs::default());
+                t.records.seccomp = Some(SeccompFilters {
+                    shared: 0,
+                    filters: vec![SeccompFilter {
+                        flags: 0,
+                        insns: vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f],
+                    }],
+                });
+            }
             _ => {}
         }
     }
@@ -69,6 +81,9 @@ fn kinds_without_a_legacy_place_are_named() {
             "posix_timers",
             "process_attrs",
             "thread_attrs",
+            "pidfd",
+            "securebits",
+            "seccomp_filters",
         ];
         if to == Revision::CrV5 {
             keys.push("itimers");

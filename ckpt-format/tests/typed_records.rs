@@ -112,6 +112,7 @@ fn typed_example() -> ImageBuilder {
                             },
                         ],
                     }),
+                    securebits: Some(Securebits { bits: 0x2f }),
                 }
             }
             Event::Thread(t) => {
@@ -144,6 +145,19 @@ fn typed_example() -> ImageBuilder {
                         ioprio: 2 << 13 | 4,
                         timer_slack: 50_000,
                         affinity: vec![0b1011, 1],
+                    }),
+                    seccomp: Some(SeccompFilters {
+                        shared: 1,
+                        filters: vec![
+                            SeccompFilter {
+                                flags: 0,
+                                insns: (0..16u8).collect(),
+                            },
+                            SeccompFilter {
+                                flags: 2,
+                                insns: vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f],
+                            },
+                        ],
                     }),
                 }
             }
@@ -240,6 +254,7 @@ fn typed_example() -> ImageBuilder {
                             },
                         ],
                     }),
+                    pidfd: (f.id == 3).then_some(Pidfd { pid: 4322 }),
                     tty: (f.id != 1).then(|| {
                         Box::new(Tty {
                             master: false,
@@ -282,12 +297,12 @@ fn typed_records_round_trip_and_precede_their_owner() {
     }
     let s = names.join(" ");
     assert!(
-        s.contains("CAPABILITIES SECURITY SHARED_PENDING REAL_PARENT PARENT_DEATH_SIGNAL ITIMERS POSIX_TIMERS PROCESS_ATTRS EXE_CONTENTS POSIX_LOCKS TASK"),
+        s.contains("CAPABILITIES SECURITY SHARED_PENDING REAL_PARENT PARENT_DEATH_SIGNAL ITIMERS POSIX_TIMERS PROCESS_ATTRS SECUREBITS EXE_CONTENTS POSIX_LOCKS TASK"),
         "{s}"
     );
     assert!(
         s.contains(
-            "RSEQ ROBUST_LIST SIGALTSTACK CLEAR_CHILD_TID PENDING_SIGNALS THREAD_ATTRS THREAD"
+            "RSEQ ROBUST_LIST SIGALTSTACK CLEAR_CHILD_TID PENDING_SIGNALS THREAD_ATTRS SECCOMP_FILTERS THREAD"
         ),
         "{s}"
     );
@@ -300,7 +315,7 @@ fn typed_records_round_trip_and_precede_their_owner() {
         "{s}"
     );
     assert!(
-        s.contains("FILE_IDENTITY INODE_OF FILE_LOCKS TTY FILE"),
+        s.contains("FILE_IDENTITY INODE_OF FILE_LOCKS PIDFD TTY FILE"),
         "{s}"
     );
     assert!(s.contains("FILE_LOCKS TTY FILE"), "{s}");
@@ -334,10 +349,10 @@ fn an_old_reader_stops_at_the_first_typed_record_and_an_image_without_any_is_unc
             assert!(OLD_CODES.contains(&r.type_code), "{:#x}", r.type_code);
         }
     }
-    // 10 task records, 6 per thread (2), 3 per VMA (4), an identity and locks per file
+    // 11 task records, 7 per thread (2), 3 per VMA (4), an identity and locks per file
     // (3), one unsupported, one file_contents with two file_data, one inode_of, the five
-    // anonymous-inode kinds on file 4, and a tty on each file but the first (2)
-    assert_eq!(typed, 10 + 6 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1 + 5 + 2);
+    // anonymous-inode kinds on file 4, a tty on each file but the first (2), one pidfd
+    assert_eq!(typed, 11 + 7 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1 + 5 + 2 + 1);
     // Without typed records, the bytes are those of the previous writer (the
     // committed example image was written by it).
     let plain = ImageBuilder::example().to_native_bytes().unwrap();

@@ -713,6 +713,18 @@ impl Plan {
                         }
                     }
                     FileKind::Other if crate::anon::carried(&f.records) => {}
+                    FileKind::Other if f.records.pidfd.is_some() => {
+                        let p = f.records.pidfd.map_or(0, |p| p.pid);
+                        if !self.tasks.iter().any(|t| t.task.pid == p) {
+                            objects.push((
+                                "pidfd".into(),
+                                format!(
+                                    "pid {pid} fd {} is a pidfd on pid {p}, which is no process of the image",
+                                    fd.fd
+                                ),
+                            ));
+                        }
+                    }
                     FileKind::Socket | FileKind::Other => {
                         let path = show(&f.path);
                         let kind = if f.kind == FileKind::Socket {

@@ -67,6 +67,9 @@ struct TaskD {
     sock: Option<SockD>,
     /// tty of every file: (master, index, sid, pgrp, winsize, termios seed).
     tty: Option<(bool, i32, i32, i32, [u16; 4], u8)>,
+    securebits: Option<u32>,
+    /// pidfd of every file: the pid.
+    pidfd: Option<i32>,
 }
 
 /// A socket's records (model/sockets.rs), built into their valid shape.
@@ -214,6 +217,8 @@ struct ThreadD {
     ctid: Option<u64>,
     pending: Option<(u64, Vec<u8>)>,
     attrs: Option<(i32, u32, u32, u32, u64, Vec<u64>)>,
+    /// seccomp_filters: (shared, filters as (flags, instruction count 1..=8, fill byte)).
+    seccomp: Option<(u8, Vec<(u32, u8, u8)>)>,
 }
 
 /// A signal queue: one 128-byte siginfo per seed byte (at most 4).
@@ -334,6 +339,7 @@ fn build(d: &Desc) -> ImageBuilder {
                     })
                     .collect(),
             }),
+            securebits: t.securebits.map(|bits| Securebits { bits }),
         };
         b.push(Event::Task(task));
         for (i, th) in t.threads.iter().take(3).enumerate() {
@@ -370,6 +376,20 @@ fn build(d: &Desc) -> ImageBuilder {
                         ioprio: *io,
                         timer_slack: *sl,
                         affinity: aff.iter().copied().take(4).collect(),
+                    }),
+                    seccomp: th.seccomp.as_ref().map(|(shared, v)| {
+                        let filters: Vec<SeccompFilter> = v
+                            .iter()
+                            .take(4)
+                            .map(|&(flags, n, fill)| SeccompFilter {
+                                flags,
+                                insns: vec![fill; (n as usize % 8 + 1) * 8],
+                            })
+                            .collect();
+                        SeccompFilters {
+                            shared: (*shared as u32).min(filters.len() as u32),
+                            filters,
+                        }
                     }),
                 },
                 extras: Extras::new(),
@@ -571,6 +591,7 @@ fn build(d: &Desc) -> ImageBuilder {
                     data,
                     inode_of,
                     locks,
+                    pidfd: t.pidfd.map(|pid| Pidfd { pid }),
                     sock: t.sock.as_ref().map(sock).unwrap_or_default(),
                     tty: t.tty.map(|(master, index, sid, pgrp, winsize, seed)| {
                         Box::new(Tty {

@@ -22,6 +22,8 @@ mod contents;
 pub use contents::*;
 mod anon;
 pub use anon::*;
+mod procobj;
+pub use procobj::{Pidfd, SeccompFilter, SeccompFilters, Securebits};
 
 /// A typed record kind.
 pub trait Record {
@@ -201,6 +203,8 @@ pub struct ThreadRecords {
     pub pending: Option<PendingSignals>,
     /// Scheduling attributes and timer slack.
     pub attrs: Option<ThreadAttrs>,
+    /// Seccomp filters.
+    pub seccomp: Option<SeccompFilters>,
 }
 
 impl ThreadRecords {
@@ -213,6 +217,7 @@ impl ThreadRecords {
         render(&self.clear_child_tid, &mut v);
         render(&self.pending, &mut v);
         render(&self.attrs, &mut v);
+        render(&self.seccomp, &mut v);
         v
     }
 }
@@ -337,6 +342,8 @@ pub struct TaskRecords {
     pub exe: Option<ExeContents>,
     /// POSIX locks held by the process.
     pub posix_locks: Option<PosixLocks>,
+    /// Securebits.
+    pub securebits: Option<Securebits>,
 }
 
 impl TaskRecords {
@@ -351,6 +358,7 @@ impl TaskRecords {
         render(&self.itimers, &mut v);
         render(&self.posix_timers, &mut v);
         render(&self.attrs, &mut v);
+        render(&self.securebits, &mut v);
         render(&self.exe, &mut v);
         render(&self.posix_locks, &mut v);
         v
@@ -484,6 +492,8 @@ pub struct FileRecords {
     pub sock: SocketRecords,
     /// A pseudo-terminal's state (boxed: a File event stays small).
     pub tty: Option<Box<Tty>>,
+    /// A pidfd.
+    pub pidfd: Option<Pidfd>,
 }
 
 impl FileRecords {
@@ -503,6 +513,7 @@ impl FileRecords {
         }
         render(&self.inode_of, &mut v);
         render(&self.locks, &mut v);
+        render(&self.pidfd, &mut v);
         self.sock.render(&mut v);
         render(&self.tty, &mut v);
         v

@@ -18,6 +18,8 @@ use crate::model::sockets::{NetlinkSocket, Socket, SocketQueue, TcpConnection};
 
 /// Most signals one queue record may hold (the kernel's limit is far lower).
 const MAX_QUEUE: u32 = 1 << 16;
+/// Most instructions of one BPF program (the kernel's `BPF_MAXINSNS`).
+const MAX_BPF_INSNS: u32 = 4096;
 
 /// True for the type code of a typed record: its low byte is at least 0x10
 /// (core records keep theirs below), so one byte tells a reader which it is.
@@ -143,6 +145,14 @@ pub const KINDS: &[(u32, &str, Owner, &str)] = &[
         Owner::Thread,
         "i32 nice, u32 policy, u32 rt_priority, u32 ioprio, u64 timer_slack, u32 n, u32 0, n x u64 affinity mask",
     ),
+    (
+        SeccompFilters::CODE,
+        SeccompFilters::NAME,
+        Owner::Thread,
+        "u32 n, u32 shared, n x (u32 flags, u32 len, len x 8-byte sock_filter), oldest first",
+    ),
+    (Securebits::CODE, Securebits::NAME, Owner::Task, "u32 bits, u32 0"),
+    (Pidfd::CODE, Pidfd::NAME, Owner::File, "i32 pid, u32 0"),
     (
         MapIdentity::CODE,
         MapIdentity::NAME,
@@ -524,6 +534,43 @@ pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
             once(&mut into.file.identity, v, f)?;
         }
         Unsupported::CODE => once(&mut into.file.unsupported, Unsupported, f)?,
+        Pidfd::CODE => {
+            let pid = c.i32()?;
+            let _ = c.u32()?;
+            once(&mut into.file.pidfd, Pidfd { pid }, f)?;
+        }
+        Securebits::CODE => {
+            let bits = c.u32()?;
+            let _ = c.u32()?;
+            once(&mut into.task.securebits, Securebits { bits }, f)?;
+        }
+        SeccompFilters::CODE => {
+            let at = c.pos;
+            let n = c.u32()?;
+            let shared = c.u32()?;
+            if n as usize > f.payload.len() / 8 {
+                return Err(c.bad(at, "filter count", n as u64, "what the payload holds"));
+            }
+            if shared > n {
+                return Err(c.bad(at + 4, "shared", shared as u64, "at most the filter count"));
+            }
+            let mut filters = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let flags = c.u32()?;
+                let at = c.pos;
+                let len = c.u32()?;
+                if len == 0 || len > MAX_BPF_INSNS {
+                    return Err(c.bad(at, "instruction count", len as u64, "1..=4096"));
+                }
+                let insns = c.bytes(len as usize * 8)?.to_vec();
+                filters.push(SeccompFilter { flags, insns });
+            }
+            once(
+                &mut into.thread.seccomp,
+                SeccompFilters { shared, filters },
+                f,
+            )?;
+        }
         Eventfd::CODE => {
             let count = c.u64()?;
             let at = c.pos;
@@ -713,6 +760,14 @@ pub fn encode_thread(r: &ThreadRecords) -> Vec<Encoded> {
             p.u64(*w);
         }
     });
+    enc(&r.seccomp, &mut v, |x, p| {
+        p.u32(x.filters.len() as u32).u32(x.shared);
+        for f in &x.filters {
+            p.u32(f.flags)
+                .u32((f.insns.len() / 8) as u32)
+                .bytes(&f.insns);
+        }
+    });
     v
 }
 
@@ -756,6 +811,9 @@ pub fn encode_task(r: &TaskRecords) -> Vec<Encoded> {
             .u32(x.dumpable)
             .u64(x.coredump_filter);
         p.u32(x.child_subreaper).u32(x.thp_disable);
+    });
+    enc(&r.securebits, &mut v, |x, p| {
+        p.u32(x.bits).u32(0);
     });
     enc(&r.exe, &mut v, |x, p| {
         p.u32(x.file).u32(0);
@@ -834,6 +892,9 @@ pub fn encode_file(r: &FileRecords) -> Vec<Encoded> {
         for l in &x.locks {
             p.u32(l.kind).u32(l.write as u32).u64(l.start).u64(l.len);
         }
+    });
+    enc(&r.pidfd, &mut v, |x, p| {
+        p.i32(x.pid).u32(0);
     });
     sockets::encode(&r.sock, &mut v);
     enc(&r.tty, &mut v, |x, p| {

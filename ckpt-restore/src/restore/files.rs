@@ -19,6 +19,9 @@ pub(super) struct Staged {
     pub(super) cwd: Vec<Option<RawFd>>,
     /// The lowest staging descriptor: above every captured fd of every task.
     pub(super) base: RawFd,
+    /// Files opened in the restored processes once they all exist (pidfds): their fd
+    /// numbers are left closed by [`fd_setup`].
+    pub(super) late: std::collections::BTreeSet<u32>,
 }
 
 pub(super) fn show(p: &[u8]) -> String {
@@ -40,6 +43,7 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         exe: Vec::new(),
         cwd: Vec::new(),
         base,
+        late: super::pidfd::late_files(plan)?,
     };
     let keep = |fd: OwnedFd, st: &mut Staged| -> Result<RawFd, Error> {
         let d = sys::dup_at_least(fd.as_raw_fd(), base)
@@ -114,7 +118,7 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
     // Files of the fd tables and in flight; sockets after them (a queue refers to them).
     let mut sockets = Vec::new();
     for &id in &needed {
-        if st.files.contains_key(&id) {
+        if st.files.contains_key(&id) || st.late.contains(&id) {
             continue;
         }
         let f = &plan.files[&id];

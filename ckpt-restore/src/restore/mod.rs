@@ -20,6 +20,7 @@ mod files;
 mod inodes;
 mod memory;
 pub(crate) mod procfiles;
+mod pidfd;
 mod remote;
 mod resume;
 mod spawn;
@@ -263,6 +264,7 @@ fn build(
     for p in procs.iter_mut().filter(|p| p.t.task.exit_state == 0) {
         procfiles::open_late(p, plan, st, &hosts)?;
     }
+    pidfd::install(plan, &mut procs)?;
     memory::link_shared_anon(&mut procs);
     // Each eventpoll instance's targets are registered by the first process holding it
     // (the one whose fd numbers they are), once its fd table is in place.

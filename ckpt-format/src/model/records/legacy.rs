@@ -54,6 +54,9 @@ pub fn thread(r: &ThreadRecords, ex: &mut Extras) {
     if let Some(a) = &r.attrs {
         ex.set_u64(ThreadAttrs::NAME, a.policy as u64);
     }
+    if let Some(s) = &r.seccomp {
+        ex.set_u64(SeccompFilters::NAME, s.filters.len() as u64);
+    }
 }
 
 /// Task records as keys, added to `ex`.
@@ -99,6 +102,9 @@ pub fn task(r: &TaskRecords, ex: &mut Extras) {
     }
     if let Some(x) = &r.posix_locks {
         ex.set_u64(PosixLocks::NAME, x.locks.len() as u64);
+    }
+    if let Some(x) = &r.securebits {
+        ex.set_u64(Securebits::NAME, x.bits as u64);
     }
 }
 
@@ -160,5 +166,8 @@ pub fn file(r: &FileRecords, ex: &mut Extras) {
     r.sock.legacy_keys(ex);
     if let Some(x) = &r.tty {
         ex.set_u64(Tty::NAME, x.index as i64 as u64);
+    }
+    if let Some(x) = &r.pidfd {
+        ex.set_u64(Pidfd::NAME, x.pid as i64 as u64);
     }
 }

@@ -1,0 +1,80 @@
+//! Process objects carried by a restore (issue 17): pidfds. Each workload checks itself,
+//! and its output after capture → kill → restore equals an uninterrupted run's.
+mod common;
+use common::*;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// pidfds (`restore_pidfd.c`) restored with new pids (`--pid-any`): on a child (non-
+/// blocking, dup'ed, watched by an epoll set), on the process itself (not close-on-exec)
+/// and as a PIDFD_THREAD pidfd; the second child's inherited ones stay the parent's very
+/// open files. The image names the captured pids; after the restore each pidfd names
+/// the restored process, the child is signalled and reaped through it. Capture refused
+/// every pidfd before.
+#[test]
+fn pidfds_name_the_restored_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["300"];
+    let want = reference("restore_pidfd", &args, dir.path());
+    let w = String::from_utf8_lossy(&want).into_owned();
+    assert!(
+        w.ends_with("299 ok\nepoll: 1 ready, fd 3\nA exited 7\nB exited 0\nPASS\n"),
+        "{w}"
+    );
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let root = spawn("restore_pidfd", &args, &out, dir.path());
+    procs.0.push(root);
+    wait_lines(&out, 30);
+    let kids = children_of(root);
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    let (a, b) = (kids[0].min(kids[1]), kids[0].max(kids[1]));
+    let img = dir.path().join("img");
+    capture_kill_tree(root, &img, &[root, a, b]);
+    procs.0.clear();
+
+    // The image: the pidfd files name the captured pids.
+    let bytes = std::fs::read(&img).unwrap();
+    let mut src = ckpt_format::open_slice(&bytes).unwrap();
+    let mut named = Vec::new();
+    while let Some(e) = src.next_event().unwrap() {
+        if let ckpt_format::Event::File(f) = e {
+            if let Some(p) = f.records.pidfd {
+                named.push((p.pid, f.flags & (libc::O_NONBLOCK | libc::O_EXCL) as u32));
+            }
+        }
+    }
+    named.sort();
+    let mut expect = vec![
+        (a, libc::O_NONBLOCK as u32),
+        (root, 0),
+        (root, libc::O_EXCL as u32),
+    ];
+    expect.sort();
+    assert_eq!(named, expect);
+
+    let pids = restore_all(&img, &["--pid-any"]);
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    procs.0.push(pids[0]);
+    // From outside: the parent's fd 3 names its restored child A, fd 5 the parent.
+    let fdinfo = |p: i32, fd: i32| std::fs::read_to_string(format!("/proc/{p}/fdinfo/{fd}"));
+    let pid_line = |s: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Pid:"))
+            .map(|v| v.trim().parse::<i32>().unwrap())
+    };
+    let f3 = fdinfo(pids[0], 3).unwrap();
+    let new_kids = children_of(pids[0]);
+    assert!(
+        new_kids.contains(&pid_line(&f3).unwrap()),
+        "{f3} {new_kids:?}"
+    );
+    assert_eq!(pid_line(&fdinfo(pids[0], 5).unwrap()), Some(pids[0]));
+    let code = wait_exit(pids[0], LIMIT);
+    procs.0.clear();
+    let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    assert_eq!(code, 0, "{got}");
+    assert_eq!(got.lines().find(|l| l.contains("FAIL")), None, "{got}");
+    assert_eq!(got, w);
+}
