@@ -34,7 +34,8 @@ pub(super) fn open_late(
 ) -> Result<(), Error> {
     let data = p.data();
     for fd in &p.t.fds {
-        if st.files.contains_key(&fd.file) {
+        // (pidfds are opened next: restore/pidfd.rs)
+        if st.files.contains_key(&fd.file) || st.late.contains(&fd.file) {
             continue;
         }
         let f = &plan.files[&fd.file];
