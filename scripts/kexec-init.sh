@@ -26,10 +26,17 @@ if [ "$role" = from ]; then
   echo $! >/tmp/pid.threads
   /usr/bin/python3.11 -I -S /opt/kexec/kexec_workload.py python 20 &
   echo $! >/tmp/pid.python
+  # Its output goes to /persist, which TO's initramfs carries: the restored process goes on
+  # writing there at its offset, and TO reads the verdict from it.
+  # timerfds and a signalfd only: 6.1's eventfd fdinfo has no `eventfd-semaphore:` line, so
+  # capture refuses every eventfd there (the flag cannot be told; never guessed), and this
+  # workload's epoll sets hold eventfds.
+  /opt/kexec/restore_evloop 2500 timerfd,signalfd >/persist/evloop.out &
+  echo $! >/tmp/pid.evloop
   sleep "$run"
   # The recipe (docs/KEXEC-UPGRADE.md): capture to a persistent place, then kexec.
   echo "@@ capture-start"
-  for w in counter threads python; do
+  for w in counter threads python evloop; do
     # (stderr to a file: on a terminal ckpt-capture draws a progress bar)
     ckpt-capture --kill -o /persist/$w.ckpt "$(cat /tmp/pid.$w)" 2>/tmp/capture.$w ||
       echo "@@ error capture $w"
@@ -71,6 +78,12 @@ if [ "$role" = to ]; then
     sleep 1
     t=$((t + 1))
   done
+  # restore_evloop prints each step to /persist/evloop.out, then PASS or FAIL.
+  if [ "$(tail -n 1 /persist/evloop.out)" = PASS ] && ! grep -q FAIL /persist/evloop.out; then
+    echo "KEXEC-WORKLOAD evloop $(grep -c ' ok$' /persist/evloop.out) steps PASS"
+  else
+    echo "KEXEC-WORKLOAD evloop FAIL: $(grep -m1 FAIL /persist/evloop.out || tail -n 1 /persist/evloop.out)"
+  fi
   echo "@@ done"
 fi
 off
