@@ -8,7 +8,7 @@ mod v21_restart;
 
 use ckpt_format::convert::{convert_slice, ConvertOptions, TargetKernel};
 use ckpt_format::layout::v21::TABLE as T;
-use ckpt_format::model::Eventfd;
+use ckpt_format::model::{EpollTarget, Eventfd, Eventpoll};
 use ckpt_format::*;
 use std::path::Path;
 
@@ -218,6 +218,170 @@ fn an_eventfd_with_other_flags_stays_records() {
     };
     assert!(
         matches!(err.kind, ErrorKind::ObjrefUndefined { id: 20 }),
+        "{err}"
+    );
+}
+
+fn eventpoll(id: u32, fd: i32, targets: Vec<EpollTarget>) -> Vec<Event<'static>> {
+    let mut f = File {
+        id,
+        kind: FileKind::Other,
+        path: b"anon_inode:[eventpoll]".to_vec(),
+        flags: 2,
+        mode: 0o600,
+        pos: 0,
+        pipe: None,
+        records: Default::default(),
+        extras: Extras::new(),
+    };
+    f.records.eventpoll = Some(Eventpoll { targets });
+    vec![
+        Event::File(f),
+        Event::Fd(Fd {
+            fd,
+            cloexec: false,
+            file: id,
+        }),
+    ]
+}
+
+#[test]
+fn an_eventpoll_is_an_epoll_file_with_its_items_after_the_file_table() {
+    // EPOLLET | EPOLLHUP | EPOLLERR | EPOLLIN on the eventfd (fd 9), EPOLLOUT on itself
+    // registered under fd 12 (a dup of the eventfd: the same file object).
+    let targets = vec![
+        EpollTarget {
+            fd: 9,
+            events: 0x8000_0019,
+            data: 0x1122_3344_5566_7788,
+        },
+        EpollTarget {
+            fd: 12,
+            events: 0x4,
+            data: 12,
+        },
+    ];
+    let mut extra = eventfd(20, 9, b"anon_inode:[eventfd]", Eventfd::default(), 2);
+    extra.extend(eventpoll(21, 10, targets.clone()));
+    extra.push(Event::Fd(Fd {
+        fd: 12,
+        cloexec: false,
+        file: 20,
+    }));
+    let n1 = with_files(extra);
+    let (v21, items) = conv(&n1, Revision::CkptV21, false).unwrap();
+    assert!(items.is_empty(), "{items:?}");
+
+    let recs = records(&v21);
+    // The epoll file: a plain ckpt_hdr_file of type CKPT_FILE_EPOLL, nothing after it.
+    let at = recs
+        .iter()
+        .position(|(_, ty, b)| *ty == T.code("FILE") && b.len() == 48 && b[8] == 6)
+        .expect("an epoll FILE record");
+    let mut want = vec![0u8; 48];
+    want[0..4].copy_from_slice(&T.code("FILE").to_le_bytes());
+    want[4..8].copy_from_slice(&48u32.to_le_bytes());
+    want[8..12].copy_from_slice(&6u32.to_le_bytes());
+    want[12..16].copy_from_slice(&0o600u32.to_le_bytes());
+    want[16..20].copy_from_slice(&2u32.to_le_bytes());
+    assert_eq!(recs[at].2, want);
+    assert_eq!(recs[at - 1].2[12..16], 21i32.to_le_bytes());
+    assert_eq!(recs[at + 1].1, T.code("FILE_DESC"));
+    // After the task's last FILE_DESC: EPOLL_ITEMS {21, 2}, then the items' BUFFER.
+    let last_fd = recs
+        .iter()
+        .rposition(|(_, ty, _)| *ty == T.code("FILE_DESC"))
+        .unwrap();
+    let (_, ty, h) = &recs[last_fd + 1];
+    assert_eq!(*ty, T.code("EPOLL_ITEMS"));
+    assert_eq!(h[8..16], [21, 0, 0, 0, 2, 0, 0, 0]);
+    let (_, ty, b) = &recs[last_fd + 2];
+    assert_eq!(*ty, T.code("BUFFER"));
+    let mut items = Vec::new();
+    for (t, file) in [(&targets[0], 20u32), (&targets[1], 20)] {
+        items.extend_from_slice(&t.data.to_le_bytes());
+        items.extend_from_slice(&(t.fd as u32).to_le_bytes());
+        items.extend_from_slice(&file.to_le_bytes());
+        items.extend_from_slice(&t.events.to_le_bytes());
+        items.extend_from_slice(&[0; 4]);
+    }
+    assert_eq!(b[8..], items[..]);
+    assert_eq!(recs[last_fd + 3].1, T.code("TASK_OBJS"));
+
+    v21_restart::walk(&v21).unwrap();
+    let (back, _) = conv(&v21, Revision::Native1, false).unwrap();
+    assert!(
+        back == n1,
+        "native-1 -> ckpt-v21 -> native-1 changed the image"
+    );
+    let (again, _) = conv(&back, Revision::CkptV21, false).unwrap();
+    assert!(
+        again == v21,
+        "ckpt-v21 -> native-1 -> ckpt-v21 changed the image"
+    );
+    // A one-pass (stream) read gives the same targets.
+    let mut src = open_reader(&v21[..]).unwrap();
+    let mut seen = None;
+    while let Some(ev) = src.next_event().unwrap() {
+        if let Event::File(f) = ev {
+            if f.id == 21 {
+                seen = f.records.eventpoll.clone();
+            }
+        }
+    }
+    assert_eq!(seen, Some(Eventpoll { targets }));
+}
+
+#[test]
+fn an_epoll_target_outside_the_task_is_named_and_bad_items_refused() {
+    let t = |fd| EpollTarget {
+        fd,
+        events: 1,
+        data: 0,
+    };
+    let mut extra = eventfd(20, 9, b"anon_inode:[eventfd]", Eventfd::default(), 2);
+    extra.extend(eventpoll(21, 10, vec![t(9), t(42)]));
+    let n1 = with_files(extra);
+    let e = conv(&n1, Revision::CkptV21, false).unwrap_err();
+    let ErrorKind::Unrepresentable { items } = &e.kind else {
+        panic!("{e}")
+    };
+    assert_eq!(items.len(), 1, "{items:#?}");
+    assert!(items[0].contains("eventpoll file 21: target fd 42 is not an fd of the task"));
+    let (v21, dropped) = conv(&n1, Revision::CkptV21, true).unwrap();
+    assert_eq!(&dropped, items);
+    let back = events(&conv(&v21, Revision::Native1, false).unwrap().0);
+    let ep = back
+        .iter()
+        .find_map(|ev| match ev {
+            Event::File(f) if f.id == 21 => f.records.eventpoll.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(ep.targets, [t(9)]);
+
+    // An item naming another file than the task's fd holds is refused at its record.
+    let recs = records(&v21);
+    let (off, _, _) = recs
+        .iter()
+        .find(|(_, ty, _)| *ty == T.code("EPOLL_ITEMS"))
+        .unwrap()
+        .clone();
+    let mut bad = v21.clone();
+    // The item's file_objref (BUFFER header 8, then data 8, fd 4) names the epoll itself.
+    let item = off + 16 + 8;
+    bad[item + 12..item + 16].copy_from_slice(&21i32.to_le_bytes());
+    let mut src = open_slice(&bad).unwrap();
+    let err = loop {
+        match src.next_event() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("read to its end"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.offset, off as u64, "{err}");
+    assert!(
+        err.to_string().contains("fd 9 naming file objref 21"),
         "{err}"
     );
 }

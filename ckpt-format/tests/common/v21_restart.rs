@@ -44,6 +44,11 @@ struct Walker<'a> {
     pos: usize,
     objs: HashMap<i32, &'static str>,
     pipes: HashSet<i32>,
+    /// Epoll files defined since the current file table began (their
+    /// EPOLL_ITEMS follow the table's last FILE_DESC).
+    epolls: Vec<i32>,
+    /// The objref of the object being read.
+    cur_ref: i32,
     consts: HashMap<&'static str, u64>,
     xstate_size: usize,
     w: Walk,
@@ -138,6 +143,7 @@ impl<'a> Walker<'a> {
                 if objref <= 0 || self.objs.contains_key(&objref) {
                     return Err(format!("@{:#x}: objref {objref} reused or invalid", r.off));
                 }
+                self.cur_ref = objref;
                 self.object(kind, r.off)?;
                 self.objs.insert(objref, kind);
             } else if ty == T.code("ERROR") {
@@ -170,9 +176,26 @@ impl<'a> Walker<'a> {
         match kind {
             "FILE_TABLE" => {
                 let r = self.fixed("FILE_TABLE")?;
+                self.epolls.clear();
                 for _ in 0..i(r.b, "FILE_TABLE", "fdt_nfds").max(0) {
                     let d = self.fixed("FILE_DESC")?;
                     self.names(&d, i(d.b, "FILE_DESC", "fd_objref"), "FILE", false)?;
+                }
+                // The files deferqueue: one EPOLL_ITEMS per epoll file of the
+                // table, in order, each with its items' BUFFER unless empty.
+                for ep in std::mem::take(&mut self.epolls) {
+                    let h = self.fixed("EPOLL_ITEMS")?;
+                    if i(h.b, "EPOLL_ITEMS", "epfile_objref") as i32 != ep {
+                        return Err(format!("@{:#x}: EPOLL_ITEMS of another epoll file", h.off));
+                    }
+                    let n = u(h.b, "EPOLL_ITEMS", "num_items") as usize;
+                    if n > 0 {
+                        let e = T.st("EPOLL_ITEM");
+                        let b = self.expect("BUFFER", Some(8 + n * e.size))?;
+                        for x in b.b[8..].chunks_exact(e.size) {
+                            self.names(&h, e.get_i(x, "file_objref"), "FILE", false)?;
+                        }
+                    }
                 }
             }
             "FILE" => self.file()?,
@@ -261,6 +284,13 @@ impl<'a> Walker<'a> {
                 if self.pipes.insert(inode) {
                     self.expect("PIPE_BUF", None)?;
                 }
+            }
+            L::FILE_EPOLL => {
+                // Its items come after the file table (the files deferqueue).
+                if r.b.len() != T.st("FILE").size {
+                    return Err(format!("@{:#x}: epoll FILE length", r.off));
+                }
+                self.epolls.push(self.cur_ref);
             }
             L::FILE_EVENTFD => {
                 // [v20 83/96]: the restart checks the exact length; nothing follows.
@@ -424,6 +454,8 @@ pub fn walk(img: &[u8]) -> Result<Walk, String> {
         pos: 0,
         objs: HashMap::new(),
         pipes: HashSet::new(),
+        epolls: Vec::new(),
+        cur_ref: 0,
         consts: HashMap::new(),
         xstate_size: 0,
         w: Walk::default(),

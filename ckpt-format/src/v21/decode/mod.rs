@@ -3,6 +3,7 @@
 
 use super::*;
 
+mod epoll;
 mod objects;
 mod step;
 
@@ -43,6 +44,9 @@ struct Inner<I> {
     vdso: u64,
     mm_ref: i32,
     table_ref: i32,
+    /// The current task's fds and the file objrefs they name (epoll targets
+    /// are named by fd in the model).
+    task_fds: HashMap<i32, i32>,
     files: HashMap<i32, FileObj>,
     pipes: HashSet<i32>,
     /// Every objref defined so far (objrefs are unique in an image).
@@ -157,6 +161,7 @@ impl<I: Input> Decoder<I> {
                 vdso: 0,
                 mm_ref: 0,
                 table_ref: 0,
+                task_fds: HashMap::new(),
                 files: HashMap::new(),
                 pipes: HashSet::new(),
                 defined: HashMap::new(),

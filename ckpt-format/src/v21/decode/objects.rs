@@ -22,7 +22,11 @@ impl<I: Input> Inner<I> {
             L::FILE_EVENTFD => {
                 // One ckpt writes becomes a File with its eventfd; another
                 // (another kernel's flags) is kept as records.
-                return Ok(match crate::v21::anon::eventfd_file(r, &p) {
+                // (Only inside a file table, where ckpt writes file objects.)
+                let file = (self.table_ref != 0)
+                    .then(|| crate::v21::anon::eventfd_file(r, &p))
+                    .flatten();
+                return Ok(match file {
                     Some(file) => {
                         self.files.insert(
                             r,
@@ -36,7 +40,26 @@ impl<I: Input> Inner<I> {
                     None => Some((h, p)),
                 });
             }
-            L::FILE_SOCKET | L::FILE_TTY | L::FILE_EPOLL => {
+            L::FILE_EPOLL => {
+                // Its targets come with EPOLL_ITEMS after the file table.
+                let file = (self.table_ref != 0)
+                    .then(|| crate::v21::anon::epoll_file(r, &p))
+                    .flatten();
+                return Ok(match file {
+                    Some(file) => {
+                        self.files.insert(
+                            r,
+                            FileObj {
+                                file,
+                                emitted: false,
+                            },
+                        );
+                        None
+                    }
+                    None => Some((h, p)),
+                });
+            }
+            L::FILE_SOCKET | L::FILE_TTY => {
                 return Ok(Some((h, p)));
             }
             t => {

@@ -281,6 +281,7 @@ impl<I: Input> Inner<I> {
                 self.pid = ids[0];
                 self.mm_ref = 0;
                 self.table_ref = 0;
+                self.task_fds.clear();
                 self.fs_ref = 0;
                 self.sighand_ref = 0;
                 self.signal_ref = 0;
@@ -410,6 +411,7 @@ impl<I: Input> Inner<I> {
                 self.step()
             }
             "OBJREF" => self.objref(),
+            "EPOLL_ITEMS" => self.epoll_items(),
             "CONTAINER" => {
                 // The container section: dropped when it is the one ckpt
                 // writes (no security module), else kept as records.
@@ -561,6 +563,8 @@ impl<I: Input> Inner<I> {
                 let Some(obj) = self.files.get_mut(&r) else {
                     return Err(h.err(ErrorKind::ObjrefUndefined { id: r as u32 }));
                 };
+                self.task_fds
+                    .insert(st.get_i(&p, "fd_descriptor") as i32, r);
                 let fd = Event::Fd(Fd {
                     fd: st.get_i(&p, "fd_descriptor") as i32,
                     cloexec: cloexec == 1,

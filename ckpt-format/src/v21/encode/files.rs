@@ -31,8 +31,18 @@ impl<W: Write> Encoder<W> {
         }
         self.extras(&format!("file {}", f.id), &f.extras, &FILE_EXTRAS)?;
         self.objref("FILE", f.id)?;
+        let epoll = self.next_eventpoll.take();
         if let Some(e) = self.next_eventfd.take() {
+            if epoll.is_some() {
+                self.item(format!(
+                    "file {}: an eventfd and an eventpoll at once (written as the eventfd)",
+                    f.id
+                ))?;
+            }
             return self.eventfd(f, &e);
+        }
+        if let Some(ep) = epoll {
+            return self.epoll(f, ep);
         }
         // A generic file's kind travels in the S_IFMT bits of f_mode
         // (File.mode holds st_mode); 0 there reads back as Regular.
@@ -215,5 +225,46 @@ impl<W: Write> Encoder<W> {
             ))?;
         }
         self.out.put(&eventfd_record(f, e))
+    }
+
+    /// An epoll file: its FILE record now, its targets in EPOLL_ITEMS after
+    /// the task's file table (`epoll_items`).
+    fn epoll(&mut self, f: &File, ep: Eventpoll) -> Result<()> {
+        use crate::v21::anon::{epoll_record, EVENTPOLL_PATH};
+        if f.kind != FileKind::Other || f.path != EVENTPOLL_PATH || f.pipe.is_some() {
+            self.item(format!(
+                "file {}: an eventpoll of kind {} with path `{}` (a ckpt-v21 epoll file has no path or kind; it reads back as an `{}` of kind other)",
+                f.id,
+                f.kind.name(),
+                String::from_utf8_lossy(&f.path),
+                String::from_utf8_lossy(EVENTPOLL_PATH)
+            ))?;
+        }
+        self.epolls.push((f.id, ep.targets));
+        self.out.put(&epoll_record(f))
+    }
+
+    /// EPOLL_ITEMS (and its BUFFER) of each epoll file of the task, in order:
+    /// a target names its file by the objref of the file the task's fd of
+    /// that number holds.
+    pub(super) fn epoll_items(&mut self) -> Result<()> {
+        for (id, targets) in std::mem::take(&mut self.epolls) {
+            let mut items = Vec::with_capacity(targets.len());
+            for t in targets {
+                match self.fd_files.get(&t.fd) {
+                    Some(&r) => items.push((t, r)),
+                    None => self.item(format!(
+                        "eventpoll file {id}: target fd {} is not an fd of the task (a ckpt-v21 epoll item names its target's file object; not written)",
+                        t.fd
+                    ))?,
+                }
+            }
+            let (h, buf) = crate::v21::anon::epoll_items(id, &items);
+            self.out.put(&h)?;
+            if let Some(b) = buf {
+                self.raw(code("BUFFER"), &b)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -144,6 +144,13 @@ pub struct Encoder<W: Write> {
     early_items: Vec<String>,
     /// The eventfd of the File event being written (taken by `file`).
     next_eventfd: Option<Eventfd>,
+    /// The eventpoll of the File event being written (taken by `file`).
+    next_eventpoll: Option<Eventpoll>,
+    /// The task's epoll files and their targets, for EPOLL_ITEMS after its
+    /// file table.
+    epolls: Vec<(u32, Vec<EpollTarget>)>,
+    /// The task's fds and the files they name.
+    fd_files: HashMap<i32, u32>,
     /// Index of the next ckpt-v21 `Unknown` event.
     unknown_idx: usize,
     /// Indices of kept records not to write (see `super::kept`).
@@ -219,6 +226,9 @@ impl<W: Write> Encoder<W> {
             early_thread: false,
             early_items: Vec::new(),
             next_eventfd: None,
+            next_eventpoll: None,
+            epolls: Vec::new(),
+            fd_files: HashMap::new(),
             unknown_idx: 0,
             skip_unknown: Default::default(),
         }
@@ -533,9 +543,10 @@ impl<W: Write> EventSink for Encoder<W> {
         // place (or report lost).
         let own;
         let ev = match ev {
-            Event::File(f) if f.records.eventfd.is_some() => {
+            Event::File(f) if f.records.eventfd.is_some() || f.records.eventpoll.is_some() => {
                 let mut g = f.clone();
                 self.next_eventfd = g.records.eventfd.take();
+                self.next_eventpoll = g.records.eventpoll.take();
                 own = Event::File(g);
                 &own
             }
@@ -673,6 +684,7 @@ impl<W: Write> EventSink for Encoder<W> {
             }
             Event::Fd(fd) => {
                 self.table()?;
+                self.fd_files.insert(fd.fd, fd.file);
                 let st = T.st("FILE_DESC");
                 let mut b = st.zeroed();
                 st.put(&mut b, "fd_objref", fd.file as u64);

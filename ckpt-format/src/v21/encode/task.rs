@@ -31,6 +31,8 @@ impl<W: Write> Encoder<W> {
         self.mm = None;
         self.mm_ref = 0;
         self.table_ref = 0;
+        self.epolls.clear();
+        self.fd_files.clear();
         self.task_objs = None;
         self.more_threads.clear();
         self.task_other = false;
@@ -617,6 +619,7 @@ impl<W: Write> Encoder<W> {
         }
         if !self.zombie {
             self.table()?;
+            self.epoll_items()?;
             let b = self.task_objs_record()?;
             self.rec("TASK_OBJS", b.clone())?;
             for (c, p) in std::mem::take(&mut self.signal_recs) {
