@@ -174,3 +174,51 @@ fn a_criu_dump_with_a_socket_peer_outside_is_refused_by_name() {
         "{err}"
     );
 }
+
+/// fixtures/progs/restore_asyncio.py (python3's asyncio: an epoll loop whose self-pipe is
+/// a unix socket pair, asyncio.sleep, a call_later chain, a call_at deadline) dumped by
+/// CRIU mid-run, converted without loss and restored by ckpt-restore: its output equals an
+/// uninterrupted run's, ending in PASS.
+#[test]
+fn a_converted_criu_dump_of_python_asyncio_keeps_its_schedule() {
+    let Some((criu, _)) = criu_common::criu() else {
+        return;
+    };
+    common::build_progs(); // also makes us the subreaper of the restored process
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/progs/restore_asyncio.py")
+        .canonicalize()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |out: &Path| {
+        std::process::Command::new("setsid")
+            .arg("/usr/bin/python3")
+            .arg(&script)
+            .arg("200")
+            .current_dir(tmp.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(out).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let ref_out = tmp.path().join("ref.out");
+    let mut r = run(&ref_out);
+    assert!(r.wait().unwrap().success());
+    let want = std::fs::read_to_string(&ref_out).unwrap();
+    assert!(want.ends_with("199 ok\nPASS\n"), "{want}");
+
+    let out = tmp.path().join("run.out");
+    let mut child = run(&out);
+    common::wait_lines(&out, 30);
+    let dir = tmp.path().join("dump");
+    criu_common::dump(&criu, child.id(), &dir, &[]);
+    let _ = child.wait();
+    let native = tmp.path().join("asyncio.img");
+    convert(&dir, &native);
+    let pids = restore_all(&native, &[]);
+    let _guard = Procs(pids.clone());
+    assert_eq!(pids.len(), 1);
+    assert_eq!(common::wait_exit(pids[0], Duration::from_secs(120)), 0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
+}
