@@ -255,6 +255,22 @@ fn live_objects_map_onto_typed_records_as_crit_decodes_them() {
         a.oom_score_adj as i64,
         core["entries"][0]["tc"]["oom_score_adj"].as_i64().unwrap()
     );
+    // Rlimits: RLIMIT_NOFILE (7) soft 777; all 16 as crit has them.
+    let rl = evs
+        .iter()
+        .find_map(|e| match e {
+            Event::Rlimits(r) => Some(r),
+            _ => None,
+        })
+        .expect("rlimits");
+    assert_eq!(rl[7].cur, 777);
+    let crl = core["entries"][0]["tc"]["rlimits"]["rlimits"]
+        .as_array()
+        .unwrap();
+    assert_eq!(rl.len(), crl.len());
+    for (i, (m, c)) in rl.iter().zip(crl).enumerate() {
+        assert_eq!((m.cur, m.max), (u(&c["cur"]), u(&c["max"])), "rlimit {i}");
+    }
     let mm = crit(&crit_bin, &d.dir.join(format!("mm-{pid}.img")));
     assert_eq!(a.dumpable as u64, u(&mm["entries"][0]["dumpable"]));
     assert_eq!(a.dumpable, 1);
