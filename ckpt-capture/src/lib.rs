@@ -34,6 +34,7 @@ mod pidfd;
 pub mod precopy;
 mod sockets;
 mod timers;
+mod ttys;
 mod uncarried;
 
 use ckpt_format::{Event, EventSink};

@@ -20,6 +20,7 @@
 //! | fd owner and signal | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | set |
 //! | fd table, fs context, signal handlers, address space shared between processes | `kcmp` | between two processes of the image, or with a parent or child outside it |
 //! | deleted files and memfds too large to carry | `SEEK_DATA`/`SEEK_HOLE` through `/proc/PID/fd/N`, `/proc/PID/map_files/A-B`; `fstatfs` | more than 256 MiB of data in one inode; on hugetlbfs; still linked under another name |
+//! | pseudo-terminals whose master is captured (`crate::ttys`) | `FIONREAD` on a duplicate of each pty fd; every process's fds; stat `tty_nr` | bytes queued; the slave open outside the image; a session leader's controlling terminal not held by a fd of the image or not a pty |
 //! | leases, delegations, mandatory locks (advisory POSIX, OFD and flock locks are carried) | `lock:` lines of `/proc/PID/fdinfo/N` | any (a restore would run without them: another process could then take them) |
 //!
 //! The injected calls run through one scratch page mapped and unmapped in the target;
@@ -124,6 +125,7 @@ pub(crate) fn check(targets: &[Target<'_>]) -> Result<Findings, CaptureError> {
     }
     crate::timers::check(targets, &mut f);
     crate::pidfd::check(targets, &mut f);
+    crate::ttys::check(targets, &mut f);
     check_shared_anon(targets, &mut f)?;
     check_sharing(targets, &mut f)?;
     Ok(f)

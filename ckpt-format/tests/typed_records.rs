@@ -113,6 +113,7 @@ fn typed_example() -> ImageBuilder {
                         ],
                     }),
                     securebits: Some(Securebits { bits: 0x2f }),
+                    job_stop: Some(JobStop { sig: 20 }),
                 }
             }
             Event::Thread(t) => {
@@ -670,6 +671,7 @@ fn legacy_revisions_report_file_contents_and_locks_as_lost() {
             "map_contents",
             "exe_contents",
             "posix_locks",
+            "job_stop",
         ] {
             assert!(
                 items.iter().any(|i| i.contains(&format!("`{name}`"))),

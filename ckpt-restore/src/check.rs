@@ -494,6 +494,7 @@ pub fn files_present(plan: &Plan, root: &std::path::Path) -> Vec<String> {
             }
         }
     };
+    let paired = paired_ptys(plan);
     for t in &plan.tasks {
         let pid = t.task.pid;
         if let Some(exe) = t.mm.as_ref().and_then(|m| m.exe.as_deref()) {
@@ -521,7 +522,8 @@ pub fn files_present(plan: &Plan, root: &std::path::Path) -> Vec<String> {
             if matches!(
                 f.kind,
                 FileKind::Regular | FileKind::Directory | FileKind::CharDevice | FileKind::Fifo
-            ) {
+            ) && !is_new_pty(f, &paired)
+            {
                 need(
                     format!("pid {pid} fd {}: file", fd.fd),
                     &f.path,
@@ -629,6 +631,24 @@ fn rlimit_refusals(plan: &Plan) -> Vec<String> {
     out
 }
 
+/// The pty numbers whose master is in the image: the restore makes each anew, so their
+/// captured paths (`/dev/ptmx`, `/dev/pts/N`) are neither needed nor checked.
+pub fn paired_ptys(plan: &Plan) -> std::collections::BTreeSet<i32> {
+    plan.files
+        .values()
+        .filter_map(|f| f.records.tty.as_deref().filter(|t| t.master))
+        .map(|t| t.index)
+        .collect()
+}
+
+/// Whether file `f` is an end of a pty the restore makes anew ([`paired_ptys`]).
+pub fn is_new_pty(f: &ckpt_format::File, paired: &std::collections::BTreeSet<i32>) -> bool {
+    f.records
+        .tty
+        .as_deref()
+        .is_some_and(|t| t.master || paired.contains(&t.index))
+}
+
 /// A terminal of the image that another session holds now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TtyConflict {
@@ -691,10 +711,11 @@ pub fn tty_conflicts(plan: &Plan, root: &std::path::Path) -> Vec<TtyConflict> {
     let mut out = Vec::new();
     // One scan of /proc per device, not per fd (a process has /dev/null as fds 0-2).
     let mut sessions: std::collections::HashMap<u64, Option<i32>> = Default::default();
+    let paired = paired_ptys(plan);
     for t in &plan.tasks {
         for fd in &t.fds {
             let f = &plan.files[&fd.file];
-            if f.kind != ckpt_format::FileKind::CharDevice {
+            if f.kind != ckpt_format::FileKind::CharDevice || is_new_pty(f, &paired) {
                 continue;
             }
             let rel = f.path.strip_prefix(b"/").unwrap_or(&f.path);

@@ -2,7 +2,8 @@
 //! set through a descriptor of our own (`sock::take_fd` of the target's): line settings
 //! (`TCGETS2`/`TCSETS2`, `struct termios2`), window size (`TIOCGWINSZ`/`TIOCSWINSZ`), the
 //! session and the foreground process group (`TIOCGSID`, `TIOCGPGRP`), a master's index
-//! (`TIOCGPTN`).
+//! (`TIOCGPTN`); a new pair (`TIOCSPTLCK`, `TIOCGPTPEER`), bytes queued (`FIONREAD`), and the
+//! requests a restored session leader makes (`TIOCSCTTY`, `TIOCSPGRP`).
 //!
 //! x86-64 `struct termios2` (44 bytes): `c_iflag`, `c_oflag`, `c_cflag`, `c_lflag` (u32
 //! each), `c_line` (u8), `c_cc[19]`, `c_ispeed`, `c_ospeed` (u32 each). `struct winsize`:
@@ -21,6 +22,14 @@ const TIOCSWINSZ: u64 = 0x5414;
 const TIOCGPGRP: u64 = 0x540F;
 const TIOCGSID: u64 = 0x5429;
 const TIOCGPTN: u64 = 0x8004_5430;
+const TIOCSPTLCK: u64 = 0x4004_5431;
+const TIOCGPTPEER: u64 = 0x5441;
+const FIONREAD: u64 = 0x541B;
+/// `TIOCSCTTY`: make the terminal the caller's controlling terminal (the caller leads
+/// a session that has none); argument 0 (never steal it from another session).
+pub const TIOCSCTTY: u64 = 0x540E;
+/// `TIOCSPGRP`: set the terminal's foreground process group (argument: `*const pid_t`).
+pub const TIOCSPGRP: u64 = 0x5410;
 
 /// What a character device number is, as a terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,10 +109,64 @@ pub fn apply(fd: BorrowedFd<'_>, termios: &[u8; TERMIOS2_LEN], winsize: [u16; 4]
     ioctl(fd, TIOCSWINSZ, w.as_mut_ptr().cast(), "TIOCSWINSZ")
 }
 
+/// Bytes queued on terminal `fd` for its reader (`FIONREAD`): on a master, what the slave
+/// side wrote and nobody read yet; on a slave, the input not read yet (in canonical mode
+/// complete lines only: the kernel does not count a line still being typed).
+pub fn queued(fd: BorrowedFd<'_>) -> Result<usize> {
+    let mut n: libc::c_int = 0;
+    ioctl(
+        fd,
+        FIONREAD,
+        (&mut n as *mut libc::c_int).cast(),
+        "FIONREAD",
+    )?;
+    Ok(n.max(0) as usize)
+}
+
+/// A new pty master opened from `ptmx` (an open `/dev/ptmx`), unlocked: returns its
+/// number (`N` of `/dev/pts/N`).
+pub fn unlock(master: BorrowedFd<'_>) -> Result<i32> {
+    let mut zero: libc::c_int = 0;
+    ioctl(
+        master,
+        TIOCSPTLCK,
+        (&mut zero as *mut libc::c_int).cast(),
+        "TIOCSPTLCK",
+    )?;
+    let mut index: i32 = -1;
+    ioctl(
+        master,
+        TIOCGPTN,
+        (&mut index as *mut i32).cast(),
+        "TIOCGPTN",
+    )?;
+    Ok(index)
+}
+
+/// Open the slave of pty master `master` (`TIOCGPTPEER`) with open flags `flags`
+/// (`O_NOCTTY` is added: it never becomes our controlling terminal).
+pub fn open_peer(master: BorrowedFd<'_>, flags: i32) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: TIOCGPTPEER takes the open flags as an integer and returns a new descriptor.
+    let r = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            TIOCGPTPEER as _,
+            (flags | libc::O_NOCTTY) as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        return Err(SysError::last("TIOCGPTPEER".to_string()));
+    }
+    // SAFETY: the ioctl returned a new descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(r) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::OpenOptionsExt;
 
     /// A new pty pair: settings and size set on the slave read back on both ends; the
     /// master's number is the slave's minor.
@@ -141,5 +204,45 @@ mod tests {
         let path = std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).unwrap();
         assert_eq!(path.to_str().unwrap(), format!("/dev/pts/{}", after.index));
         assert_eq!(pty_end(libc::makedev(1, 3)), None);
+    }
+
+    /// A pair opened as restore does: ptmx, unlock, the peer; bytes written on one end
+    /// are counted as queued on the other.
+    #[test]
+    fn a_new_pair_opens_and_counts_queued_bytes() {
+        let m = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open("/dev/ptmx")
+            .unwrap();
+        let n = unlock(m.as_fd()).unwrap();
+        let s = open_peer(m.as_fd(), libc::O_RDWR).unwrap();
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).unwrap();
+        assert_eq!(path.to_str().unwrap(), format!("/dev/pts/{n}"));
+        let mut t = read(s.as_fd(), PtyEnd::Slave).unwrap().termios;
+        t[4..8].copy_from_slice(&0u32.to_le_bytes()); // c_oflag: no output processing
+        t[12..16].copy_from_slice(&0u32.to_le_bytes()); // c_lflag: raw, no echo
+        apply(m.as_fd(), &t, [24, 80, 0, 0]).unwrap();
+        assert_eq!(queued(m.as_fd()).unwrap(), 0);
+        // SAFETY: writing 5 bytes from a valid buffer.
+        assert_eq!(
+            unsafe { libc::write(s.as_raw_fd(), b"hello".as_ptr().cast(), 5) },
+            5
+        );
+        let t0 = std::time::Instant::now();
+        while queued(m.as_fd()).unwrap() != 5 {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::write(m.as_raw_fd(), b"abc".as_ptr().cast(), 3) },
+            3
+        );
+        while queued(s.as_fd()).unwrap() != 3 {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }

@@ -62,6 +62,8 @@ struct TaskD {
     file_locks: Option<Vec<(u32, bool, u64, u64)>>,
     /// posix_locks of the task: (fd, write, start, len).
     posix_locks: Option<Vec<(i32, bool, u64, u64)>>,
+    /// job_stop of the task: the signal.
+    job_stop: Option<u32>,
     exe_contents: Option<u32>,
     map_contents: Option<u32>,
     sock: Option<SockD>,
@@ -340,6 +342,7 @@ fn build(d: &Desc) -> ImageBuilder {
                     .collect(),
             }),
             securebits: t.securebits.map(|bits| Securebits { bits }),
+            job_stop: t.job_stop.map(|sig| JobStop { sig }),
         };
         b.push(Event::Task(task));
         for (i, th) in t.threads.iter().take(3).enumerate() {

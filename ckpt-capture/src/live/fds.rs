@@ -50,11 +50,9 @@ fn file_of(
             match fmt {
                 libc::S_IFREG => (FileKind::Regular, false),
                 libc::S_IFDIR => (FileKind::Directory, false),
-                // A pty master is not restored yet (refused, or left out).
-                libc::S_IFCHR => (
-                    FileKind::CharDevice,
-                    ckpt_sys::tty::pty_end(st.st_rdev) == Some(ckpt_sys::tty::PtyEnd::Master),
-                ),
+                // A pty master is rebuilt with its slaves as a new pair (crate::ttys
+                // refuses what that cannot carry).
+                libc::S_IFCHR => (FileKind::CharDevice, false),
                 libc::S_IFIFO if link.starts_with(b"pipe:") => (FileKind::Pipe, false),
                 libc::S_IFIFO => (FileKind::Fifo, false),
                 libc::S_IFSOCK => (FileKind::Socket, shared.socks.get(pid, fd).is_none()),
@@ -62,9 +60,7 @@ fn file_of(
             }
         };
         if unsupported && !opts.allow_unsupported {
-            let what = if kind == FileKind::CharDevice {
-                "pty master".to_string()
-            } else if kind == FileKind::Socket {
+            let what = if kind == FileKind::Socket {
                 "socket".to_string()
             } else {
                 let l = String::from_utf8_lossy(&link);

@@ -52,18 +52,7 @@ pub(super) fn refuse_unsupported(procs: &[Proc]) -> Result<(), CaptureError> {
                 }
                 continue;
             }
-            let pty_master = st.st_mode & libc::S_IFMT == libc::S_IFCHR
-                && ckpt_sys::tty::pty_end(st.st_rdev) == Some(ckpt_sys::tty::PtyEnd::Master);
-            if pty_master {
-                // Its path is /dev/ptmx: opening it again makes a new pty, not this one.
-                items.push((
-                    "pty master".into(),
-                    format!(
-                        "pid {pid} fd {fd} is a pty master ({}): pty pairs are not restored yet",
-                        String::from_utf8_lossy(&link)
-                    ),
-                ));
-            } else if let Some(what) = unsupported_kind(&link, st.st_mode) {
+            if let Some(what) = unsupported_kind(&link, st.st_mode) {
                 // A socket is named with what it is (family, type, state, addresses,
                 // queued bytes: docs/SOCKETS.md), read without touching its queues.
                 let mut detail = String::new();

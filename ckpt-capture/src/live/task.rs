@@ -74,6 +74,19 @@ pub(super) fn capture_task(
         }
     }
     tr.attrs = shared.proc_attrs.get(&pid).copied();
+    // Stopped (job control): the signal that stopped it, as the seize's group stop
+    // reports it (the kernel keeps it after the parent's waitpid cleared stat field 52).
+    if p.stat.state == b'T' {
+        if let Some(f) = &p.frozen {
+            let sig = f.stopped().first().map_or(0, |t| t.stop_sig);
+            if matches!(
+                sig,
+                libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+            ) {
+                tr.job_stop = Some(ckpt_format::JobStop { sig: sig as u32 });
+            }
+        }
+    }
     let task = Task {
         pid,
         tgid: pid,

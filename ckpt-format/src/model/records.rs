@@ -17,7 +17,7 @@ use super::Extras;
 mod process;
 mod tty;
 pub use process::{Itimer, Itimers, PosixTimer, PosixTimers, ProcessAttrs, ThreadAttrs, Time};
-pub use tty::{Tty, TERMIOS2_LEN};
+pub use tty::{JobStop, Tty, TERMIOS2_LEN};
 mod contents;
 pub use contents::*;
 mod anon;
@@ -344,6 +344,8 @@ pub struct TaskRecords {
     pub posix_locks: Option<PosixLocks>,
     /// Securebits.
     pub securebits: Option<Securebits>,
+    /// The signal that stopped it (captured stopped, job control).
+    pub job_stop: Option<JobStop>,
 }
 
 impl TaskRecords {
@@ -361,6 +363,7 @@ impl TaskRecords {
         render(&self.securebits, &mut v);
         render(&self.exe, &mut v);
         render(&self.posix_locks, &mut v);
+        render(&self.job_stop, &mut v);
         v
     }
 }

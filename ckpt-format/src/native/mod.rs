@@ -161,6 +161,7 @@ record_types! {
     THREAD_ATTRS = 0x0460, "THREAD_ATTRS";
     SECCOMP_FILTERS = 0x0461, "SECCOMP_FILTERS";
     TTY = 0x0470, "TTY";
+    JOB_STOP = 0x0471, "JOB_STOP";
 }
 
 impl std::fmt::Display for RecordType {

@@ -133,6 +133,7 @@ pub const KINDS: &[(u32, &str, Owner, &str)] = &[
         Owner::Task,
         "i32 oom_score_adj, u32 dumpable, u64 coredump_filter, u32 child_subreaper, u32 thp_disable",
     ),
+    (JobStop::CODE, JobStop::NAME, Owner::Task, "u32 sig, u32 0"),
     (
         Tty::CODE,
         Tty::NAME,
@@ -475,6 +476,11 @@ pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
                 thp_disable: c.u32()?,
             };
             once(&mut into.task.attrs, v, f)?;
+        }
+        JobStop::CODE => {
+            let sig = c.u32()?;
+            let _ = c.u32()?;
+            once(&mut into.task.job_stop, JobStop { sig }, f)?;
         }
         Tty::CODE => {
             let at = c.pos;
@@ -823,6 +829,9 @@ pub fn encode_task(r: &TaskRecords) -> Vec<Encoded> {
         for l in &x.locks {
             p.i32(l.fd).u32(l.write as u32).u64(l.start).u64(l.len);
         }
+    });
+    enc(&r.job_stop, &mut v, |x, p| {
+        p.u32(x.sig).u32(0);
     });
     v
 }

@@ -22,6 +22,8 @@ pub(super) struct Staged {
     /// Files opened in the restored processes once they all exist (pidfds): their fd
     /// numbers are left closed by [`fd_setup`].
     pub(super) late: std::collections::BTreeSet<u32>,
+    /// The terminals with their captured session and foreground group.
+    pub(super) ttys: Vec<super::ttys::StagedTty>,
 }
 
 pub(super) fn show(p: &[u8]) -> String {
@@ -44,6 +46,7 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         cwd: Vec::new(),
         base,
         late: super::pidfd::late_files(plan)?,
+        ttys: Vec::new(),
     };
     let keep = |fd: OwnedFd, st: &mut Staged| -> Result<RawFd, Error> {
         let d = sys::dup_at_least(fd.as_raw_fd(), base)
@@ -115,6 +118,11 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         let h = inodes::create(root, f)?;
         inodes.insert(f.id, keep(h, &mut st)?);
     }
+    // ptys whose master is in the image: new pairs.
+    let mut ttys = Vec::new();
+    let pairs = super::ttys::make_pairs(plan, &needed, root, &mut ttys, |o| keep(o, &mut st))?;
+    st.files.extend(pairs);
+    st.ttys = ttys;
     // Files of the fd tables and in flight; sockets after them (a queue refers to them).
     let mut sockets = Vec::new();
     for &id in &needed {
@@ -191,25 +199,15 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
                 // A terminal gets its line settings and window size back (an editor's raw
                 // mode, a resized window), before anything of the tree runs.
                 if let Some(t) = &f.records.tty {
-                    if t.master {
-                        return Err(Error::Files(format!(
-                            "{} is a pty master: pty pairs are not restored yet",
-                            show(&f.path)
-                        )));
-                    }
-                    let termios: &[u8; ckpt_sys::tty::TERMIOS2_LEN] =
-                        t.termios.as_slice().try_into().map_err(|_| {
-                            Error::Image(format!(
-                                "the tty record of {} holds {} bytes of termios2, not {}",
-                                show(&f.path),
-                                t.termios.len(),
-                                ckpt_sys::tty::TERMIOS2_LEN
-                            ))
-                        })?;
-                    ckpt_sys::tty::apply(std::os::fd::AsFd::as_fd(&o), termios, t.winsize)
-                        .map_err(|e| {
-                            Error::Files(format!("terminal settings of {}: {e}", show(&f.path)))
-                        })?;
+                    // Its master is outside the image: the same terminal, by its path.
+                    super::ttys::apply(o.as_raw_fd(), t, &f.path)?;
+                    let slave = keep(o.try_clone().map_err(|e| sys_err("dup", e))?, &mut st)?;
+                    st.ttys.push(super::ttys::StagedTty {
+                        index: t.index,
+                        slave,
+                        sid: t.sid,
+                        pgrp: t.pgrp,
+                    });
                 }
                 if f.kind == FileKind::Fifo {
                     sys::set_fl(o.as_raw_fd(), keepfl).map_err(|e| sys_err("F_SETFL", e))?;

@@ -25,6 +25,7 @@ mod remote;
 mod resume;
 mod spawn;
 mod threads;
+mod ttys;
 
 use files::{fd_setup, stage, Staged};
 use memory::place_area;
@@ -239,6 +240,8 @@ fn build(
         }
         if node.setsid {
             p.main.call("setsid", libc::SYS_setsid, &[])?;
+            // Before it forks the rest of its session: they inherit the terminal.
+            ttys::take_ctty(p, st)?;
         }
     }
     // 2. Process groups: leaders, then members (with the leaders' new pids).
@@ -265,6 +268,7 @@ fn build(
         procfiles::open_late(p, plan, st, &hosts)?;
     }
     pidfd::install(plan, &mut procs)?;
+    ttys::set_foreground(&mut procs, st)?;
     memory::link_shared_anon(&mut procs);
     // Each eventpoll instance's targets are registered by the first process holding it
     // (the one whose fd numbers they are), once its fd table is in place.
@@ -294,7 +298,10 @@ fn build(
     crate::sockets::finish_tcp(&plan.files, &st.files).map_err(Error::System)?;
     for p in procs.iter().filter(|p| p.t.task.exit_state == 0) {
         // Captured stopped (job control: state T) is stopped again.
-        if opts.leave_stopped || p.stop_pending || p.t.task.state == TASK_STOPPED {
+        if p.t.task.state == TASK_STOPPED && !opts.leave_stopped && !p.stop_pending {
+            let sig = ttys::stop_signal(plan, tree, p.idx);
+            ptrace::kill(p.pid, sig).map_err(|e| sys_err(format!("signal {sig}"), e))?;
+        } else if opts.leave_stopped || p.stop_pending || p.t.task.state == TASK_STOPPED {
             ptrace::kill(p.pid, libc::SIGSTOP).map_err(|e| sys_err("SIGSTOP", e))?;
         }
     }

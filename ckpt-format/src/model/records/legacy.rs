@@ -106,6 +106,9 @@ pub fn task(r: &TaskRecords, ex: &mut Extras) {
     if let Some(x) = &r.securebits {
         ex.set_u64(Securebits::NAME, x.bits as u64);
     }
+    if let Some(x) = &r.job_stop {
+        ex.set_u64(JobStop::NAME, x.sig as u64);
+    }
 }
 
 /// VMA records as keys, added to `ex`.

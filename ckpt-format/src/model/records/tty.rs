@@ -1,5 +1,5 @@
-//! Typed records of terminals (codes 0x0470-0x047f): the state of a pseudo-terminal
-//! an open file refers to.
+//! Typed records of terminals and job control (codes 0x0470-0x047f): the state of a
+//! pseudo-terminal an open file refers to; the signal that stopped a task.
 
 use super::{hex, Record};
 
@@ -53,6 +53,23 @@ impl Record for Tty {
             ("cflag", hex(self.word(2) as u64)),
             ("lflag", hex(self.word(3) as u64)),
         ]
+    }
+}
+
+/// The signal that stopped a task captured in the stopped state (`T`, job control):
+/// `SIGSTOP`, `SIGTSTP` (^Z), `SIGTTIN` or `SIGTTOU`, as its parent's `waitpid` reports it
+/// (a shell's `jobs` shows "Stopped" for `SIGTSTP`, "Stopped (signal)" for `SIGSTOP`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct JobStop {
+    /// The signal number.
+    pub sig: u32,
+}
+
+impl Record for JobStop {
+    const NAME: &'static str = "job_stop";
+    const CODE: u32 = 0x0471;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![("sig", self.sig.to_string())]
     }
 }
 
