@@ -298,7 +298,7 @@ fn typed_records_round_trip_and_precede_their_owner() {
     }
     let s = names.join(" ");
     assert!(
-        s.contains("CAPABILITIES SECURITY SHARED_PENDING REAL_PARENT PARENT_DEATH_SIGNAL ITIMERS POSIX_TIMERS PROCESS_ATTRS SECUREBITS EXE_CONTENTS POSIX_LOCKS TASK"),
+        s.contains("CAPABILITIES SECURITY SHARED_PENDING REAL_PARENT PARENT_DEATH_SIGNAL ITIMERS POSIX_TIMERS PROCESS_ATTRS SECUREBITS EXE_CONTENTS POSIX_LOCKS JOB_STOP TASK"),
         "{s}"
     );
     assert!(
@@ -350,10 +350,10 @@ fn an_old_reader_stops_at_the_first_typed_record_and_an_image_without_any_is_unc
             assert!(OLD_CODES.contains(&r.type_code), "{:#x}", r.type_code);
         }
     }
-    // 11 task records, 7 per thread (2), 3 per VMA (4), an identity and locks per file
+    // 12 task records, 7 per thread (2), 3 per VMA (4), an identity and locks per file
     // (3), one unsupported, one file_contents with two file_data, one inode_of, the five
     // anonymous-inode kinds on file 4, a tty on each file but the first (2), one pidfd
-    assert_eq!(typed, 11 + 7 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1 + 5 + 2 + 1);
+    assert_eq!(typed, 12 + 7 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1 + 5 + 2 + 1);
     // Without typed records, the bytes are those of the previous writer (the
     // committed example image was written by it).
     let plain = ImageBuilder::example().to_native_bytes().unwrap();
