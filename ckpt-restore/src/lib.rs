@@ -167,12 +167,11 @@ pub fn restore_plan(plan: &Plan, image: &[u8], opts: &Options) -> Result<Vec<i32
             f.records.tty = None;
         }
         eprintln!(
-            "ckpt-restore: pid {} fd {}: {} is the controlling terminal of session {} ({}) now; re-attached to {} (--reattach-tty)",
+            "ckpt-restore: pid {} fd {}: {} is {} now; re-attached to {} (--reattach-tty)",
             c.pid,
             c.fd,
             String::from_utf8_lossy(&c.path),
-            c.sid,
-            c.leader,
+            c.now(),
             String::from_utf8_lossy(&ours)
         );
     }

@@ -203,3 +203,132 @@ fn a_terminals_mode_and_window_size_come_back() {
     assert_eq!(got.lines().find(|l| l.contains("FAIL")), None);
     assert_eq!(got, want);
 }
+
+/// Issue 15 point 4, the rest of the identity check. (1) A session leader's controlling
+/// terminal (the counter led its session on the pty) that a session holds now, even
+/// ckpt-restore's own: a terminal controls one session, so it could not be given back; the
+/// restore is refused naming both (it used to go on, and the process came back without its
+/// controlling terminal); `--reattach-tty` puts the fd on ckpt-restore's terminal and says
+/// so. (2) A process that was in the foreground of a terminal of a session outside
+/// the image, restored by a ckpt-restore of the session holding it now but running in its
+/// background: it would stop at its first read, so the restore is refused.
+#[test]
+fn a_terminal_session_or_foreground_that_changed_is_refused() {
+    build_progs();
+    let dir = tempfile::tempdir().unwrap();
+    let prog = progs_dir().join("restore_counter");
+    let restore_bin = env!("CARGO_BIN_EXE_ckpt-restore");
+
+    // (1) The counter led its session on the pty.
+    let (master, slave, slave_path) = pty();
+    let out = dir.path().join("run1.out");
+    let pid = in_session_on(&slave, &prog, &["100000", "1"], &out);
+    let mut procs = Procs(vec![pid]);
+    wait_lines(&out, 3);
+    wait_until("the counter's session holds the pty", || {
+        tty_sid(&master) == Some(pid)
+    });
+    let img = dir.path().join("img1");
+    capture_kill(pid, &img);
+    procs.0.clear();
+    // ckpt-restore in a session of its own on that pty (setsid --ctty): ours holds it.
+    let run = |args: &[&str]| {
+        let o = Command::new("setsid")
+            .arg("--ctty")
+            .arg(restore_bin)
+            .args(args)
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .output()
+            .expect("setsid (util-linux)");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&[img.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "pid {pid} fd 0: {} was the controlling terminal of session {pid} of the image, and is now the controlling terminal of session ",
+            slave_path.display()
+        )) && err.contains("(ckpt-restore); a terminal controls one session"),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "nothing created"
+    );
+    let (code, stdout, err) = run(&["--reattach-tty", img.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let new: i32 = stdout.trim().parse().unwrap();
+    procs.0.push(new);
+    assert!(
+        err.contains(&format!(
+            "pid {pid} fd 0: {} is the controlling terminal of session ",
+            slave_path.display()
+        )) && err.contains(&format!(
+            "re-attached to {} (--reattach-tty)",
+            slave_path.display()
+        )),
+        "{err}"
+    );
+    let n = std::fs::read(&out)
+        .unwrap()
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    wait_lines(&out, n + 3);
+    drop(procs);
+
+    // (2) The counter in the foreground of sh's session (sh runs it as a child, then
+    // exits when it is killed).
+    let (_m2, s2, p2) = pty();
+    let out = dir.path().join("run2.out");
+    let sh = in_session_on(
+        &s2,
+        Path::new("/bin/sh"),
+        &["-c", &format!("{} 100000 1; :", prog.display())],
+        &out,
+    );
+    let mut procs = Procs(vec![sh]);
+    wait_lines(&out, 3);
+    let pid = children_of(sh)[0];
+    let img = dir.path().join("img2");
+    let mut opts = ckpt_capture::Options::new(pid);
+    opts.leave = ckpt_capture::Leave::Killed;
+    let mut c = ckpt_capture::live::LiveCapture::new(opts.clone());
+    ckpt_capture::capture_to_path(&mut c, &opts, &img, None).unwrap();
+    wait_gone(&[pid]);
+    let _ = wait_exit(sh, Duration::from_secs(30));
+    procs.0.clear();
+    // A job-control shell on the pty runs ckpt-restore in the background.
+    let rc = dir.path().join("rc");
+    let err_path = dir.path().join("err");
+    let script = format!(
+        "{restore_bin} {} >/dev/null 2>{} & wait $!; echo $? >{}",
+        img.display(),
+        err_path.display(),
+        rc.display()
+    );
+    let bg = in_session_on(
+        &s2,
+        Path::new("/bin/sh"),
+        &["-m", "-c", &script],
+        &dir.path().join("sh.out"),
+    );
+    assert_eq!(wait_exit(bg, Duration::from_secs(60)), 0);
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(std::fs::read_to_string(&rc).unwrap().trim(), "1", "{err}");
+    assert!(
+        err.contains(&format!(
+            "pid {pid} fd 0: the process was in the foreground of {}; ckpt-restore runs in its background (foreground group {bg} of session {bg} (sh))",
+            p2.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "nothing created"
+    );
+}
