@@ -70,14 +70,32 @@ fn image_pids(img: &Path) -> Vec<i32> {
 }
 
 /// Capture the tree of `root` with `--tree --kill`; waits until every captured process
-/// is gone and returns their pids.
+/// is gone and returns their pids. Two refusals are transient and leave everything
+/// running, as documented, so the capture is tried again: a pty holding bytes not read yet
+/// (the tree's printer wrote between the freeze of its reader and its own: a tty queue
+/// cannot be peeked), and a connection whose client has just closed it (tmux's server
+/// before it handled the close of the test's last `tmux` command).
 fn capture_tree(root: i32, img: &Path) -> Vec<i32> {
     let mut opts = ckpt_capture::Options::new(root);
     opts.tree = true;
     opts.leave = ckpt_capture::Leave::Killed;
-    let mut p = ckpt_capture::live::LiveCapture::new(opts.clone());
-    ckpt_capture::capture_to_path(&mut p, &opts, img, None)
-        .unwrap_or_else(|e| panic!("capture of the tree of {root}: {e}"));
+    let mut tries = 0;
+    loop {
+        let mut p = ckpt_capture::live::LiveCapture::new(opts.clone());
+        match ckpt_capture::capture_to_path(&mut p, &opts, img, None) {
+            Ok(_) => break,
+            Err(e)
+                if tries < 20
+                    && (e.to_string().contains("a terminal's queue cannot be read")
+                        || e.to_string().contains("its peer socket:[0] is outside")) =>
+            {
+                eprintln!("capture refused, tried again: {e}");
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("capture of the tree of {root}: {e}"),
+        }
+    }
     let pids = image_pids(img);
     wait_gone(&pids);
     pids
@@ -163,8 +181,9 @@ fn script_keeps_recording_across_a_restore() {
         (l.len() >= before.len() + 5).then_some(l)
     });
     assert_eq!(&after[..before.len()], &before[..]);
+    // (The first may have been taken by a `date` captured before it printed.)
     assert!(
-        after[before.len()..].iter().all(|&t| t > down_at),
+        after[before.len() + 1..].iter().all(|&t| t > down_at),
         "lines after the restore are new: {after:?}"
     );
     assert!(after.windows(2).all(|w| w[0] < w[1]), "in order: {after:?}");
