@@ -1,7 +1,10 @@
 //! Event-loop files in ckpt-v21 (docs/V21-STREAM.md "Event-loop files, sockets, ttys"):
 //! the model's eventfd is a FILE record of type CKPT_FILE_EVENTFD (7, 64 bytes, nothing
-//! after it); native-1 -> ckpt-v21 -> native-1 and back are byte-identical, the image walks
-//! in the restart's order, and what v21 cannot say is named.
+//! after it), its eventpoll an epoll FILE with EPOLL_ITEMS after the file table;
+//! native-1 -> ckpt-v21 -> native-1 and back are byte-identical, the image walks in the
+//! restart's order, and what v21 cannot say is named. The eventpoll test's image is the
+//! fixture fixtures/images/ckpt-v21/ours-event-loop.img (regenerate with
+//! `CKPT_BLESS=1 cargo test -p ckpt-format --test v21_event_loop`).
 
 #[path = "common/v21_restart.rs"]
 mod v21_restart;
@@ -271,6 +274,13 @@ fn an_eventpoll_is_an_epoll_file_with_its_items_after_the_file_table() {
     let n1 = with_files(extra);
     let (v21, items) = conv(&n1, Revision::CkptV21, false).unwrap();
     assert!(items.is_empty(), "{items:?}");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/images/ckpt-v21/ours-event-loop.img");
+    if std::env::var_os("CKPT_BLESS").is_some() {
+        std::fs::write(&fixture, &v21).unwrap();
+    }
+    let bytes = std::fs::read(&fixture).expect("run with CKPT_BLESS=1");
+    assert!(bytes == v21, "ours-event-loop.img differs (CKPT_BLESS=1)");
 
     let recs = records(&v21);
     // The epoll file: a plain ckpt_hdr_file of type CKPT_FILE_EPOLL, nothing after it.
