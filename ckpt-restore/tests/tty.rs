@@ -3,38 +3,29 @@
 //! fd on ckpt-restore's own terminal instead, saying so.
 mod common;
 use common::*;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A new pseudo-terminal: (master, slave, slave path).
+/// A new pseudo-terminal: (master, slave, slave path). Both are opened close-on-exec
+/// at once (`O_CLOEXEC` on `/dev/ptmx` and on `TIOCGPTPEER`): with openpty then `fcntl`,
+/// another test's spawn in between inherited the master, and a stray master in a captured
+/// program is captured (and its slave, held here, refused as outside the tree).
 fn pty() -> (OwnedFd, OwnedFd, PathBuf) {
-    let (mut m, mut s) = (0, 0);
-    // SAFETY: openpty writes two descriptors; the name/termios/winsize pointers are NULL.
-    let rc = unsafe {
-        libc::openpty(
-            &mut m,
-            &mut s,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // Not inherited by the programs the tests start (openpty does not set O_CLOEXEC): a
-    // pty master in a captured process is refused.
-    for fd in [m, s] {
-        // SAFETY: plain fcntl on descriptors openpty just returned.
-        assert_eq!(
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
-            0
-        );
-    }
-    // SAFETY: openpty returned these new descriptors; we own them.
-    let (m, s) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
-    let p = std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).unwrap();
-    (m, s, p)
+    use std::os::unix::fs::OpenOptionsExt;
+    // std opens with O_CLOEXEC.
+    let m: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/ptmx")
+        .expect("/dev/ptmx")
+        .into();
+    let n = ckpt_sys::tty::unlock(m.as_fd()).expect("unlocking a new pty");
+    let s = ckpt_sys::tty::open_peer(m.as_fd(), libc::O_RDWR | libc::O_CLOEXEC)
+        .expect("opening the slave");
+    (m, s, PathBuf::from(format!("/dev/pts/{n}")))
 }
 
 fn tty_sid(fd: &OwnedFd) -> Option<i32> {

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -201,31 +201,24 @@ fn script_keeps_recording_across_a_restore() {
     assert_eq!(tpgid, sh, "foreground group");
 }
 
-/// A new pty (master, slave), not inherited by spawned programs unless given to them.
+/// A new pseudo-terminal: (master, slave, slave path). Both are opened close-on-exec
+/// at once (`O_CLOEXEC` on `/dev/ptmx` and on `TIOCGPTPEER`): with openpty then `fcntl`,
+/// another test's spawn in between inherited the master, and a stray master in a captured
+/// program is captured (and its slave, held here, refused as outside the tree).
 fn pty() -> (OwnedFd, OwnedFd, PathBuf) {
-    let (mut m, mut s) = (0, 0);
-    // SAFETY: openpty writes two descriptors; the other pointers are NULL.
-    let rc = unsafe {
-        libc::openpty(
-            &mut m,
-            &mut s,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    for fd in [m, s] {
-        // SAFETY: plain fcntl on descriptors openpty just returned.
-        assert_eq!(
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
-            0
-        );
-    }
-    // SAFETY: openpty returned these new descriptors; we own them.
-    let (m, s) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
-    let p = std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).unwrap();
-    (m, s, p)
+    use std::os::unix::fs::OpenOptionsExt;
+    // std opens with O_CLOEXEC.
+    let m: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/ptmx")
+        .expect("/dev/ptmx")
+        .into();
+    let n = ckpt_sys::tty::unlock(m.as_fd()).expect("unlocking a new pty");
+    let s = ckpt_sys::tty::open_peer(m.as_fd(), libc::O_RDWR | libc::O_CLOEXEC)
+        .expect("opening the slave");
+    (m, s, PathBuf::from(format!("/dev/pts/{n}")))
 }
 
 /// Everything read from a pty master, by a thread of ours.
