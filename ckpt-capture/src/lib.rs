@@ -32,6 +32,7 @@ pub mod direct;
 pub mod live;
 mod pidfd;
 pub mod precopy;
+mod seccomp;
 mod sockets;
 mod timers;
 mod ttys;

@@ -11,8 +11,8 @@
 //! | parent-death signal | injected `prctl(PR_GET_PDEATHSIG)` in every thread | set on the root process (its parent is not restored) or on a non-leader thread; the leader's of a child in the image is carried (`pdeath_signal`) |
 //! | memory-deny-write-execute, KSM merge-any | injected `prctl(PR_GET_MDWE / PR_GET_MEMORY_MERGE)` | set |
 //! | dumpable (0 and 1 carried: `process_attrs`) | injected `prctl(PR_GET_DUMPABLE)` | 2, unless a restore by this user gives 2 |
-//! | securebits | injected `prctl(PR_GET_SECUREBITS)` | set; timer slack of every thread is carried (`thread_attrs`) |
-//! | seccomp | `Seccomp:` of `/proc/PID/status` | not 0 (filters are not captured) |
+//! | securebits (carried: Task `securebits`), timer slack of every thread (carried: `thread_attrs`) | injected `prctl(PR_GET_SECUREBITS / PR_GET_TIMERSLACK)` | never |
+//! | seccomp filters (carried: Thread `seccomp_filters`, `crate::seccomp`) | `Seccomp:` of `/proc/PID/status`, `PTRACE_SECCOMP_GET_FILTER` | strict mode; unreadable (no `CAP_SYS_ADMIN`: then nothing is injected either); a filter returning `SECCOMP_RET_USER_NOTIF` |
 //! | nice, policy, RT priority, CPU affinity, I/O priority (every thread), `oom_score_adj`, `coredump_filter` (carried: `thread_attrs`, `process_attrs`); speculation controls, `untag_mask`, `x86_Thread_features` | `ckpt_sys::attrs`, status | SCHED_DEADLINE; the status lines when not ckpt-capture's own (a restored process inherits ckpt-restore's) |
 //! | shared anonymous memory | `/proc/PID/maps` of the image's processes and of every other process | one object mapped by two VMAs of the image at overlapping offsets not both inside its first mapping (restore rebuilds it from that one), or by a process outside the image; System V segments |
 //! | zombies in the tree | stat state `Z`, `/proc/PID/task` | a leader whose other threads still run (a zombie itself is carried: its status) |
@@ -57,6 +57,10 @@ pub(crate) struct Findings {
     pub proc_attrs: HashMap<i32, ProcessAttrs>,
     /// Thread attributes to carry, by tid.
     pub thread_attrs: HashMap<i32, ThreadAttrs>,
+    /// Seccomp filters to carry, by tid (`crate::seccomp`).
+    pub seccomp: HashMap<i32, ckpt_format::SeccompFilters>,
+    /// Securebits to carry (when not 0), by pid.
+    pub securebits: HashMap<i32, u32>,
 }
 
 impl Findings {
@@ -120,8 +124,9 @@ pub(crate) fn check(targets: &[Target<'_>]) -> Result<Findings, CaptureError> {
         };
         check_locks(pid, &mut f)?;
         check_contents(pid, &mut f)?;
-        check_outside(pid, tids, &ours, &mut f)?;
-        check_injected(pid, tids, i == 0, &ours, &mut f)?;
+        if check_outside(pid, tids, &ours, &mut f)? {
+            check_injected(pid, tids, i == 0, &ours, &mut f)?;
+        }
     }
     crate::timers::check(targets, &mut f);
     crate::pidfd::check(targets, &mut f);
@@ -265,19 +270,16 @@ fn check_contents(pid: i32, f: &mut Findings) -> Result<(), CaptureError> {
     Ok(())
 }
 
-fn check_outside(pid: i32, tids: &[i32], ours: &Own, f: &mut Findings) -> Result<(), CaptureError> {
+/// Returns false when the process must not be probed by injected calls.
+fn check_outside(
+    pid: i32,
+    tids: &[i32],
+    ours: &Own,
+    f: &mut Findings,
+) -> Result<bool, CaptureError> {
     let st = procfs::status(&pid.to_string()).map_err(sys(format!("pid {pid} status")))?;
     let num = |k: &str| st.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    if num("Seccomp") != 0 {
-        f.add(
-            "seccomp",
-            format!(
-                "pid {pid}: seccomp mode {} with {} filter(s) (the filters are not captured)",
-                num("Seccomp"),
-                num("Seccomp_filters")
-            ),
-        );
-    }
+    let probe = crate::seccomp::read(pid, tids, num("Seccomp"), f);
     for key in [
         "Speculation_Store_Bypass",
         "SpeculationIndirectBranch",
@@ -335,7 +337,7 @@ fn check_outside(pid: i32, tids: &[i32], ours: &Own, f: &mut Findings) -> Result
             },
         );
     }
-    Ok(())
+    Ok(probe)
 }
 
 const PR_GET_PDEATHSIG: u64 = 2;
@@ -442,10 +444,7 @@ fn probe(
     f.proc_attrs.insert(pid, pa);
     let sb = lead.syscall(libc::SYS_prctl, &[PR_GET_SECUREBITS, 0, 0, 0, 0])?;
     if sb > 0 {
-        f.add(
-            "process attribute",
-            format!("pid {pid}: securebits {sb:#x} (PR_SET_SECUREBITS)"),
-        );
+        f.securebits.insert(pid, sb as u32);
     }
     // Per fd: an owner for signal-driven I/O (F_SETOWN) or a signal (F_SETSIG).
     for fd in procfs::list_fds(pid)? {

@@ -86,7 +86,10 @@ fn process_attributes_not_carried_are_refused() {
             "deadline",
             "SCHED_DEADLINE (its runtime, deadline and period are not captured)",
         ),
-        ("seccomp", "seccomp mode 2 with 1 filter(s)"),
+        (
+            "seccomp-notif",
+            "seccomp filter 0 returns SECCOMP_RET_USER_NOTIF (its listener is not carried)",
+        ),
     ] {
         let (mut t, p) = start(mode);
         refused(p[0], false, &[&format!("pid {}: {want}", p[0])], &[p[0]]);

@@ -78,3 +78,78 @@ fn pidfds_name_the_restored_processes() {
     assert_eq!(got.lines().find(|l| l.contains("FAIL")), None, "{got}");
     assert_eq!(got, w);
 }
+
+/// Seccomp filters and securebits (`restore_seccomp.c`): filter 1 inherited by a worker
+/// thread, filter 2 installed with TSYNC and SECCOMP_FILTER_FLAG_LOG, filter 3 on the
+/// worker only; securebits 0x5. The image holds each thread's programs in order with 2
+/// shared and the LOG flag; after the restore `/proc` shows mode 2 with 2 and 3 filters,
+/// and every thread's own checks (each filter's errno, the count, the bits) pass all
+/// along. Capture refused both before.
+#[test]
+fn seccomp_filters_and_securebits_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["300"];
+    let want = reference("restore_seccomp", &args, dir.path());
+    let w = String::from_utf8_lossy(&want).into_owned();
+    assert!(w.ends_with("299 ok\nPASS\n"), "{w}");
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_seccomp", &args, &out, dir.path());
+    procs.0.push(pid);
+    wait_lines(&out, 20);
+    let img = dir.path().join("img");
+    capture_kill(pid, &img);
+    procs.0.clear();
+
+    let bytes = std::fs::read(&img).unwrap();
+    let mut src = ckpt_format::open_slice(&bytes).unwrap();
+    let (mut bits, mut chains) = (None, Vec::new());
+    while let Some(e) = src.next_event().unwrap() {
+        match e {
+            ckpt_format::Event::Task(t) => bits = t.records.securebits.map(|s| s.bits),
+            ckpt_format::Event::Thread(t) => chains.push(t.records.seccomp.clone().unwrap()),
+            _ => {}
+        }
+    }
+    assert_eq!(bits, Some(0x5));
+    let shape: Vec<(u32, Vec<(u32, usize)>)> = chains
+        .iter()
+        .map(|c| {
+            (
+                c.shared,
+                c.filters.iter().map(|f| (f.flags, f.insns.len())).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (2, vec![(0, 32), (2, 32)]),
+            (2, vec![(0, 32), (2, 32), (0, 32)])
+        ]
+    );
+    assert_eq!(chains[0].filters[..], chains[1].filters[..2]);
+
+    let p = restore(&img, &["--pid-same"]);
+    procs.0.push(p);
+    let status = |tid: i32, key: &str| {
+        std::fs::read_to_string(format!("/proc/{p}/task/{tid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+            .unwrap()
+    };
+    let mut counts = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{p}/task")).unwrap() {
+        let tid: i32 = e.unwrap().file_name().to_str().unwrap().parse().unwrap();
+        assert_eq!(status(tid, "Seccomp:"), "2");
+        counts.push(status(tid, "Seccomp_filters:"));
+    }
+    counts.sort();
+    assert_eq!(counts, vec!["2", "3"]);
+    let code = wait_exit(p, LIMIT);
+    procs.0.clear();
+    let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    assert_eq!(code, 0, "{got}");
+    assert_eq!(got, w);
+}

@@ -446,3 +446,83 @@ pub fn peek_siginfo(tid: pid_t, shared: bool) -> Result<Vec<u8>> {
         }
     }
 }
+
+/// Most instructions of one classic-BPF program (`BPF_MAXINSNS`).
+pub const BPF_MAXINSNS: usize = 4096;
+
+/// The seccomp filters of a stopped tracee, oldest (installed first) first (the
+/// request's index 0 is the oldest: the kernel counts back from the newest): each one's
+/// program (8-byte `struct sock_filter`s, `PTRACE_SECCOMP_GET_FILTER`) and its flags
+/// (`PTRACE_SECCOMP_GET_METADATA`: `SECCOMP_FILTER_FLAG_LOG` is the one it reports).
+/// Needs `CAP_SYS_ADMIN` and a tracer not itself under seccomp.
+pub fn seccomp_filters(tid: pid_t) -> Result<Vec<(u64, Vec<u8>)>> {
+    const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
+    const PTRACE_SECCOMP_GET_METADATA: libc::c_uint = 0x420d;
+    // A thread holds at most MAX_INSNS_PER_PATH / 4 = 8192 filters (each costs 4 or more).
+    const MAX_FILTERS: u64 = 8192;
+    let mut out = Vec::new();
+    for index in 0..MAX_FILTERS {
+        // SAFETY: a NULL buffer asks for the instruction count only.
+        let n = unsafe {
+            libc::ptrace(
+                PTRACE_SECCOMP_GET_FILTER,
+                tid,
+                index as usize as *mut c_void,
+                std::ptr::null_mut::<c_void>(),
+            )
+        };
+        if n == -1 {
+            let e = last_errno();
+            if e == libc::ENOENT {
+                return Ok(out);
+            }
+            return Err(SysError::errno(
+                format!("PTRACE_SECCOMP_GET_FILTER {index} tid {tid}"),
+                e,
+            ));
+        }
+        let n = n as usize;
+        if n == 0 || n > BPF_MAXINSNS {
+            return Err(SysError::other(
+                format!("PTRACE_SECCOMP_GET_FILTER {index} tid {tid}"),
+                format!("{n} instructions"),
+            ));
+        }
+        let mut buf = vec![0u8; n * 8];
+        // SAFETY: buf holds n instructions of 8 bytes, what the count said.
+        let got = unsafe {
+            libc::ptrace(
+                PTRACE_SECCOMP_GET_FILTER,
+                tid,
+                index as usize as *mut c_void,
+                buf.as_mut_ptr() as *mut c_void,
+            )
+        };
+        if got != n as c_long {
+            return Err(SysError::other(
+                format!("PTRACE_SECCOMP_GET_FILTER {index} tid {tid}"),
+                format!("{got} instructions, counted {n}"),
+            ));
+        }
+        let mut md = [index, 0u64];
+        // SAFETY: md is the 16-byte struct seccomp_metadata (filter_off, flags).
+        let rc = unsafe {
+            libc::ptrace(
+                PTRACE_SECCOMP_GET_METADATA,
+                tid,
+                16usize as *mut c_void,
+                md.as_mut_ptr() as *mut c_void,
+            )
+        };
+        if rc == -1 {
+            return Err(SysError::last(format!(
+                "PTRACE_SECCOMP_GET_METADATA {index} tid {tid}"
+            )));
+        }
+        out.push((md[1], buf));
+    }
+    Err(SysError::other(
+        format!("PTRACE_SECCOMP_GET_FILTER tid {tid}"),
+        "more filters than a thread can hold",
+    ))
+}

@@ -122,6 +122,9 @@ struct Shared {
     /// Process attributes by pid, thread attributes by tid (read by [`crate::uncarried`]).
     proc_attrs: HashMap<i32, ckpt_format::ProcessAttrs>,
     thread_attrs: HashMap<i32, ckpt_format::ThreadAttrs>,
+    /// Seccomp filters by tid, securebits by pid (read by [`crate::uncarried`]).
+    seccomp: HashMap<i32, ckpt_format::SeccompFilters>,
+    securebits: HashMap<i32, u32>,
     /// An increment over a parent image (`--parent`, crate::precopy).
     split: Option<crate::precopy::Split>,
     /// Inodes carried with their contents: (dev, ino) -> file object id.
@@ -274,6 +277,8 @@ impl Producer for LiveCapture {
                 timers: found.timers,
                 proc_attrs: found.proc_attrs,
                 thread_attrs: found.thread_attrs,
+                seccomp: found.seccomp,
+                securebits: found.securebits,
                 split,
                 socks,
                 ..Shared::default()

@@ -87,6 +87,10 @@ pub(super) fn capture_task(
             }
         }
     }
+    tr.securebits = shared
+        .securebits
+        .get(&pid)
+        .map(|&bits| ckpt_format::Securebits { bits });
     let task = Task {
         pid,
         tgid: pid,
@@ -168,6 +172,7 @@ pub(super) fn capture_task(
             });
         }
         x.attrs = shared.thread_attrs.get(&tid).cloned();
+        x.seccomp = shared.seccomp.get(&tid).cloned();
         // rseq (glibc registers every thread): restore re-registers the same area.
         if let Ok(r) = ptrace::rseq_config(tid) {
             if r.ptr != 0 {

@@ -14,6 +14,12 @@ pub(super) fn limits_and_creds(
 ) -> Result<(), Error> {
     let (uids, gids, groups) = sys::my_creds();
     let c = &t.task.creds;
+    let sb = t
+        .task
+        .records
+        .securebits
+        .map(|s| s.bits)
+        .filter(|&b| b != 0);
     let change_creds =
         uids[1] == 0 && (c.uid[..3] != uids[..] || c.gid[..3] != gids[..] || c.groups != groups);
     // Leftover descriptors, the parent-death signal, credentials, then the area itself.
@@ -56,6 +62,7 @@ pub(super) fn limits_and_creds(
         None => None,
     };
     if let Some((c, ours)) = set_caps {
+        // `pre` (inheritable first; our effective set back before securebits), `fin`.
         let pre = caps::capset_v3(ours.eff, ours.prm, c.inh);
         let fin = caps::capset_v3(c.eff, c.prm, c.inh);
         sys::write_pairs(pid, &[(data + 3200, &pre), (data + 3232, &fin)])
@@ -125,6 +132,18 @@ pub(super) fn limits_and_creds(
                     libc::SYS_prctl,
                     &[libc::PR_SET_KEEPCAPS as u64, 0],
                 )?;
+                if sb.is_some() {
+                    // Our effective set back (the uid change cleared it): setting
+                    // securebits needs CAP_SETPCAP, which the captured set may lack.
+                    r.call(
+                        "capset (ours, for securebits)",
+                        libc::SYS_capset,
+                        &[data + 3200, data + 3208],
+                    )?;
+                }
+            }
+            if let Some(b) = sb {
+                securebits(r, b)?;
             }
             r.call("capset", libc::SYS_capset, &[data + 3232, data + 3240])?;
             r.call(
@@ -151,7 +170,20 @@ pub(super) fn limits_and_creds(
                     ],
                 )?;
             }
+        } else if let Some(b) = sb {
+            securebits(r, b)?;
         }
     }
+    Ok(())
+}
+
+/// `PR_SET_SECUREBITS` in the thread of `r` (set before the final capabilities: they
+/// may lack `CAP_SETPCAP`; a locked bit then stays as set).
+fn securebits(r: &mut Remote, bits: u32) -> Result<(), Error> {
+    r.call(
+        &format!("prctl(PR_SET_SECUREBITS, {bits:#x})"),
+        libc::SYS_prctl,
+        &[libc::PR_SET_SECUREBITS as u64, bits as u64],
+    )?;
     Ok(())
 }

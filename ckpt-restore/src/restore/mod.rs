@@ -23,6 +23,7 @@ mod pidfd;
 pub(crate) mod procfiles;
 mod remote;
 mod resume;
+mod seccomp;
 mod spawn;
 mod threads;
 mod ttys;

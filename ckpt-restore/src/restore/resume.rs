@@ -64,11 +64,20 @@ pub(super) fn finish<'a>(
     }
     remotes.extend(others.iter_mut());
     threads::kernel_state(&mut remotes, &built, pid, data)?;
+    // Seccomp filters: now when we may suspend them for the rest (seccomp.rs), else last.
+    let filters = seccomp::any(t);
+    let early = filters && seccomp::suspend(&built);
+    if early {
+        seccomp::install(&mut remotes, &built, pid)?;
+    }
     attrs::timers(&mut remotes, &built, t, pid, data, pids)?;
     attrs::attributes(&mut remotes, &built, t, pid)?;
     creds::limits_and_creds(&mut remotes, t, st, pid, data, pdeath)?;
     p.stop_pending = pending_signals(&mut remotes, &built, t, pid, data)?;
     attrs::dumpable(remotes[0], t)?;
+    if filters && !early {
+        seccomp::install(&mut remotes, &built, pid)?;
+    }
     remotes[0].call(
         "munmap (injection area)",
         libc::SYS_munmap,
