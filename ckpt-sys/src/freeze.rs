@@ -56,7 +56,7 @@ impl Frozen {
         Frozen::freeze_with(pid, 0)
     }
 
-    /// [`Frozen::freeze`] with `PTRACE_O_*` seize options, e.g.
+    /// [`Frozen::freeze`] with `PTRACE_O_*` options (set once each thread is stopped), e.g.
     /// [`ptrace::O_SUSPEND_SECCOMP`] (needs `CAP_SYS_ADMIN`) so that injected syscalls are
     /// not filtered by the target's seccomp policy.
     pub fn freeze_with(pid: pid_t, options: u64) -> Result<Frozen> {
@@ -84,8 +84,12 @@ impl Frozen {
             }
             let mut seized = Vec::new();
             tried.extend_from_slice(&new);
+            // Seccomp is suspended only once a thread is stopped: suspended from the seize
+            // on, a thread still running would make its next calls unfiltered (a capture
+            // must not change what its target does).
+            let seize_opts = options & !ptrace::O_SUSPEND_SECCOMP;
             for tid in new {
-                match ptrace::seize(tid, options) {
+                match ptrace::seize(tid, seize_opts) {
                     Ok(()) => seized.push(tid),
                     Err(e) if e.errno == libc::ESRCH && tid != pid => continue,
                     // A thread past exit_notify is refused with EPERM while it still shows
@@ -105,7 +109,12 @@ impl Frozen {
             }
             for tid in seized {
                 match wait_for_stop(tid)? {
-                    Some(sig) => f.threads.push(StoppedThread { tid, stop_sig: sig }),
+                    Some(sig) => {
+                        f.threads.push(StoppedThread { tid, stop_sig: sig });
+                        if options != seize_opts {
+                            ptrace::set_options(tid, options)?;
+                        }
+                    }
                     None if tid == pid => {
                         return Err(SysError::errno(
                             format!("freeze pid {pid}: the process exited"),

@@ -79,6 +79,18 @@ pub fn seize(tid: pid_t, options: u64) -> Result<()> {
     req("PTRACE_SEIZE", libc::PTRACE_SEIZE, tid, 0, options as usize).map(|_| ())
 }
 
+/// `PTRACE_SETOPTIONS` (`PTRACE_O_*` bits) on a stopped tracee.
+pub fn set_options(tid: pid_t, options: u64) -> Result<()> {
+    req(
+        "PTRACE_SETOPTIONS",
+        libc::PTRACE_SETOPTIONS,
+        tid,
+        0,
+        options as usize,
+    )
+    .map(|_| ())
+}
+
 /// `PTRACE_INTERRUPT`: ask a seized thread to stop; wait for it with [`wait`].
 pub fn interrupt(tid: pid_t) -> Result<()> {
     req("PTRACE_INTERRUPT", libc::PTRACE_INTERRUPT, tid, 0, 0).map(|_| ())
