@@ -29,6 +29,7 @@
 mod anon;
 mod diag;
 pub mod direct;
+mod fown;
 pub mod live;
 mod pidfd;
 pub mod precopy;

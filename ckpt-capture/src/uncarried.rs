@@ -17,7 +17,7 @@
 //! | shared anonymous memory | `/proc/PID/maps` of the image's processes and of every other process | one object mapped by two VMAs of the image at overlapping offsets not both inside its first mapping (restore rebuilds it from that one), or by a process outside the image; System V segments |
 //! | zombies in the tree | stat state `Z`, `/proc/PID/task` | a leader whose other threads still run (a zombie itself is carried: its status) |
 //! | pidfds (carried: File `pidfd`, `crate::pidfd`) | `Pid:` of `/proc/PID/fdinfo/N` | on a process outside the image, reaped, in another pid namespace, or on a non-leader thread |
-//! | fd owner and signal | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | set |
+//! | fd owner and signal (carried: File `fown`, `crate::fown`) | injected `fcntl(F_GETOWN_EX / F_GETSIG)` on every fd | an owner outside the image, a non-leader thread |
 //! | fd table, fs context, signal handlers, address space shared between processes | `kcmp` | between two processes of the image, or with a parent or child outside it |
 //! | deleted files and memfds too large to carry | `SEEK_DATA`/`SEEK_HOLE` through `/proc/PID/fd/N`, `/proc/PID/map_files/A-B`; `fstatfs` | more than 256 MiB of data in one inode; on hugetlbfs; still linked under another name |
 //! | pseudo-terminals whose master is captured (`crate::ttys`) | `FIONREAD` on a duplicate of each pty fd; every process's fds; stat `tty_nr` | bytes queued; the slave open outside the image; a session leader's controlling terminal not held by a fd of the image or not a pty |
@@ -61,6 +61,8 @@ pub(crate) struct Findings {
     pub seccomp: HashMap<i32, ckpt_format::SeccompFilters>,
     /// Securebits to carry (when not 0), by pid.
     pub securebits: HashMap<i32, u32>,
+    /// Owners and signals of signal-driven I/O, by (pid, fd) (checked by `crate::fown`).
+    pub fown: HashMap<(i32, i32), ckpt_format::Fown>,
 }
 
 impl Findings {
@@ -131,6 +133,7 @@ pub(crate) fn check(targets: &[Target<'_>]) -> Result<Findings, CaptureError> {
     crate::timers::check(targets, &mut f);
     crate::pidfd::check(targets, &mut f);
     crate::ttys::check(targets, &mut f);
+    crate::fown::check(targets, &mut f);
     check_shared_anon(targets, &mut f)?;
     check_sharing(targets, &mut f)?;
     Ok(f)
@@ -446,33 +449,19 @@ fn probe(
     if sb > 0 {
         f.securebits.insert(pid, sb as u32);
     }
-    // Per fd: an owner for signal-driven I/O (F_SETOWN) or a signal (F_SETSIG).
+    // Per fd: an owner for signal-driven I/O (F_SETOWN) or a signal (F_SETSIG), carried
+    // (File `fown`) when `crate::fown` finds the owner in the image.
     for fd in procfs::list_fds(pid)? {
+        let mut x = ckpt_format::Fown::default();
         if lead.syscall(libc::SYS_fcntl, &[fd as u64, F_GETOWN_EX, scratch + 128])? == 0 {
             let mut b = [0u8; 8];
             mem::read_remote(pid, scratch + 128, &mut b)?;
-            let (kind, owner) = (i32_at(&b, 0), i32_at(&b, 4));
-            if owner != 0 {
-                let what = match kind {
-                    0 => "thread",
-                    1 => "process",
-                    2 => "process group",
-                    _ => "owner",
-                };
-                f.add(
-                    "fd owner",
-                    format!(
-                        "pid {pid} fd {fd}: signal-driven I/O goes to {what} {owner} (F_SETOWN)"
-                    ),
-                );
-            }
+            (x.kind, x.owner) = (i32_at(&b, 0) as u32, i32_at(&b, 4) as i32);
         }
         let sig = lead.syscall(libc::SYS_fcntl, &[fd as u64, F_GETSIG])?;
-        if sig > 0 {
-            f.add(
-                "fd owner",
-                format!("pid {pid} fd {fd}: I/O signal {sig} instead of SIGIO (F_SETSIG)"),
-            );
+        x.signal = sig.max(0) as i32;
+        if x.owner != 0 || x.signal != 0 {
+            f.fown.insert((pid, fd), x);
         }
     }
     // Per thread: parent-death signal and timer slack.

@@ -44,6 +44,11 @@ fn kinds_without_a_legacy_place_are_named() {
                 f.records.inotify = Some(Inotify::default());
                 f.records.tty = Some(Default::default());
                 f.records.pidfd = Some(Pidfd { pid: 4242 });
+                f.records.fown = Some(Fown {
+                    kind: 1,
+                    owner: 4242,
+                    signal: 0,
+                });
             }
             Event::Task(t) => {
                 t.records.posix_timers = Some(PosixTimers {
@@ -81,6 +86,7 @@ fn kinds_without_a_legacy_place_are_named() {
             "process_attrs",
             "thread_attrs",
             "pidfd",
+            "fown",
             "securebits",
             "seccomp_filters",
         ];

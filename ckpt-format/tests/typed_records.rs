@@ -256,6 +256,11 @@ fn typed_example() -> ImageBuilder {
                         ],
                     }),
                     pidfd: (f.id == 3).then_some(Pidfd { pid: 4322 }),
+                    fown: (f.id == 3).then_some(Fown {
+                        kind: 2,
+                        owner: 4321,
+                        signal: 34,
+                    }),
                     tty: (f.id != 1).then(|| {
                         Box::new(Tty {
                             master: false,
@@ -316,7 +321,7 @@ fn typed_records_round_trip_and_precede_their_owner() {
         "{s}"
     );
     assert!(
-        s.contains("FILE_IDENTITY INODE_OF FILE_LOCKS PIDFD TTY FILE"),
+        s.contains("FILE_IDENTITY INODE_OF FILE_LOCKS PIDFD FOWN TTY FILE"),
         "{s}"
     );
     assert!(s.contains("FILE_LOCKS TTY FILE"), "{s}");
@@ -352,8 +357,9 @@ fn an_old_reader_stops_at_the_first_typed_record_and_an_image_without_any_is_unc
     }
     // 12 task records, 7 per thread (2), 3 per VMA (4), an identity and locks per file
     // (3), one unsupported, one file_contents with two file_data, one inode_of, the five
-    // anonymous-inode kinds on file 4, a tty on each file but the first (2), one pidfd
-    assert_eq!(typed, 12 + 7 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1 + 5 + 2 + 1);
+    // anonymous-inode kinds on file 4, a tty on each file but the first (2), one pidfd and
+    // one fown
+    assert_eq!(typed, 12 + 7 * 2 + 3 * 4 + 3 * 2 + 1 + 3 + 1 + 5 + 2 + 2);
     // Without typed records, the bytes are those of the previous writer (the
     // committed example image was written by it).
     let plain = ImageBuilder::example().to_native_bytes().unwrap();

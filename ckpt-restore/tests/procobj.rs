@@ -153,3 +153,52 @@ fn seccomp_filters_and_securebits_come_back() {
     assert_eq!(code, 0, "{got}");
     assert_eq!(got, w);
 }
+
+/// Owners and signals of signal-driven I/O (`restore_sigio.c`) restored with new pids
+/// (`--pid-any`): an O_ASYNC pipe owned by the process with F_SETSIG SIGRTMIN+1, another
+/// owned by its process group with SIGIO. The image names the captured owners; after the
+/// restore each is the restored process (group) and every byte written still raises its
+/// signal (with si_fd) all along. Capture refused both before.
+#[test]
+fn fd_owners_and_signals_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["300"];
+    let want = reference("restore_sigio", &args, dir.path());
+    let w = String::from_utf8_lossy(&want).into_owned();
+    assert!(w.ends_with("299 ok\nPASS\n"), "{w}");
+    let out = dir.path().join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn("restore_sigio", &args, &out, dir.path());
+    procs.0.push(pid);
+    wait_lines(&out, 20);
+    let img = dir.path().join("img");
+    capture_kill(pid, &img);
+    procs.0.clear();
+
+    let bytes = std::fs::read(&img).unwrap();
+    let mut src = ckpt_format::open_slice(&bytes).unwrap();
+    let mut owners = Vec::new();
+    while let Some(e) = src.next_event().unwrap() {
+        if let ckpt_format::Event::File(f) = e {
+            if let Some(o) = f.records.fown {
+                owners.push((
+                    o.kind,
+                    o.owner,
+                    o.signal,
+                    f.flags & libc::O_ASYNC as u32 != 0,
+                ));
+            }
+        }
+    }
+    owners.sort();
+    let rt1 = libc::SIGRTMIN() + 1;
+    assert_eq!(owners, vec![(1, pid, rt1, true), (2, pid, 0, true)]);
+
+    let p = restore(&img, &["--pid-any"]);
+    procs.0.push(p);
+    let code = wait_exit(p, LIMIT);
+    procs.0.clear();
+    let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
+    assert_eq!(code, 0, "{got}");
+    assert_eq!(got, w);
+}

@@ -72,6 +72,8 @@ struct TaskD {
     securebits: Option<u32>,
     /// pidfd of every file: the pid.
     pidfd: Option<i32>,
+    /// fown of every file: (kind, owner, signal).
+    fown: Option<(u8, i32, i32)>,
 }
 
 /// A socket's records (model/sockets.rs), built into their valid shape.
@@ -595,6 +597,11 @@ fn build(d: &Desc) -> ImageBuilder {
                     inode_of,
                     locks,
                     pidfd: t.pidfd.map(|pid| Pidfd { pid }),
+                    fown: t.fown.map(|(kind, owner, signal)| Fown {
+                        kind: kind as u32 % 3,
+                        owner,
+                        signal,
+                    }),
                     sock: t.sock.as_ref().map(sock).unwrap_or_default(),
                     tty: t.tty.map(|(master, index, sid, pgrp, winsize, seed)| {
                         Box::new(Tty {

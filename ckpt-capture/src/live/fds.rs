@@ -191,6 +191,7 @@ fn file_of(
                     locks: contents::file_locks(&fi),
                     sock,
                     tty,
+                    fown: shared.fown.get(&(pid, fd)).copied(),
                     ..FileRecords::default()
                 };
                 if crate::anon::carried(&link) {

@@ -125,6 +125,8 @@ struct Shared {
     /// Seccomp filters by tid, securebits by pid (read by [`crate::uncarried`]).
     seccomp: HashMap<i32, ckpt_format::SeccompFilters>,
     securebits: HashMap<i32, u32>,
+    /// Owners of signal-driven I/O by (pid, fd) (read by [`crate::uncarried`]).
+    fown: HashMap<(i32, i32), ckpt_format::Fown>,
     /// An increment over a parent image (`--parent`, crate::precopy).
     split: Option<crate::precopy::Split>,
     /// Inodes carried with their contents: (dev, ino) -> file object id.
@@ -279,6 +281,7 @@ impl Producer for LiveCapture {
                 thread_attrs: found.thread_attrs,
                 seccomp: found.seccomp,
                 securebits: found.securebits,
+                fown: found.fown,
                 split,
                 socks,
                 ..Shared::default()

@@ -29,7 +29,7 @@ pub use records::{
 pub use records::{
     Itimer, Itimers, JobStop, PosixTimer, PosixTimers, ProcessAttrs, ThreadAttrs, Tty,
 };
-pub use records::{Pidfd, SeccompFilter, SeccompFilters, Securebits};
+pub use records::{Fown, Pidfd, SeccompFilter, SeccompFilters, Securebits};
 pub use sockets::{
     NetlinkSocket, QueuedMessage, SockAddr, SockOptions, Socket, SocketQueue, SocketRecords,
     TcpConnection, TcpWindow,

@@ -23,7 +23,7 @@ pub use contents::*;
 mod anon;
 pub use anon::*;
 mod procobj;
-pub use procobj::{Pidfd, SeccompFilter, SeccompFilters, Securebits};
+pub use procobj::{Fown, Pidfd, SeccompFilter, SeccompFilters, Securebits};
 
 /// A typed record kind.
 pub trait Record {
@@ -497,6 +497,8 @@ pub struct FileRecords {
     pub tty: Option<Box<Tty>>,
     /// A pidfd.
     pub pidfd: Option<Pidfd>,
+    /// Owner and signal of signal-driven I/O.
+    pub fown: Option<Fown>,
 }
 
 impl FileRecords {
@@ -517,6 +519,7 @@ impl FileRecords {
         render(&self.inode_of, &mut v);
         render(&self.locks, &mut v);
         render(&self.pidfd, &mut v);
+        render(&self.fown, &mut v);
         self.sock.render(&mut v);
         render(&self.tty, &mut v);
         v

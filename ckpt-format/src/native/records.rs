@@ -155,6 +155,12 @@ pub const KINDS: &[(u32, &str, Owner, &str)] = &[
     (Securebits::CODE, Securebits::NAME, Owner::Task, "u32 bits, u32 0"),
     (Pidfd::CODE, Pidfd::NAME, Owner::File, "i32 pid, u32 0"),
     (
+        Fown::CODE,
+        Fown::NAME,
+        Owner::File,
+        "u32 kind (0 tid, 1 pid, 2 pgrp), i32 owner, i32 signal, u32 0",
+    ),
+    (
         MapIdentity::CODE,
         MapIdentity::NAME,
         Owner::Vma,
@@ -545,6 +551,20 @@ pub fn decode(f: &Frame<'_>, into: &mut Pending) -> Result<()> {
             let _ = c.u32()?;
             once(&mut into.file.pidfd, Pidfd { pid }, f)?;
         }
+        Fown::CODE => {
+            let at = c.pos;
+            let kind = c.u32()?;
+            if kind > 2 {
+                return Err(c.bad(at, "kind", kind as u64, "0, 1 or 2"));
+            }
+            let v = Fown {
+                kind,
+                owner: c.i32()?,
+                signal: c.i32()?,
+            };
+            let _ = c.u32()?;
+            once(&mut into.file.fown, v, f)?;
+        }
         Securebits::CODE => {
             let bits = c.u32()?;
             let _ = c.u32()?;
@@ -904,6 +924,9 @@ pub fn encode_file(r: &FileRecords) -> Vec<Encoded> {
     });
     enc(&r.pidfd, &mut v, |x, p| {
         p.i32(x.pid).u32(0);
+    });
+    enc(&r.fown, &mut v, |x, p| {
+        p.u32(x.kind).i32(x.owner).i32(x.signal).u32(0);
     });
     sockets::encode(&r.sock, &mut v);
     enc(&r.tty, &mut v, |x, p| {

@@ -48,6 +48,7 @@ pub(super) fn stage(plan: &Plan, root: RawFd) -> Result<Staged, Error> {
         late: super::pidfd::late_files(plan)?,
         ttys: Vec::new(),
     };
+    super::fown::check(plan)?;
     let keep = |fd: OwnedFd, st: &mut Staged| -> Result<RawFd, Error> {
         let d = sys::dup_at_least(fd.as_raw_fd(), base)
             .map_err(|e| sys_err("moving a descriptor to the staging area", e))?;

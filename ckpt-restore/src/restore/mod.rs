@@ -17,6 +17,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 mod attrs;
 mod creds;
 mod files;
+mod fown;
 mod inodes;
 mod memory;
 mod pidfd;
@@ -269,6 +270,7 @@ fn build(
         procfiles::open_late(p, plan, st, &hosts)?;
     }
     pidfd::install(plan, &mut procs)?;
+    fown::set(plan, &mut procs)?;
     ttys::set_foreground(&mut procs, st)?;
     memory::link_shared_anon(&mut procs);
     // Each eventpoll instance's targets are registered by the first process holding it

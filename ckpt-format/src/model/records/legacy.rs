@@ -173,4 +173,7 @@ pub fn file(r: &FileRecords, ex: &mut Extras) {
     if let Some(x) = &r.pidfd {
         ex.set_u64(Pidfd::NAME, x.pid as i64 as u64);
     }
+    if let Some(x) = &r.fown {
+        ex.set_u64(Fown::NAME, x.owner as i64 as u64);
+    }
 }

@@ -1,5 +1,5 @@
-//! Typed records of process objects: pidfds (FILE, 0x044e), seccomp filters (THREAD,
-//! 0x0461) and securebits (TASK, 0x0428).
+//! Typed records of process objects: pidfds (FILE, 0x044e), file owners (FILE, 0x044f),
+//! seccomp filters (THREAD, 0x0461) and securebits (TASK, 0x0428).
 
 use super::{hex, Record};
 
@@ -72,5 +72,29 @@ impl Record for Securebits {
     const CODE: u32 = 0x0428;
     fn fields(&self) -> Vec<(&'static str, String)> {
         vec![("bits", hex(self.bits as u64))]
+    }
+}
+
+/// The owner and signal of an open file's signal-driven I/O (`F_GETOWN_EX`, `F_GETSIG`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Fown {
+    /// `F_OWNER_TID` (0), `F_OWNER_PID` (1), `F_OWNER_PGRP` (2).
+    pub kind: u32,
+    /// The owner's id as captured: a process of the image (a thread: its leader), or the
+    /// process group of one (restore maps it); 0 for none.
+    pub owner: i32,
+    /// The signal sent instead of `SIGIO` (`F_SETSIG`; 0: `SIGIO`).
+    pub signal: i32,
+}
+
+impl Record for Fown {
+    const NAME: &'static str = "fown";
+    const CODE: u32 = 0x044f;
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("kind", self.kind.to_string()),
+            ("owner", self.owner.to_string()),
+            ("signal", self.signal.to_string()),
+        ]
     }
 }
