@@ -26,10 +26,10 @@ pub use records::{
     ExeContents, FileContents, FileData, FileLock, FileLocks, InodeOf, MapContents, PosixLock,
     PosixLocks, CONTENTS_DELETED, CONTENTS_MEMFD, LOCK_FLOCK, LOCK_OFD, MAX_FILE_CHUNK,
 };
+pub use records::{Fown, Pidfd, SeccompFilter, SeccompFilters, Securebits};
 pub use records::{
     Itimer, Itimers, JobStop, PosixTimer, PosixTimers, ProcessAttrs, ThreadAttrs, Tty,
 };
-pub use records::{Fown, Pidfd, SeccompFilter, SeccompFilters, Securebits};
 pub use sockets::{
     NetlinkSocket, QueuedMessage, SockAddr, SockOptions, Socket, SocketQueue, SocketRecords,
     TcpConnection, TcpWindow,
