@@ -110,10 +110,15 @@ impl Frozen {
             for tid in seized {
                 match wait_for_stop(tid)? {
                     Some(sig) => {
-                        f.threads.push(StoppedThread { tid, stop_sig: sig });
                         if options != seize_opts {
-                            ptrace::set_options(tid, options)?;
+                            match ptrace::set_options(tid, options) {
+                                Ok(()) => {}
+                                // Killed meanwhile: a thread gone, like at the seize.
+                                Err(e) if e.errno == libc::ESRCH && tid != pid => continue,
+                                Err(e) => return Err(e),
+                            }
                         }
+                        f.threads.push(StoppedThread { tid, stop_sig: sig });
                     }
                     None if tid == pid => {
                         return Err(SysError::errno(
