@@ -38,19 +38,49 @@ pub fn eventfd_flags(e: &Eventfd, f_flags: u32) -> u64 {
     (e.semaphore as u64 * EFD_SEMAPHORE) | (f_flags as u64 & O_NONBLOCK)
 }
 
-/// The FILE_EVENTFD record (whole, header included) of file `f` with `e`.
-pub fn eventfd_record(f: &File, e: &Eventfd) -> Vec<u8> {
-    let st = T.st("FILE_EVENTFD");
+/// A FILE-shaped record `st` (header, `f_type`, the file's mode, flags, position and
+/// kept FILE extras), the rest zero: what every anonymous file ckpt writes starts with.
+fn file_head(st: &crate::layout::Struct, f: &File, f_type: u64) -> Vec<u8> {
     let mut b = st.zeroed();
     st.put(&mut b, "h.type", code("FILE") as u64);
     st.put(&mut b, "h.len", st.size as u64);
-    st.put(&mut b, "f_type", L::FILE_EVENTFD as u64);
+    st.put(&mut b, "f_type", f_type);
     st.put(&mut b, "f_mode", f.mode as u64);
     st.put(&mut b, "f_flags", f.flags as u64);
     st.put(&mut b, "f_pos", f.pos);
     for n in FILE_EXTRAS {
         st.put(&mut b, n, f.extras.u64(n).unwrap_or(0));
     }
+    b
+}
+
+/// The model's File (kind Other, at `path`, no records yet) of the FILE-shaped record `b`
+/// of objref `r`: the inverse of [`file_head`].
+fn file_of(st: &crate::layout::Struct, b: &[u8], r: i32, path: &[u8]) -> File {
+    let mut extras = Extras::new();
+    for n in FILE_EXTRAS {
+        let v = st.get(b, n);
+        if v != 0 {
+            extras.set_u64(n, v);
+        }
+    }
+    File {
+        id: r as u32,
+        kind: FileKind::Other,
+        path: path.to_vec(),
+        flags: st.get(b, "f_flags") as u32,
+        mode: st.get(b, "f_mode") as u32,
+        pos: st.get(b, "f_pos"),
+        pipe: None,
+        records: Default::default(),
+        extras,
+    }
+}
+
+/// The FILE_EVENTFD record (whole, header included) of file `f` with `e`.
+pub fn eventfd_record(f: &File, e: &Eventfd) -> Vec<u8> {
+    let st = T.st("FILE_EVENTFD");
+    let mut b = file_head(st, f, L::FILE_EVENTFD as u64);
     st.put(&mut b, "count", e.count);
     st.put(&mut b, "flags", eventfd_flags(e, f.flags));
     b
@@ -73,24 +103,7 @@ pub fn eventfd_file(r: i32, b: &[u8]) -> Option<File> {
     if st.get(b, "flags") != eventfd_flags(&e, f_flags) {
         return None;
     }
-    let mut extras = Extras::new();
-    for n in FILE_EXTRAS {
-        let v = st.get(b, n);
-        if v != 0 {
-            extras.set_u64(n, v);
-        }
-    }
-    let mut file = File {
-        id: r as u32,
-        kind: FileKind::Other,
-        path: EVENTFD_PATH.to_vec(),
-        flags: f_flags,
-        mode: st.get(b, "f_mode") as u32,
-        pos: st.get(b, "f_pos"),
-        pipe: None,
-        records: Default::default(),
-        extras,
-    };
+    let mut file = file_of(st, b, r, EVENTFD_PATH);
     file.records.eventfd = Some(e);
     Some(file)
 }
@@ -100,18 +113,7 @@ pub const EVENTPOLL_PATH: &[u8] = b"anon_inode:[eventpoll]";
 
 /// The FILE record (whole) of an epoll file `f`.
 pub fn epoll_record(f: &File) -> Vec<u8> {
-    let st = T.st("FILE");
-    let mut b = st.zeroed();
-    st.put(&mut b, "h.type", code("FILE") as u64);
-    st.put(&mut b, "h.len", st.size as u64);
-    st.put(&mut b, "f_type", L::FILE_EPOLL as u64);
-    st.put(&mut b, "f_mode", f.mode as u64);
-    st.put(&mut b, "f_flags", f.flags as u64);
-    st.put(&mut b, "f_pos", f.pos);
-    for n in FILE_EXTRAS {
-        st.put(&mut b, n, f.extras.u64(n).unwrap_or(0));
-    }
-    b
+    file_head(T.st("FILE"), f, L::FILE_EPOLL as u64)
 }
 
 /// The model's File for an epoll FILE record `b` (whole) of objref `r`, with
@@ -122,24 +124,7 @@ pub fn epoll_file(r: i32, b: &[u8]) -> Option<File> {
     if b.len() != st.size || !st.nonzero_padding(b).is_empty() {
         return None;
     }
-    let mut extras = Extras::new();
-    for n in FILE_EXTRAS {
-        let v = st.get(b, n);
-        if v != 0 {
-            extras.set_u64(n, v);
-        }
-    }
-    let mut file = File {
-        id: r as u32,
-        kind: FileKind::Other,
-        path: EVENTPOLL_PATH.to_vec(),
-        flags: st.get(b, "f_flags") as u32,
-        mode: st.get(b, "f_mode") as u32,
-        pos: st.get(b, "f_pos"),
-        pipe: None,
-        records: Default::default(),
-        extras,
-    };
+    let mut file = file_of(st, b, r, EVENTPOLL_PATH);
     file.records.eventpoll = Some(Eventpoll::default());
     Some(file)
 }
