@@ -266,10 +266,11 @@ fn build(
     // The fds on a /proc entry of a process of the tree, now that every one exists.
     let hosts: std::collections::HashMap<i32, i32> =
         procs.iter().map(|p| (p.t.task.pid, p.pid)).collect();
+    // After the pidfds: an entry such as /proc/PID/fdinfo/N may name one of them.
+    pidfd::install(plan, &mut procs)?;
     for p in procs.iter_mut().filter(|p| p.t.task.exit_state == 0) {
         procfiles::open_late(p, plan, st, &hosts)?;
     }
-    pidfd::install(plan, &mut procs)?;
     fown::set(plan, &mut procs)?;
     ttys::set_foreground(&mut procs, st)?;
     memory::link_shared_anon(&mut procs);
