@@ -273,25 +273,14 @@ fn process_and_thread_attributes_come_back() {
 #[test]
 fn descriptors_on_its_own_proc_entries_follow_the_new_pid() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["250"];
-    let want = reference("restore_procself", &args, dir.path());
-    assert!(
-        want.ends_with(b"249 ok\nPASS\n"),
-        "{}",
-        String::from_utf8_lossy(&want)
+    let c = capture_midrun(
+        "restore_procself",
+        &["250"],
+        dir.path(),
+        "249 ok\nPASS\n",
+        20,
     );
-    let out = dir.path().join("run.out");
-    let mut procs = Procs::default();
-    let pid = spawn("restore_procself", &args, &out, dir.path());
-    procs.0.push(pid);
-    wait_lines(&out, 20);
-    let img = dir.path().join("img");
-    capture_kill(pid, &img);
-    let p = restore(&img, &["--pid-any"]);
-    assert_ne!(p, pid, "--pid-any gives another pid");
-    assert_eq!(wait_exit(p, LIMIT), 0);
-    procs.0.clear();
-    let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
-    assert_eq!(got.lines().find(|l| l.contains("FAIL")), None, "{got}");
-    assert_eq!(got, String::from_utf8_lossy(&want));
+    let p = restore(&c.img, &["--pid-any"]);
+    assert_ne!(p, c.pid, "--pid-any gives another pid");
+    assert_same_run(p, &c, LIMIT);
 }

@@ -88,20 +88,14 @@ fn pidfds_name_the_restored_processes() {
 #[test]
 fn seccomp_filters_and_securebits_come_back() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["300"];
-    let want = reference("restore_seccomp", &args, dir.path());
-    let w = String::from_utf8_lossy(&want).into_owned();
-    assert!(w.ends_with("299 ok\nPASS\n"), "{w}");
-    let out = dir.path().join("run.out");
-    let mut procs = Procs::default();
-    let pid = spawn("restore_seccomp", &args, &out, dir.path());
-    procs.0.push(pid);
-    wait_lines(&out, 20);
-    let img = dir.path().join("img");
-    capture_kill(pid, &img);
-    procs.0.clear();
-
-    let bytes = std::fs::read(&img).unwrap();
+    let c = capture_midrun(
+        "restore_seccomp",
+        &["300"],
+        dir.path(),
+        "299 ok\nPASS\n",
+        20,
+    );
+    let bytes = std::fs::read(&c.img).unwrap();
     let mut src = ckpt_format::open_slice(&bytes).unwrap();
     let (mut bits, mut chains) = (None, Vec::new());
     while let Some(e) = src.next_event().unwrap() {
@@ -130,8 +124,8 @@ fn seccomp_filters_and_securebits_come_back() {
     );
     assert_eq!(chains[0].filters[..], chains[1].filters[..2]);
 
-    let p = restore(&img, &["--pid-same"]);
-    procs.0.push(p);
+    let p = restore(&c.img, &["--pid-same"]);
+    let mut procs = Procs(vec![p]);
     let status = |tid: i32, key: &str| {
         std::fs::read_to_string(format!("/proc/{p}/task/{tid}/status"))
             .unwrap()
@@ -147,11 +141,8 @@ fn seccomp_filters_and_securebits_come_back() {
     }
     counts.sort();
     assert_eq!(counts, vec!["2", "3"]);
-    let code = wait_exit(p, LIMIT);
     procs.0.clear();
-    let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
-    assert_eq!(code, 0, "{got}");
-    assert_eq!(got, w);
+    assert_same_run(p, &c, LIMIT);
 }
 
 /// Owners and signals of signal-driven I/O (`restore_sigio.c`) restored with new pids
@@ -162,20 +153,9 @@ fn seccomp_filters_and_securebits_come_back() {
 #[test]
 fn fd_owners_and_signals_come_back() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["300"];
-    let want = reference("restore_sigio", &args, dir.path());
-    let w = String::from_utf8_lossy(&want).into_owned();
-    assert!(w.ends_with("299 ok\nPASS\n"), "{w}");
-    let out = dir.path().join("run.out");
-    let mut procs = Procs::default();
-    let pid = spawn("restore_sigio", &args, &out, dir.path());
-    procs.0.push(pid);
-    wait_lines(&out, 20);
-    let img = dir.path().join("img");
-    capture_kill(pid, &img);
-    procs.0.clear();
-
-    let bytes = std::fs::read(&img).unwrap();
+    let c = capture_midrun("restore_sigio", &["300"], dir.path(), "299 ok\nPASS\n", 20);
+    let pid = c.pid;
+    let bytes = std::fs::read(&c.img).unwrap();
     let mut src = ckpt_format::open_slice(&bytes).unwrap();
     let mut owners = Vec::new();
     while let Some(e) = src.next_event().unwrap() {
@@ -194,11 +174,6 @@ fn fd_owners_and_signals_come_back() {
     let rt1 = libc::SIGRTMIN() + 1;
     assert_eq!(owners, vec![(1, pid, rt1, true), (2, pid, 0, true)]);
 
-    let p = restore(&img, &["--pid-any"]);
-    procs.0.push(p);
-    let code = wait_exit(p, LIMIT);
-    procs.0.clear();
-    let got = String::from_utf8_lossy(&std::fs::read(&out).unwrap()).into_owned();
-    assert_eq!(code, 0, "{got}");
-    assert_eq!(got, w);
+    let p = restore(&c.img, &["--pid-any"]);
+    assert_same_run(p, &c, LIMIT);
 }

@@ -275,3 +275,49 @@ pub fn tree_members(root: i32) -> (i32, i32) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// A self-checking workload captured mid-run: the reference output of an uninterrupted
+/// run, the output file of the captured run and its image.
+pub struct Captured {
+    /// What `prog args` printed when run to the end without a checkpoint.
+    pub want: String,
+    /// The captured run's output (the restored process goes on writing it).
+    pub out: PathBuf,
+    /// The image (`--kill`).
+    pub img: PathBuf,
+    /// The captured run's pid.
+    pub pid: i32,
+}
+
+/// Run `prog args` to the end as the reference (its output must end with `tail`), start
+/// it again, wait for `lines` lines of output and capture it with `--kill` into `dir`.
+pub fn capture_midrun(prog: &str, args: &[&str], dir: &Path, tail: &str, lines: usize) -> Captured {
+    let want = String::from_utf8_lossy(&reference(prog, args, dir)).into_owned();
+    assert!(want.ends_with(tail), "{want}");
+    let out = dir.join("run.out");
+    let mut procs = Procs::default();
+    let pid = spawn(prog, args, &out, dir);
+    procs.0.push(pid);
+    wait_lines(&out, lines);
+    let img = dir.join("img");
+    capture_kill(pid, &img);
+    procs.0.clear();
+    Captured {
+        want,
+        out,
+        img,
+        pid,
+    }
+}
+
+/// The restored `pid` of `c` exits 0 within `limit`, with no FAIL line, and its output
+/// equals the uninterrupted run's.
+pub fn assert_same_run(pid: i32, c: &Captured, limit: Duration) {
+    let mut procs = Procs(vec![pid]);
+    let code = wait_exit(pid, limit);
+    procs.0.clear();
+    let got = String::from_utf8_lossy(&std::fs::read(&c.out).unwrap()).into_owned();
+    assert_eq!(code, 0, "{got}");
+    assert_eq!(got.lines().find(|l| l.contains("FAIL")), None, "{got}");
+    assert_eq!(got, c.want);
+}
